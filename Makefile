@@ -1,0 +1,55 @@
+# cardiotwin — the two commands of the quickstart are `make demo` and `make test`.
+#
+# A Python >= 3.12 is found automatically (pyenv's .python-version says 3.12); override with
+# `make PYTHON=/path/to/python3.12 demo`.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell for p in python3.12 python3.13 python3.14 python3; do \
+	  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null \
+	  && { echo $$p; break; }; done)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+OUT ?= out
+
+.PHONY: venv demo test validate bench app lint clean help
+
+help:
+	@echo "make demo      create .venv, install, run the whole pipeline on the embedded phantom"
+	@echo "make test      run the test suite (fast subset; < 10 min on 2 cores)"
+	@echo "make validate  slow verification/validation tests"
+	@echo "make bench     benchmarks (results in benchmarks/results/)"
+	@echo "make app       start the clinician app on the demo data"
+	@echo "make lint      ruff"
+
+$(STAMP): pyproject.toml
+	@if [ -z "$(PYTHON)" ]; then echo "error: no Python >= 3.12 found; install one (e.g. pyenv install 3.12) or pass PYTHON=..." >&2; exit 1; fi
+	@echo "using $(PYTHON) ($$($(PYTHON) --version))"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(VENV)/bin/cardiotwin demo --out $(OUT)/demo
+
+test: venv
+	$(PY) -m pytest
+
+validate: venv
+	$(PY) -m pytest -m "slow or validation" -o addopts="-ra --strict-markers"
+
+bench: venv
+	$(PY) benchmarks/run.py
+
+app: venv
+	$(PY) -m app.seed --store $(OUT)/demo/store
+	$(VENV)/bin/streamlit run app/Home.py --server.headless true -- --store $(OUT)/demo/store
+
+lint: venv
+	$(VENV)/bin/ruff check cardiotwin app tests benchmarks validation
+
+clean:
+	rm -rf $(OUT) .pytest_cache

@@ -1,0 +1,489 @@
+"""The ``cardiotwin`` command line.
+
+Start with ``cardiotwin demo``: it builds the twin of the embedded phantom patient from DICOM,
+rehearses a transcatheter valve on it and writes a report. Every command that touches patient data
+is audited in the store (``--store``, default ``./cardiotwin-data`` or ``$CARDIOTWIN_HOME``).
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cardiotwin import __version__
+from cardiotwin.errors import CardiotwinError
+
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    help=(
+        "cardiotwin — patient-specific cardiac digital twins.\n\n"
+        "From a contrast CT (DICOM) it segments the left ventricle and aorta, measures the aortic "
+        "root, meshes the blood volume, and simulates blood flow (FEniCSx) before and after a "
+        "transcatheter valve. Every access to patient data is audited.\n\n"
+        "First steps:\n\n"
+        "\b\n"
+        "  cardiotwin demo                       whole pipeline on the built-in phantom\n"
+        "  cardiotwin phantom write out/ph       the phantom as a DICOM series\n"
+        "  cardiotwin twin build out/ph/dicom    a twin from a contrast CT series\n"
+        "  cardiotwin twin list                  pseudonymised patients in the store\n"
+        "  cardiotwin device size PT-XXXX        oversizing of every valve size\n"
+        "  cardiotwin rehearse PT-XXXX --size 26 place a valve, simulate, compare\n"
+        "  cardiotwin audit verify               prove the audit log was not altered\n\n"
+        "Units: geometry in mm (DICOM LPS), pressures in mmHg, flows in L/min at the edges; SI "
+        "inside the solver."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+twin_app = typer.Typer(help="Build, list and inspect patient twins.", no_args_is_help=True)
+device_app = typer.Typer(help="The device catalog and sizing.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+phantom_app = typer.Typer(help="The synthetic CT phantom (the embedded demo patient).",
+                          no_args_is_help=True)
+users_app = typer.Typer(help="Users of the app and their roles.", no_args_is_help=True)
+dicom_app = typer.Typer(help="DICOM folders.", no_args_is_help=True)
+app.add_typer(twin_app, name="twin")
+app.add_typer(device_app, name="device")
+app.add_typer(audit_app, name="audit")
+app.add_typer(phantom_app, name="phantom")
+app.add_typer(users_app, name="users")
+app.add_typer(dicom_app, name="dicom")
+
+StoreOpt = Annotated[Path | None, typer.Option(
+    "--store", help="Store folder (database, artifacts, runs). Default: $CARDIOTWIN_HOME or "
+    "./cardiotwin-data.")]
+RoleOpt = Annotated[str, typer.Option(
+    "--role", help="Role you act in (clinician, researcher, device_engineer, privacy_officer, admin).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"cardiotwin {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _fail(exc: CardiotwinError) -> None:
+    err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    raise typer.Exit(code=1)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except CardiotwinError as exc:
+        _fail(exc)
+
+
+def _store(path: Path | None):
+    from cardiotwin.store import Store
+
+    root = path or Path(os.environ.get("CARDIOTWIN_HOME", "cardiotwin-data"))
+    return Store(root)
+
+
+def _actor(role: str):
+    from cardiotwin.store import Actor
+
+    user = os.environ.get("CARDIOTWIN_USER") or getpass.getuser()
+    return Actor(username=user, role=role, client="cli")
+
+
+@contextmanager
+def _progress(description: str) -> Iterator[Callable[[float, str], None]]:
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TextColumn("{task.fields[msg]}"), TimeElapsedColumn(), console=console,
+                  transient=False) as prog:
+        task = prog.add_task(description, total=1.0, msg="")
+
+        def update(frac: float, msg: str) -> None:
+            prog.update(task, completed=max(0.0, min(1.0, frac)), msg=msg)
+
+        yield update
+
+
+def _physiology(hr: float, sv: float, sbp: float, dbp: float):
+    from cardiotwin.twin.state import Physiology
+
+    return Physiology(heart_rate_bpm=hr, stroke_volume_ml=sv, systolic_bp_mmhg=sbp,
+                      diastolic_bp_mmhg=dbp)
+
+
+def _print_comparison(reh, *, title: str) -> None:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("before (native)", justify="right")
+    table.add_column("after (device)", justify="right")
+    table.add_column("unit")
+    for row in reh.comparison():
+        f = (lambda v: "–" if v is None else f"{v:.2f}")
+        table.add_row(row["metric"], f(row["before"]), f(row["after"]), row["unit"])
+    console.print(table)
+
+
+# ----------------------------------------------------------------------------------------- demo
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Output folder (DICOM, store, results, report).")] = Path("out/demo"),
+    seed: Annotated[int, typer.Option(help="Phantom random seed (noise, calcium).")] = 0,
+    spacing: Annotated[float, typer.Option(help="Phantom voxel size in mm.")] = 1.0,
+    size: Annotated[float | None, typer.Option(help="Valve size in mm (default: recommended).")] = None,
+    depth: Annotated[float | None, typer.Option(help="Implantation depth below the annulus, mm.")] = None,
+    h_max: Annotated[float, typer.Option(help="Mesh size away from the valve, mm.")] = 3.0,
+    h_min: Annotated[float, typer.Option(help="Mesh size near the valve, mm.")] = 1.2,
+) -> None:
+    """Run the whole pipeline on the built-in phantom patient.
+
+    Phantom CT → DICOM series → twin (segmentation, landmarks, mesh, baseline flow through the
+    stenotic valve) → balloon-expandable valve placed at the annulus → flow after the device →
+    summary table and HTML report with plots; VTU/XDMF files for ParaView.
+    """
+    from cardiotwin import workflows
+    from cardiotwin.imaging import dicom, phantom
+    from cardiotwin.report import write_report
+
+    t_all = time.perf_counter()
+    timings: dict[str, float] = {}
+    with _errors():
+        out.mkdir(parents=True, exist_ok=True)
+        logging.getLogger().addHandler(_file_handler(out / "cardiotwin.log"))
+        t0 = time.perf_counter()
+        console.print(f"[bold]1/4[/] phantom CT (seed {seed}, {spacing:g} mm) → DICOM")
+        ph = phantom.make_phantom(phantom.PhantomParameters(spacing_mm=(spacing,) * 3), seed=seed)
+        dicom_dir = out / "dicom"
+        if dicom_dir.exists():
+            import shutil
+
+            shutil.rmtree(dicom_dir)
+        dicom.write_ct_series(ph.ct, dicom_dir)
+        timings["phantom + DICOM write"] = time.perf_counter() - t0
+        store = _store(out / "store")
+        actor = _actor("clinician")
+        console.print("[bold]2/4[/] building the twin from DICOM")
+        t0 = time.perf_counter()
+        with _progress("twin") as prog:
+            twin = workflows.build_twin(
+                dicom_dir, store=store, actor=actor,
+                settings=workflows.BuildSettings(h_max_mm=h_max, h_min_mm=h_min), progress=prog)
+        timings["build twin (incl. baseline flow)"] = time.perf_counter() - t0
+        for k, v in twin.provenance.get("timings_s", {}).items():
+            timings[f"  {k}"] = v
+        console.print(f"[bold]3/4[/] rehearsing the valve on twin {twin.pseudonym}")
+        t0 = time.perf_counter()
+        with _progress("rehearsal") as prog:
+            reh = workflows.rehearse(twin.pseudonym, store=store, actor=actor,
+                                     nominal_diameter_mm=size, depth_mm=depth, progress=prog)
+        timings["rehearsal (device flow)"] = time.perf_counter() - t0
+        console.print("[bold]4/4[/] report")
+        lms = twin.anatomy["landmarks"]
+        truth = ph.truth.landmarks.to_dict()
+        _print_anatomy(lms, truth, twin.mesh)
+        _print_comparison(reh, title=f"{twin.pseudonym}: native stenotic valve vs "
+                                     f"{reh.placement['nominal_diameter_mm']:g} mm balloon-expandable valve")
+        timings["total"] = time.perf_counter() - t_all
+        report = write_report(out / "report.html", twin=twin.to_dict(),
+                              rehearsal={**reh.__dict__, "comparison": reh.comparison()},
+                              truth=truth, timings_s=timings)
+        tt = Table(title="Times (s)")
+        tt.add_column("stage")
+        tt.add_column("s", justify="right")
+        for k, v in timings.items():
+            tt.add_row(k, f"{v:.1f}")
+        console.print(tt)
+        console.print(f"report: [bold]{report}[/]")
+        for k, v in reh.files.items():
+            console.print(f"  {k}: {v}")
+        console.print(f"audit chain: {store.verify_audit().reason}")
+
+
+def _file_handler(path: Path) -> logging.Handler:
+    h = logging.FileHandler(path)
+    h.setLevel(logging.INFO)
+    h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().setLevel(logging.INFO)
+    for name in ("cardiotwin",):
+        logging.getLogger(name).setLevel(logging.INFO)
+    return h
+
+
+def _print_anatomy(lms: dict, truth: dict | None, mesh: dict | None) -> None:
+    t = Table(title="Aortic root (mm, mm²)")
+    t.add_column("measurement")
+    t.add_column("cardiotwin", justify="right")
+    if truth:
+        t.add_column("phantom truth", justify="right")
+    for k in ("annulus_diameter_mm", "annulus_perimeter_diameter_mm", "annulus_area_mm2",
+              "lvot_diameter_mm", "sinus_diameter_mm", "valve_orifice_area_mm2"):
+        row = [k, f"{lms[k]:.1f}"]
+        if truth:
+            row.append(f"{truth[k]:.1f}")
+        t.add_row(*row)
+    console.print(t)
+    if mesh:
+        console.print(f"mesh: {mesh.get('n_cells')} tetrahedra, {mesh.get('n_vertices')} vertices, "
+                      f"outlets: {', '.join(c['name'] for c in mesh['caps'] if c['name'] != 'inlet')}")
+
+
+# ----------------------------------------------------------------------------------------- phantom
+@phantom_app.command("write")
+def phantom_write(
+    out: Annotated[Path, typer.Argument(help="Folder to write (dicom/ and labels.nii.gz inside).")],
+    seed: Annotated[int, typer.Option(help="Random seed (noise, calcium).")] = 0,
+    spacing: Annotated[float, typer.Option(help="Voxel size in mm.")] = 1.0,
+    annulus: Annotated[float, typer.Option(help="Annulus diameter in mm.")] = 23.0,
+    orifice: Annotated[float, typer.Option(help="Stenotic valve orifice area in mm².")] = 80.0,
+) -> None:
+    """Write the parametric contrast-CT phantom as a DICOM series plus its ground-truth labels."""
+    import SimpleITK as sitk
+
+    from cardiotwin.imaging import dicom, phantom
+
+    with _errors():
+        ph = phantom.make_phantom(phantom.PhantomParameters(
+            spacing_mm=(spacing,) * 3, annulus_diameter_mm=annulus, valve_orifice_area_mm2=orifice),
+            seed=seed)
+        files = dicom.write_ct_series(ph.ct, out / "dicom")
+        lab = ph.labels.volume
+        img = sitk.GetImageFromArray(lab.array)
+        img.SetSpacing(lab.spacing_mm)
+        img.SetOrigin(lab.origin_mm)
+        img.SetDirection(lab.direction.flatten().tolist())
+        sitk.WriteImage(img, str(out / "labels.nii.gz"))
+        console.print(f"wrote {len(files)} DICOM slices to {out / 'dicom'} and labels.nii.gz "
+                      f"({', '.join(f'{k}={v}' for k, v in ph.labels.names.items())})")
+
+
+# ----------------------------------------------------------------------------------------- dicom
+@dicom_app.command("scan")
+def dicom_scan(path: Annotated[Path, typer.Argument(help="Folder to scan recursively.")]) -> None:
+    """List the DICOM series found under a folder."""
+    from cardiotwin.imaging import dicom
+
+    with _errors():
+        rows = dicom.list_series(path)
+        t = Table(title=f"DICOM series in {path}")
+        for col in ("series_uid", "modality", "description", "n_files"):
+            t.add_column(col)
+        for r in rows:
+            d = r if isinstance(r, dict) else r.__dict__
+            t.add_row(str(d.get("series_uid", "")), str(d.get("modality", "")),
+                      str(d.get("description", "")), str(d.get("n_files", "")))
+        console.print(t)
+
+
+# ----------------------------------------------------------------------------------------- twin
+@twin_app.command("build")
+def twin_build(
+    dicom_dir: Annotated[Path, typer.Argument(help="Folder with one contrast CT series.")],
+    store: StoreOpt = None,
+    role: RoleOpt = "clinician",
+    heart_rate: Annotated[float, typer.Option("--hr", help="Heart rate, bpm.")] = 70.0,
+    stroke_volume: Annotated[float, typer.Option("--sv", help="Stroke volume, mL.")] = 70.0,
+    systolic: Annotated[float, typer.Option("--sbp", help="Systolic blood pressure, mmHg.")] = 130.0,
+    diastolic: Annotated[float, typer.Option("--dbp", help="Diastolic blood pressure, mmHg.")] = 75.0,
+    h_max: Annotated[float, typer.Option(help="Mesh size away from the valve, mm.")] = 3.0,
+    h_min: Annotated[float, typer.Option(help="Mesh size near the valve, mm.")] = 1.2,
+    no_flow: Annotated[bool, typer.Option("--no-flow", help="Skip the baseline flow solve.")] = False,
+) -> None:
+    """Build a twin from a DICOM series: segmentation, landmarks, mesh and baseline flow."""
+    from cardiotwin import workflows
+
+    with _errors():
+        st = _store(store)
+        with _progress("twin") as prog:
+            twin = workflows.build_twin(
+                dicom_dir, store=st, actor=_actor(role),
+                physiology=_physiology(heart_rate, stroke_volume, systolic, diastolic),
+                settings=workflows.BuildSettings(h_max_mm=h_max, h_min_mm=h_min,
+                                                 run_baseline=not no_flow),
+                progress=prog)
+        _print_anatomy(twin.anatomy["landmarks"], None, twin.mesh)
+        console.print(f"twin [bold]{twin.pseudonym}[/] version {twin.version} stored in {st.root}")
+
+
+@twin_app.command("list")
+def twin_list(store: StoreOpt = None, role: RoleOpt = "clinician") -> None:
+    """List the pseudonymised patients in the store."""
+    from cardiotwin import workflows
+
+    with _errors():
+        rows = workflows.list_patients(store=_store(store), actor=_actor(role))
+        t = Table(title="Patients")
+        cols = list(rows[0]) if rows else ["pseudonym"]
+        for c in cols:
+            t.add_column(c)
+        for r in rows:
+            t.add_row(*[str(r.get(c, "")) for c in cols])
+        console.print(t)
+
+
+@twin_app.command("show")
+def twin_show(pseudonym: str, store: StoreOpt = None, role: RoleOpt = "clinician") -> None:
+    """Show a twin's anatomy, physiology and results."""
+    from cardiotwin import workflows
+
+    with _errors():
+        twin = workflows.open_twin(pseudonym, store=_store(store), actor=_actor(role))
+        console.print(f"[bold]{twin.pseudonym}[/] version {twin.version}")
+        _print_anatomy(twin.anatomy["landmarks"], None, twin.mesh)
+        console.print(f"physiology: {twin.physiology.to_dict()}")
+        for r in twin.results:
+            s = r.get("summary", {})
+            console.print(f"result {r.get('label')}: peak gradient "
+                          f"{s.get('peak_gradient_mmhg', float('nan')):.1f} mmHg")
+
+
+# ----------------------------------------------------------------------------------------- rehearse
+@app.command()
+def rehearse(
+    pseudonym: Annotated[str, typer.Argument(help="The twin's pseudonym (see `cardiotwin twin list`).")],
+    size: Annotated[float | None, typer.Option(help="Valve size in mm (default: recommended).")] = None,
+    depth: Annotated[float | None, typer.Option(help="Implantation depth below the annulus, mm.")] = None,
+    tilt: Annotated[float, typer.Option(help="Tilt of the valve axis from the annulus normal, °.")] = 0.0,
+    rotation: Annotated[float, typer.Option(help="Azimuth of the tilt around the normal, °.")] = 0.0,
+    family: Annotated[str, typer.Option(help="Device family key (see `cardiotwin device list`).")] = "balloon_expandable_thv",
+    store: StoreOpt = None,
+    role: RoleOpt = "clinician",
+) -> None:
+    """Place a transcatheter valve on a twin, simulate, and compare with the native valve."""
+    from cardiotwin import workflows
+
+    with _errors():
+        with _progress("rehearsal") as prog:
+            reh = workflows.rehearse(pseudonym, store=_store(store), actor=_actor(role),
+                                     nominal_diameter_mm=size, depth_mm=depth, tilt_deg=tilt,
+                                     rotation_deg=rotation, family=family, progress=prog)
+        _print_comparison(reh, title=f"{pseudonym}: {reh.placement['nominal_diameter_mm']:g} mm valve")
+        for w in reh.sizing.get("warnings", []):
+            console.print(f"[yellow]warning:[/] {w}")
+
+
+# ----------------------------------------------------------------------------------------- device
+@device_app.command("list")
+def device_list() -> None:
+    """List device families and sizes with their sizing ranges and sources."""
+    from cardiotwin.devices.catalog import load_catalog
+
+    with _errors():
+        cat = load_catalog()
+        for key, fam in cat.families.items():
+            t = Table(title=f"{key}: {fam.label}")
+            for c in ("size (mm)", "frame height (mm)", "annulus area range (mm²)"):
+                t.add_column(c)
+            for s in fam.sizes:
+                t.add_row(f"{s.nominal_diameter_mm:g}", f"{s.frame_height_mm:g}",
+                          f"{s.annulus_area_min_mm2:g}–{s.annulus_area_max_mm2:g}")
+            console.print(t)
+            console.print(f"sizing: {fam.sizing_source}\ngeometry: {fam.geometry_source}")
+
+
+@device_app.command("size")
+def device_size(pseudonym: str, family: str = "balloon_expandable_thv", store: StoreOpt = None,
+                role: RoleOpt = "clinician") -> None:
+    """Oversizing of every size on the twin's annulus, and the recommended size."""
+    from cardiotwin import workflows
+
+    with _errors():
+        rep = workflows.size_device(pseudonym, store=_store(store), actor=_actor(role), family=family)
+        t = Table(title=f"{pseudonym}: annulus {rep.annulus_area_mm2:.0f} mm², "
+                        f"perimeter {rep.annulus_perimeter_mm:.1f} mm")
+        for c in ("size", "area oversizing %", "perimeter oversizing %", "in chart", "warnings"):
+            t.add_column(c)
+        for s in rep.sizes:
+            mark = " ★" if s.nominal_diameter_mm == rep.recommended_mm else ""
+            t.add_row(f"{s.nominal_diameter_mm:g}{mark}", f"{s.area_oversizing_pct:+.1f}",
+                      f"{s.perimeter_oversizing_pct:+.1f}", "yes" if s.in_chart_range else "no",
+                      "; ".join(s.warnings))
+        console.print(t)
+        for w in rep.warnings:
+            console.print(f"[yellow]warning:[/] {w}")
+
+
+# ----------------------------------------------------------------------------------------- audit
+@audit_app.command("verify")
+def audit_verify(store: StoreOpt = None) -> None:
+    """Verify the audit hash chain; exits 1 and names the first bad record if altered."""
+    with _errors():
+        res = _store(store).verify_audit()
+        if res.ok:
+            console.print(f"[green]audit chain intact[/]: {res.n_records} records")
+        else:
+            err_console.print(f"[bold red]audit chain BROKEN[/] at record {res.first_bad_seq}: {res.reason}")
+            raise typer.Exit(code=1)
+
+
+@audit_app.command("log")
+def audit_log(store: StoreOpt = None, role: RoleOpt = "privacy_officer",
+              pseudonym: Annotated[str | None, typer.Option(help="Only this patient.")] = None,
+              last: Annotated[int, typer.Option(help="Show the last N records.")] = 30) -> None:
+    """Show audit records (privacy officers and admins only; the read is itself audited)."""
+    with _errors():
+        recs = _store(store).audit_records(actor=_actor(role), purpose="audit review",
+                                           pseudonym=pseudonym)
+        t = Table(title="Audit log")
+        cols = ["seq", "time_utc", "actor", "role", "action", "patient_pseudonym", "object", "outcome"]
+        for c in cols:
+            t.add_column(c)
+        for r in recs[-last:]:
+            d = r if isinstance(r, dict) else r.__dict__
+            t.add_row(*[str(d.get(c, "")) for c in cols])
+        console.print(t)
+
+
+# ----------------------------------------------------------------------------------------- users
+@users_app.command("add")
+def users_add(username: str, role: Annotated[str, typer.Option(help="Role of the user.")],
+              store: StoreOpt = None,
+              password: Annotated[str | None, typer.Option(help="Password (prompted when omitted).")] = None) -> None:
+    """Add a user who can log in to the app."""
+    from cardiotwin.store import users
+
+    with _errors():
+        pw = password or typer.prompt("password", hide_input=True, confirmation_prompt=True)
+        users.add_user(_store(store), username, pw, role)
+        console.print(f"user {username} ({role}) added")
+
+
+@users_app.command("list")
+def users_list(store: StoreOpt = None) -> None:
+    """List users and roles."""
+    from cardiotwin.store import users
+
+    with _errors():
+        t = Table(title="Users")
+        rows = users.list_users(_store(store))
+        cols = list(rows[0]) if rows else ["username", "role"]
+        for c in cols:
+            t.add_column(c)
+        for r in rows:
+            t.add_row(*[str(r.get(c, "")) for c in cols])
+        console.print(t)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

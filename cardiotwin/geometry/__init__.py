@@ -1,0 +1,1 @@
+"""Geometry: surfaces from labels, aortic-root landmarks, tetrahedral fluid meshes."""

@@ -1,0 +1,1 @@
+"""Imaging: DICOM reading and writing, de-identification, phantoms and segmentation."""

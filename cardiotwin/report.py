@@ -1,0 +1,224 @@
+"""HTML report of a twin and a rehearsal: tables, plots and links to the 3-D result files.
+
+The report is one self-contained HTML file (plots embedded as PNG) next to the VTU/XDMF files it
+links, so it can be mailed or archived with the run.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from cardiotwin import __version__  # noqa: E402
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.4g}"
+    return html.escape(str(v))
+
+
+def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in cols) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def plot_gradients(before: dict, after: dict, label_after: str) -> str:
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    keys = [("peak_gradient_mmhg", "peak gradient"), ("net_gradient_mmhg", "net pressure loss")]
+    x = np.arange(len(keys))
+    ax.bar(x - 0.18, [before[k] for k, _ in keys], 0.36, label="native valve", color="#c0392b")
+    ax.bar(x + 0.18, [after[k] for k, _ in keys], 0.36, label=label_after, color="#2471a3")
+    ax.set_xticks(x, [n for _, n in keys])
+    ax.set_ylabel("mmHg")
+    ax.set_title("Transvalvular pressure drop at mean systolic flow")
+    ax.axhline(40, color="grey", lw=0.8, ls="--")
+    ax.text(1.45, 41, "severe AS (mean ≥ 40)", ha="right", fontsize=7, color="grey")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def plot_profile(before: dict, after: dict, label_after: str) -> str:
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    ax.plot(before["pressure_profile_mm"], before["pressure_profile_mmhg"], "o-", ms=3,
+            color="#c0392b", label="native valve")
+    ax.plot(after["pressure_profile_mm"], after["pressure_profile_mmhg"], "s-", ms=3,
+            color="#2471a3", label=label_after)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.text(0.5, ax.get_ylim()[1], "annulus", va="top", fontsize=7)
+    ax.set_xlabel("distance along the valve axis from the annulus (mm)")
+    ax.set_ylabel("section-mean pressure (mmHg)")
+    ax.set_title("Pressure along the aortic root")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def plot_outlets(before: dict, after: dict, label_after: str) -> str:
+    names = list(before["outlet_flows_l_min"])
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    x = np.arange(len(names))
+    ax.bar(x - 0.18, [before["outlet_flows_l_min"][n] for n in names], 0.36, label="native valve",
+           color="#c0392b")
+    ax.bar(x + 0.18, [after["outlet_flows_l_min"].get(n, np.nan) for n in names], 0.36,
+           label=label_after, color="#2471a3")
+    ax.set_xticks(x, [n.removeprefix("outlet:").replace("_", " ") for n in names], fontsize=7,
+                  rotation=15)
+    ax.set_ylabel("L/min (during systole)")
+    ax.set_title("Outlet flows")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def plot_sizing(sizing: dict) -> str:
+    sizes = sizing["sizes"]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    d = [s["nominal_diameter_mm"] for s in sizes]
+    a = [s["area_oversizing_pct"] for s in sizes]
+    colors = ["#27ae60" if s["nominal_diameter_mm"] == sizing.get("recommended_mm") else "#95a5a6"
+              for s in sizes]
+    ax.bar([f"{v:g} mm" for v in d], a, color=colors)
+    ax.axhspan(0, 10, color="#27ae60", alpha=0.08)
+    ax.axhline(0, color="k", lw=0.6)
+    ax.set_ylabel("area oversizing (%)")
+    ax.set_title(f"Sizing on annulus area {sizing['annulus_area_mm2']:.0f} mm² (green: recommended)")
+    return _png(fig)
+
+
+def plot_surface(stl_path: Path, landmarks: dict, *, max_faces: int = 6000) -> str | None:
+    """Matplotlib rendering of the lumen surface with the annulus centre and normal."""
+    import trimesh
+
+    if not Path(stl_path).exists():
+        return None
+    mesh = trimesh.load(stl_path, force="mesh")
+    faces = mesh.faces
+    if len(faces) > max_faces:
+        faces = faces[np.linspace(0, len(faces) - 1, max_faces).astype(int)]
+    fig = plt.figure(figsize=(5, 5))
+    ax = fig.add_subplot(projection="3d")
+    v = mesh.vertices
+    ax.plot_trisurf(v[:, 0], v[:, 1], v[:, 2], triangles=faces, color="#e6b0aa", alpha=0.35,
+                    linewidth=0)
+    c = np.asarray(landmarks["annulus_centre_mm"])
+    n = np.asarray(landmarks["annulus_normal"])
+    ax.scatter(*c, color="k", s=20)
+    ax.quiver(*c, *(25 * n), color="k")
+    ax.set_xlabel("x (mm, L)")
+    ax.set_ylabel("y (mm, P)")
+    ax.set_zlabel("z (mm, S)")
+    ax.set_title("Fluid domain (LPS) with annulus centre and axis")
+    ax.set_box_aspect(np.ptp(v, axis=0))
+    return _png(fig)
+
+
+CSS = """
+body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:0.5em 0 1.5em}
+td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}
+th{background:#f4f6f7} td:first-child{text-align:left}
+.grid{display:flex;flex-wrap:wrap;gap:12px} .grid img{max-width:520px;border:1px solid #eee}
+.warn{color:#a04000} code{background:#f4f6f7;padding:1px 4px}
+"""
+
+
+def write_report(out_path: str | Path, *, twin: dict[str, Any], rehearsal: dict[str, Any],
+                 truth: dict[str, Any] | None = None, timings_s: dict[str, float] | None = None) -> Path:
+    """Write the HTML report.
+
+    Parameters
+    ----------
+    out_path : the ``.html`` file to write (its folder receives nothing else).
+    twin : :meth:`PatientTwin.to_dict` of the twin.
+    rehearsal : dict with ``placement``, ``sizing``, ``before``, ``after``, ``files``.
+    truth : optional phantom ground truth (landmark name → value) shown beside the measurements.
+    timings_s : wall-clock times of the stages.
+    """
+    out_path = Path(out_path)
+    lms = twin["anatomy"]["landmarks"]
+    before, after = rehearsal["before"], rehearsal["after"]
+    pl = rehearsal["placement"]
+    label_after = f"{pl['nominal_diameter_mm']:g} mm valve"
+    meas_rows = []
+    for key, name in [("annulus_diameter_mm", "Annulus diameter (area-derived)"),
+                      ("annulus_perimeter_diameter_mm", "Annulus diameter (perimeter-derived)"),
+                      ("annulus_area_mm2", "Annulus area (mm²)"),
+                      ("annulus_perimeter_mm", "Annulus perimeter"),
+                      ("lvot_diameter_mm", "LVOT diameter"),
+                      ("sinus_diameter_mm", "Sinus of Valsalva diameter"),
+                      ("valve_orifice_area_mm2", "Native orifice area (mm²)"),
+                      ("calcium_volume_mm3", "Valve calcium volume (mm³)")]:
+        row = {"measurement": name, "cardiotwin": lms.get(key)}
+        if truth:
+            row["phantom truth"] = truth.get(key)
+        meas_rows.append(row)
+    cmp_rows = rehearsal.get("comparison") or []
+    mesh = twin.get("mesh") or {}
+    files = {**{f"baseline {k}": v for k, v in (twin.get("results") or [{}])[0].get("files", {}).items()},
+             **{f"device {k}": v for k, v in rehearsal.get("files", {}).items()}}
+    sizing = twin["anatomy"]["sizing"]
+    warnings = rehearsal.get("sizing", {}).get("warnings", [])
+    surf = None
+    if mesh.get("work_dir"):
+        surf = plot_surface(Path(mesh["work_dir"]) / "lumen_surface.stl", lms)
+    imgs = [plot_gradients(before, after, label_after), plot_profile(before, after, label_after),
+            plot_outlets(before, after, label_after), plot_sizing(sizing)]
+    if surf:
+        imgs.insert(0, surf)
+    parts = [
+        f"<html><head><meta charset='utf-8'><title>cardiotwin report {html.escape(twin['pseudonym'])}"
+        f"</title><style>{CSS}</style></head><body>",
+        f"<h1>cardiotwin report — {html.escape(twin['pseudonym'])} (twin v{twin.get('version')})</h1>",
+        "<p>Steady Navier–Stokes at mean systolic flow with calibrated resistance outlets; valve and "
+        "device as Brinkman regions. Stage-1 model: see <code>docs/validation.md</code> for what has been "
+        "verified and how far these numbers can be trusted.</p>",
+        "<h2>Before / after</h2>",
+        _table(cmp_rows, ["metric", "before", "after", "unit"]),
+        "<div class='grid'>" + "".join(f"<img src='data:image/png;base64,{i}'/>" for i in imgs) + "</div>",
+        "<h2>Anatomy</h2>",
+        _table(meas_rows, ["measurement", "cardiotwin"] + (["phantom truth"] if truth else [])),
+        "<h2>Device</h2>",
+        _table([{"property": k, "value": v} for k, v in pl.items()
+                if not isinstance(v, (list, tuple))], ["property", "value"]),
+        "".join(f"<p class='warn'>⚠ {html.escape(w)}</p>" for w in warnings),
+        "<h2>Sizing (all sizes)</h2>",
+        _table(sizing["sizes"], ["nominal_diameter_mm", "area_oversizing_pct",
+                                 "perimeter_oversizing_pct", "in_chart_range", "gap_area_mm2"]),
+        "<h2>Mesh</h2>",
+        _table([{"property": k, "value": v} for k, v in
+                {"cells": mesh.get("n_cells"), "vertices": mesh.get("n_vertices"),
+                 **(mesh.get("quality") or {})}.items()], ["property", "value"]),
+        "<h2>3-D results (open in ParaView)</h2><ul>",
+        "".join(f"<li>{html.escape(k)}: <code>{html.escape(str(v))}</code></li>" for k, v in files.items()),
+        "</ul>",
+    ]
+    if timings_s:
+        parts += ["<h2>Timings</h2>",
+                  _table([{"stage": k, "seconds": v} for k, v in timings_s.items()], ["stage", "seconds"])]
+    parts += ["<h2>Provenance</h2>",
+              f"<pre>{html.escape(json.dumps(twin.get('provenance', {}), indent=1, default=str))}</pre>",
+              f"<p>cardiotwin {__version__}</p></body></html>"]
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_suffix(".tmp")
+    tmp.write_text("\n".join(parts), encoding="utf-8")
+    tmp.replace(out_path)
+    return out_path

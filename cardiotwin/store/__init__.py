@@ -1,0 +1,1 @@
+"""cardiotwin.store."""

@@ -1,0 +1,89 @@
+"""Who may do what: actors, roles and the permission table of the store."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from cardiotwin.errors import InputError
+
+__all__ = ["ROLES", "PERMISSIONS", "Actor", "is_allowed"]
+
+ROLES: tuple[str, ...] = ("clinician", "researcher", "device_engineer", "privacy_officer", "admin")
+"""The roles a user can hold."""
+
+_ALL = frozenset(ROLES)
+_CARE = frozenset({"clinician", "admin"})
+
+PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        # Pseudonymised data: everyone with an account may read it (reads are audited).
+        "patient.list": _ALL,
+        "twin.read": _ALL,
+        "result.read": _ALL,
+        # Building and changing twins, rehearsing procedures: care team only.
+        "patient.create": _CARE,
+        "twin.write": _CARE,
+        "rehearsal.run": _CARE,
+        # Non-rehearsal results (sweeps, validation runs) may also come from research/device teams.
+        "result.write": frozenset({"clinician", "admin", "researcher", "device_engineer"}),
+        # Who saw what: privacy officer and admin.
+        "audit.read": frozenset({"privacy_officer", "admin"}),
+        "user.manage": frozenset({"admin"}),
+    }
+)
+"""Permission name → roles allowed. Anything not listed is refused."""
+
+_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+_CLIENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,63}$")
+
+
+def is_allowed(role: str, permission: str) -> bool:
+    """Whether ``role`` holds ``permission`` (unknown permissions are never allowed)."""
+    return role in PERMISSIONS.get(permission, frozenset())
+
+
+def check_username(username: str) -> str:
+    """Validate a user name (1–64 characters from ``[A-Za-z0-9._@-]``) and return it."""
+    if not isinstance(username, str) or not _USERNAME.fullmatch(username):
+        raise InputError(
+            "username must be 1-64 characters from [A-Za-z0-9._@-] starting with a letter or "
+            f"digit, got {username!r}"
+        )
+    return username
+
+
+def check_role(role: str) -> str:
+    """Validate a role name and return it."""
+    if role not in ROLES:
+        raise InputError(f"role {role!r} is not one of {', '.join(ROLES)}")
+    return role
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Someone (or something) acting on the store; recorded in every audit record.
+
+    Parameters
+    ----------
+    username : str
+        The authenticated user name (staff account, never a patient identifier).
+    role : str
+        One of :data:`ROLES`.
+    client : str
+        Where the action comes from: ``"cli"``, ``"app"``, ``"api"``, ``"pipeline"``...
+    """
+
+    username: str
+    role: str
+    client: str = "cli"
+
+    def __post_init__(self) -> None:
+        check_username(self.username)
+        check_role(self.role)
+        if not isinstance(self.client, str) or not _CLIENT.fullmatch(self.client):
+            raise InputError(
+                f"Actor.client must be 1-64 characters from [A-Za-z0-9._:/@-], got {self.client!r}"
+            )

@@ -1,0 +1,357 @@
+"""The use cases of cardiotwin, each taking an :class:`~cardiotwin.store.Actor` and audited.
+
+The CLI, the app and batch pipelines call these functions and nothing below them that touches
+patient data. Every read and write of patient-linked data goes through :class:`cardiotwin.store.Store`,
+which writes the audit record in the same transaction.
+
+Use cases
+---------
+build_twin
+    DICOM series → pseudonymised volume → segmentation → aortic-root landmarks → fluid surface →
+    tetrahedral mesh → calibrated boundary conditions → baseline (native valve) flow → stored twin.
+rehearse
+    A device of the catalog placed on the twin's annulus → flow with the device → before/after
+    comparison, stored as a result.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cardiotwin import units
+from cardiotwin.devices.catalog import load_catalog
+from cardiotwin.devices.placement import device_region, place_device
+from cardiotwin.devices.sizing import SizingReport, assess_sizes
+from cardiotwin.errors import InputError
+from cardiotwin.geometry.landmarks import AorticRootLandmarks
+from cardiotwin.geometry.volume_mesh import FluidDomain
+from cardiotwin.physics.brinkman import BrinkmanRegion, native_valve_region
+from cardiotwin.provenance import Provenance, sha256_tree
+from cardiotwin.store import Actor, Store
+from cardiotwin.twin.calibrate import calibrate_outlets
+from cardiotwin.twin.state import PatientTwin, Physiology
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+"""Progress callback: fraction done in [0, 1] and a short message."""
+
+DEFAULT_FAMILY = "balloon_expandable_thv"
+
+
+def _noop(_f: float, _m: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """Options of :func:`build_twin` (mm for geometry).
+
+    Attributes
+    ----------
+    h_max_mm, h_min_mm : tetrahedron size away from / near the valve.
+    refine_radius_mm : radius of the refined zone around the valve.
+    inlet_offset_mm : the LVOT inlet plane lies this far below the annulus.
+    run_baseline : solve the native-valve flow as part of the build.
+    """
+
+    h_max_mm: float = 3.0
+    h_min_mm: float = 1.2
+    refine_radius_mm: float = 22.0
+    inlet_offset_mm: float = 12.0
+    run_baseline: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 < self.h_min_mm <= self.h_max_mm:
+            raise InputError(f"need 0 < h_min_mm <= h_max_mm; got {self.h_min_mm}, {self.h_max_mm}")
+
+
+@dataclass
+class FlowRun:
+    """Summary of one flow solve stored with the twin (SI inside, clinical units for display)."""
+
+    label: str
+    region: dict[str, Any]
+    summary: dict[str, Any]
+    files: dict[str, str] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def _work_dir(store: Store, pseudonym: str, name: str) -> Path:
+    d = Path(store.root) / "runs" / pseudonym / name
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def default_physiology() -> Physiology:
+    """A resting adult with severe aortic stenosis (used when no vitals are given)."""
+    return Physiology(heart_rate_bpm=70.0, stroke_volume_ml=70.0, systolic_bp_mmhg=130.0,
+                      diastolic_bp_mmhg=75.0)
+
+
+def native_region(landmarks: AorticRootLandmarks) -> BrinkmanRegion:
+    """The stenotic native valve of the twin as a Brinkman plate at its measured orifice."""
+    return native_valve_region(
+        orifice_centre_mm=landmarks.valve_orifice_centre_mm,
+        axis=landmarks.annulus_normal,
+        orifice_area_mm2=landmarks.valve_orifice_area_mm2,
+        outer_radius_mm=1.6 * max(landmarks.annulus_max_diameter_mm, landmarks.sinus_diameter_mm) / 2,
+    )
+
+
+def run_flow(domain: FluidDomain, landmarks: AorticRootLandmarks, physiology: Physiology,
+             region: BrinkmanRegion | None, *, label: str, out_dir: Path,
+             progress: Progress = _noop) -> FlowRun:
+    """Steady flow at mean systolic flow with calibrated resistance outlets; metrics in clinical units."""
+    import dolfinx_solver  # noqa: F401  (loads the MPI runtime before dolfinx)
+
+    from cardiotwin.physics import flow, metrics
+
+    t0 = time.perf_counter()
+    cal = calibrate_outlets(physiology, domain)
+    fm = flow.load_domain(domain)
+    outlets = {name: flow.OutletResistance(r, cal.p0_pa) for name, r in cal.resistances_pa_s_m3.items()}
+    res = flow.solve_steady(fm, inflow_m3_s=cal.inflow_m3_s, outlets=outlets, region=region,
+                            progress=progress)
+    radius = 1.3 * landmarks.annulus_max_diameter_mm / 2
+    grad = metrics.transvalvular_gradient(
+        res, centre_mm=landmarks.annulus_centre_mm, axis=landmarks.annulus_normal, radius_mm=radius)
+    wss = metrics.wall_shear_stress(res)
+    split = metrics.flow_split(res)
+    profile_s = np.arange(-10.0, 45.0, 2.5)
+    profile = [
+        units.pa_to_mmhg(metrics.section_mean_pressure(
+            res, centre_mm=tuple(np.asarray(landmarks.annulus_centre_mm)
+                                 + s * np.asarray(landmarks.annulus_normal)),
+            axis=landmarks.annulus_normal, radius_mm=1.6 * landmarks.sinus_diameter_mm / 2))
+        for s in profile_s
+    ]
+    files = {k: str(v) for k, v in res.write(out_dir).items()}
+    q_in = res.inlet_flow_m3_s
+    summary = {
+        "label": label,
+        "peak_gradient_mmhg": units.pa_to_mmhg(grad.peak_pa),
+        "net_gradient_mmhg": units.pa_to_mmhg(grad.net_pa),
+        "inflow_l_min": units.m3_s_to_l_min(q_in),
+        "inflow_ml_s": units.m3_s_to_ml_s(q_in),
+        "outlet_flows_l_min": {k: units.m3_s_to_l_min(v) for k, v in res.outlet_flows_m3_s.items()},
+        "flow_split": split,
+        "mass_imbalance": (sum(res.outlet_flows_m3_s.values()) - q_in) / q_in,
+        "wss_mean_pa": wss["mean_pa"], "wss_max_pa": wss["max_pa"], "wss_p99_pa": wss["p99_pa"],
+        "pressure_profile_mm": profile_s.tolist(), "pressure_profile_mmhg": profile,
+        "converged": bool(res.converged), "iterations": int(res.iterations),
+        "n_dofs": int(res.n_dofs), "solve_time_s": time.perf_counter() - t0,
+        "calibration": cal.to_dict(),
+    }
+    if region is not None and "orifice_area_mm2" in region.metadata:
+        summary["orifice_area_cm2"] = units.mm2_to_cm2(region.metadata["orifice_area_mm2"])
+    prov = res.provenance.to_dict() if hasattr(res.provenance, "to_dict") else dict(res.provenance)
+    prov.setdefault("inputs", {})["mesh"] = domain.provenance.get("inputs", {}).get("surface", "")
+    return FlowRun(label, region.to_dict() if region else {}, summary, files, prov)
+
+
+def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
+               physiology: Physiology | None = None, settings: BuildSettings = BuildSettings(),
+               purpose: str = "treatment planning", progress: Progress = _noop) -> PatientTwin:
+    """Build (or rebuild) the twin of the patient in a DICOM series and store it.
+
+    Returns the stored twin (its ``version`` set). The patient is known only by the keyed pseudonym
+    of its DICOM PatientID from here on.
+    """
+    from cardiotwin.geometry import landmarks as lm_mod
+    from cardiotwin.geometry import surface as surface_mod
+    from cardiotwin.geometry import volume_mesh
+    from cardiotwin.imaging import deid, dicom, segment
+
+    physiology = physiology or default_physiology()
+    prov = Provenance("build_twin", parameters={"settings": settings.__dict__,
+                                                "physiology": physiology.to_dict()})
+    progress(0.0, "reading DICOM")
+    with prov.timed("read_dicom"):
+        ct_raw = dicom.read_series(dicom_dir)
+        files = sorted(p for p in Path(dicom_dir).rglob("*") if p.is_file())
+        prov.inputs["dicom"] = sha256_tree(files)
+    key = store.pseudonym_key()
+    ct = deid.deidentify_volume(ct_raw, key)
+    del ct_raw
+    pseudo = ct.metadata["pseudonym"]
+    log.info("building twin %s from %d slices", pseudo, ct.shape[0])
+    progress(0.1, "segmenting")
+    with prov.timed("segment"):
+        seg = segment.segment_heart(ct)
+    progress(0.25, "measuring the aortic root")
+    with prov.timed("landmarks"):
+        lms = lm_mod.measure_aortic_root(ct, seg)
+    progress(0.35, "extracting the fluid surface")
+    with prov.timed("surface"):
+        fsurf = surface_mod.fluid_surface(seg.labels, lms, inlet_offset_mm=settings.inlet_offset_mm)
+    progress(0.45, "meshing")
+    wd = _work_dir(store, pseudo, "anatomy")
+    with prov.timed("mesh"):
+        refine = tuple(np.asarray(lms.annulus_centre_mm) + 8.0 * np.asarray(lms.annulus_normal))
+        domain = volume_mesh.mesh_fluid_domain(
+            fsurf, wd / "fluid.msh", h_max_mm=settings.h_max_mm, h_min_mm=settings.h_min_mm,
+            refine_centre_mm=refine, refine_radius_mm=settings.refine_radius_mm)
+        volume_mesh.write_vtu(domain, wd / "fluid_mesh.vtu")
+        fsurf.mesh.export(wd / "lumen_surface.stl")
+    mesh_sha = store.put_artifact(domain.mesh_path, kind="mesh")
+    surf_sha = store.put_artifact(wd / "lumen_surface.stl", kind="surface")
+    sizing = assess_sizes(lms, load_catalog().family(DEFAULT_FAMILY), family_key=DEFAULT_FAMILY)
+    twin = PatientTwin(
+        pseudonym=pseudo,
+        anatomy={
+            "landmarks": lms.to_dict(),
+            "volumes_ml": {"lv_blood": seg.labels.volume_ml("lv_blood"),
+                           "aorta": seg.labels.volume_ml("aorta")},
+            "segmentation": {"blood_threshold_hu": seg.blood_threshold_hu,
+                             "calcium_threshold_hu": seg.calcium_threshold_hu},
+            "ct": {"shape": list(ct.shape), "spacing_mm": list(ct.spacing_mm),
+                   "modality": ct.metadata.get("modality", "CT")},
+            "sizing": sizing.to_dict(),
+        },
+        mesh={**domain.to_dict(), "artifact_sha256": mesh_sha, "surface_sha256": surf_sha,
+              "work_dir": str(wd)},
+        physiology=physiology,
+        provenance=prov.to_dict(),
+    )
+    store.ensure_patient(pseudo, actor=actor, purpose=purpose)
+    if settings.run_baseline:
+        progress(0.55, "solving baseline flow (native valve)")
+        run = run_flow(domain, lms, physiology, native_region(lms), label="baseline",
+                       out_dir=_work_dir(store, pseudo, "baseline"),
+                       progress=lambda f, m: progress(0.55 + 0.4 * f, m))
+        twin.results.append({"label": "baseline", "summary": run.summary, "files": run.files,
+                             "region": run.region})
+        prov.timings_s["baseline_flow"] = run.summary["solve_time_s"]
+        twin.provenance = prov.to_dict()
+    store.save_twin(twin, actor=actor, purpose=purpose, reason="built from DICOM")
+    if settings.run_baseline:
+        store.add_result(pseudo, kind="flow", label="baseline", summary=twin.results[-1]["summary"],
+                         provenance=run.provenance, artifacts=run.files, twin_version=twin.version,
+                         actor=actor, purpose=purpose)
+    progress(1.0, "twin stored")
+    return twin
+
+
+def open_twin(pseudonym: str, *, store: Store, actor: Actor,
+              purpose: str = "treatment planning") -> PatientTwin:
+    """Load the latest version of a twin (audited)."""
+    return store.load_twin(pseudonym, actor=actor, purpose=purpose)
+
+
+def list_patients(*, store: Store, actor: Actor, purpose: str = "treatment planning") -> list[dict]:
+    """Pseudonymised list of patients with twins (audited)."""
+    return store.list_patients(actor=actor, purpose=purpose)
+
+
+def size_device(pseudonym: str, *, store: Store, actor: Actor, family: str = DEFAULT_FAMILY,
+                purpose: str = "treatment planning") -> SizingReport:
+    """Sizing of every size of a family on the twin's annulus (audited read)."""
+    twin = store.load_twin(pseudonym, actor=actor, purpose=purpose)
+    lms = AorticRootLandmarks.from_dict(twin.anatomy["landmarks"])
+    return assess_sizes(lms, load_catalog().family(family), family_key=family)
+
+
+@dataclass
+class Rehearsal:
+    """Before/after comparison of one device placement."""
+
+    pseudonym: str
+    placement: dict[str, Any]
+    sizing: dict[str, Any]
+    before: dict[str, Any]
+    after: dict[str, Any]
+    files: dict[str, str]
+    result_id: int | None = None
+
+    def comparison(self) -> list[dict[str, Any]]:
+        """Rows of (metric, before, after, unit) for tables."""
+        rows = [
+            ("Peak transvalvular gradient", "peak_gradient_mmhg", "mmHg"),
+            ("Net pressure loss", "net_gradient_mmhg", "mmHg"),
+            ("Valve orifice area", "orifice_area_cm2", "cm²"),
+            ("Inflow (mean systolic)", "inflow_l_min", "L/min"),
+            ("Mean wall shear stress", "wss_mean_pa", "Pa"),
+            ("Max wall shear stress", "wss_max_pa", "Pa"),
+        ]
+        out = [{"metric": name, "before": self.before.get(k), "after": self.after.get(k), "unit": u}
+               for name, k, u in rows]
+        for name, q in self.before.get("outlet_flows_l_min", {}).items():
+            out.append({"metric": f"Flow {name.removeprefix('outlet:')}", "before": q,
+                        "after": self.after.get("outlet_flows_l_min", {}).get(name), "unit": "L/min"})
+        return out
+
+
+def rehearse(pseudonym: str, *, store: Store, actor: Actor, nominal_diameter_mm: float | None = None,
+             family: str = DEFAULT_FAMILY, depth_mm: float | None = None, tilt_deg: float = 0.0,
+             rotation_deg: float = 0.0, purpose: str = "procedure rehearsal",
+             progress: Progress = _noop) -> Rehearsal:
+    """Place a device on the twin, solve the flow with it and compare with the baseline.
+
+    ``nominal_diameter_mm=None`` takes the recommended size.
+    """
+    twin = store.load_twin(pseudonym, actor=actor, purpose=purpose)
+    lms = AorticRootLandmarks.from_dict(twin.anatomy["landmarks"])
+    sizing = assess_sizes(lms, load_catalog().family(family), family_key=family)
+    size = nominal_diameter_mm if nominal_diameter_mm is not None else sizing.recommended_mm
+    if size is None:
+        raise InputError("no size of this family fits the annulus; choose a size explicitly "
+                         f"({', '.join(f'{s.nominal_diameter_mm:g}' for s in sizing.sizes)} mm)")
+    placement = place_device(lms, family=family, nominal_diameter_mm=size, depth_mm=depth_mm,
+                             tilt_deg=tilt_deg, rotation_deg=rotation_deg)
+    region = device_region(placement, lms)
+    domain = _domain_from_twin(twin, store)
+    baseline = next((r for r in twin.results if r.get("label") == "baseline"), None)
+    if baseline is None:
+        progress(0.0, "solving baseline flow (native valve)")
+        run0 = run_flow(domain, lms, twin.physiology, native_region(lms), label="baseline",
+                        out_dir=_work_dir(store, pseudonym, "baseline"),
+                        progress=lambda f, m: progress(0.45 * f, m))
+        baseline = {"label": "baseline", "summary": run0.summary, "files": run0.files}
+    tag = f"{family}_{size:g}mm_d{placement.depth_mm:g}_t{tilt_deg:g}_r{rotation_deg:g}"
+    progress(0.5, f"solving flow with the {size:g} mm valve")
+    run = run_flow(domain, lms, twin.physiology, region, label=tag,
+                   out_dir=_work_dir(store, pseudonym, tag),
+                   progress=lambda f, m: progress(0.5 + 0.48 * f, m))
+    run.summary["orifice_area_cm2"] = units.mm2_to_cm2(placement.orifice_area_mm2)
+    reh = Rehearsal(pseudonym, placement.to_dict(), sizing.assessment(size).__dict__,
+                    baseline["summary"], run.summary, run.files)
+    reh.result_id = store.add_result(
+        pseudonym, kind="rehearsal", label=tag,
+        summary={"placement": reh.placement, "sizing": reh.sizing, "before": reh.before,
+                 "after": reh.after},
+        provenance=run.provenance, artifacts=run.files, twin_version=twin.version,
+        actor=actor, purpose=purpose)
+    progress(1.0, "done")
+    return reh
+
+
+def _domain_from_twin(twin: PatientTwin, store: Store) -> FluidDomain:
+    """The twin's mesh as a FluidDomain whose file is the verified stored artifact."""
+    if not twin.mesh:
+        raise InputError(f"twin {twin.pseudonym} has no mesh; rebuild it with `cardiotwin twin build`")
+    d = dict(twin.mesh)
+    sha = d.pop("artifact_sha256")
+    d.pop("surface_sha256", None)
+    d.pop("work_dir", None)
+    d["mesh_path"] = str(store.artifact_path(sha))
+    return FluidDomain.from_dict(d)
+
+
+def to_json(obj: Any) -> str:
+    """JSON for results (numpy scalars converted)."""
+    return json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o), indent=2)
+
+
+__all__ = [
+    "Actor", "BuildSettings", "FlowRun", "Rehearsal", "build_twin", "default_physiology",
+    "list_patients", "native_region", "open_twin", "rehearse", "run_flow", "size_device",
+]
