@@ -101,10 +101,10 @@ def _errors() -> Iterator[None]:
 
 
 def _store(path: Path | None):
-    from cardiotwin.store import Store
+    from cardiotwin.workflows import open_store
 
     root = path or Path(os.environ.get("CARDIOTWIN_HOME", "cardiotwin-data"))
-    return Store(root)
+    return open_store(root)
 
 
 def _actor(role: str):

@@ -85,6 +85,24 @@ class FlowRun:
     provenance: dict[str, Any] = field(default_factory=dict)
 
 
+def open_store(root: str | Path, **kwargs: Any) -> Store:
+    """Open (or create) the twin store at ``root`` for the use cases in this module."""
+    return Store(Path(root), twin_type=PatientTwin, **kwargs)
+
+
+def _store_files(store: Store, files: dict[str, str]) -> dict[str, str]:
+    """Put result files into the content-addressed store: file name → SHA-256."""
+    out = {}
+    for path in files.values():
+        p = Path(path)
+        if p.is_file():
+            out[p.name] = store.put_artifact(p, kind="flow-field")
+            if p.suffix == ".xdmf" and p.with_suffix(".h5").is_file():
+                out[p.with_suffix(".h5").name] = store.put_artifact(p.with_suffix(".h5"),
+                                                                    kind="flow-field")
+    return out
+
+
 def _work_dir(store: Store, pseudonym: str, name: str) -> Path:
     d = Path(store.root) / "runs" / pseudonym / name
     d.mkdir(parents=True, exist_ok=True)
@@ -172,6 +190,7 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
     from cardiotwin.imaging import deid, dicom, segment
 
     physiology = physiology or default_physiology()
+    store.check_permission("twin.write", actor=actor, purpose=purpose, obj="twin/build")
     prov = Provenance("build_twin", parameters={"settings": settings.__dict__,
                                                 "physiology": physiology.to_dict()})
     progress(0.0, "reading DICOM")
@@ -222,7 +241,7 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
         physiology=physiology,
         provenance=prov.to_dict(),
     )
-    store.ensure_patient(pseudo, actor=actor, purpose=purpose)
+    existed = not store.ensure_patient(pseudo, actor=actor, purpose=purpose)
     if settings.run_baseline:
         progress(0.55, "solving baseline flow (native valve)")
         run = run_flow(domain, lms, physiology, native_region(lms), label="baseline",
@@ -232,11 +251,12 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
                              "region": run.region})
         prov.timings_s["baseline_flow"] = run.summary["solve_time_s"]
         twin.provenance = prov.to_dict()
-    store.save_twin(twin, actor=actor, purpose=purpose, reason="built from DICOM")
+    store.save_twin(twin, actor=actor, purpose=purpose, supersede=existed,
+                    reason="rebuilt from DICOM" if existed else "built from DICOM")
     if settings.run_baseline:
         store.add_result(pseudo, kind="flow", label="baseline", summary=twin.results[-1]["summary"],
-                         provenance=run.provenance, artifacts=run.files, twin_version=twin.version,
-                         actor=actor, purpose=purpose)
+                         provenance=run.provenance, artifacts=_store_files(store, run.files),
+                         twin_version=twin.version, actor=actor, purpose=purpose)
     progress(1.0, "twin stored")
     return twin
 
@@ -298,6 +318,8 @@ def rehearse(pseudonym: str, *, store: Store, actor: Actor, nominal_diameter_mm:
 
     ``nominal_diameter_mm=None`` takes the recommended size.
     """
+    store.check_permission("rehearsal.run", actor=actor, purpose=purpose, pseudonym=pseudonym,
+                           obj="rehearsal")
     twin = store.load_twin(pseudonym, actor=actor, purpose=purpose)
     lms = AorticRootLandmarks.from_dict(twin.anatomy["landmarks"])
     sizing = assess_sizes(lms, load_catalog().family(family), family_key=family)
@@ -328,8 +350,8 @@ def rehearse(pseudonym: str, *, store: Store, actor: Actor, nominal_diameter_mm:
         pseudonym, kind="rehearsal", label=tag,
         summary={"placement": reh.placement, "sizing": reh.sizing, "before": reh.before,
                  "after": reh.after},
-        provenance=run.provenance, artifacts=run.files, twin_version=twin.version,
-        actor=actor, purpose=purpose)
+        provenance=run.provenance, artifacts=_store_files(store, run.files),
+        twin_version=twin.version, actor=actor, purpose=purpose)
     progress(1.0, "done")
     return reh
 
@@ -352,6 +374,6 @@ def to_json(obj: Any) -> str:
 
 
 __all__ = [
-    "Actor", "BuildSettings", "FlowRun", "Rehearsal", "build_twin", "default_physiology",
+    "Actor", "BuildSettings", "open_store", "FlowRun", "Rehearsal", "build_twin", "default_physiology",
     "list_patients", "native_region", "open_twin", "rehearse", "run_flow", "size_device",
 ]

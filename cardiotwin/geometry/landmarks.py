@@ -5,10 +5,12 @@ All positions in DICOM patient coordinates (LPS, mm); directions are unit vector
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import ndimage as ndi
 
 
 @dataclass(frozen=True)
@@ -61,3 +63,409 @@ class AorticRootLandmarks:
         for k in ("annulus_centre_mm", "annulus_normal", "valve_orifice_centre_mm"):
             d[k] = tuple(float(v) for v in d[k])
         return cls(**d)
+
+
+# ============================================================================================
+# Measurement from a contrast CT and its segmentation
+# ============================================================================================
+#
+# Method (measure_aortic_root)
+# ----------------------------
+# 1. Valve axis. The LV/aorta interface of the segmentation (voxels of one label touching the
+#    other) is a disc across the outflow tract; the eigenvector of its smallest spread (PCA) is the
+#    first axis, oriented from the LV centroid to the aortic centroid nearby. The axis is then
+#    refined twice as the line fitted through the centroids of the *filled* lumen in planes
+#    perpendicular to it (LVOT and root, -12..+18 mm): the root's own centreline.
+# 2. Cross-sections. The CT and masks are resampled on planes perpendicular to the axis
+#    (``scipy.ndimage.map_coordinates``, linear for the CT, nearest for labels) at
+#    ``pixel_mm`` (0.4 mm) so areas are measured below the voxel size. In each plane:
+#    blood = CT ≥ blood threshold (and below the calcium threshold) near the segmented lumen;
+#    filled lumen = blood ∪ calcium with enclosed holes filled (leaflets and calcium inside the
+#    lumen become lumen), its component around the axis.
+# 3. Annulus = plane of the leaflet hinges: walking up from the LVOT, the first level where
+#    valve tissue is *enclosed* inside the filled lumen (holes of ≥ ``min_tissue_mm2``, on two
+#    consecutive levels) is where sinus blood first appears between leaflet and wall, i.e. just
+#    above the hinge. Area, perimeter (contour length), min/max diameters (second moments of the
+#    region: 4·sqrt(eigenvalue) for an ellipse) of the filled lumen are measured there.
+# 4. LVOT diameter: area-derived diameter of the filled lumen ``lvot_offset_mm`` below.
+# 5. Sinus diameter: largest area-derived filled-lumen diameter up to ``sinus_search_mm`` above.
+# 6. Orifice (planimetry): in planes from the annulus to ``orifice_search_mm`` above, the area of
+#    the blood component around the axis while it is enclosed by leaflets (smaller than 80 % of
+#    the filled lumen); the smallest such area is the anatomic orifice.
+# 7. Calcium: calcium voxels inside a cylinder of radius (sinus radius + 5 mm) from 10 mm below
+#    to ``sinus_search_mm`` above the annulus.
+# 8. Centreline: plane centroids from 10 mm below the annulus, then tracked up the aorta (2 mm
+#    steps, planes perpendicular to the running direction) for ``centreline_length_mm``.
+
+_LOG = logging.getLogger(__name__)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=float)
+    return v / np.linalg.norm(v)
+
+
+def _frame(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ref = np.array([0.0, 1.0, 0.0]) if abs(n[1]) < 0.9 else np.array([1.0, 0.0, 0.0])
+    e1 = _unit(np.cross(n, ref))
+    return e1, np.cross(n, e1)
+
+
+class _Sampler:
+    """Resamples CT and masks (cropped to a region of interest) on oblique planes."""
+
+    def __init__(self, ct, lumen_near, calcium, *, t_blood, t_ca, peak, half_mm, pixel_mm):
+        self.ct = ct
+        self.peak = peak
+        self.a = np.asarray(ct.array, dtype=np.float32)
+        self.near = lumen_near.astype(np.uint8)
+        self.ca = calcium.astype(np.uint8)
+        self.t_blood, self.t_ca = t_blood, t_ca
+        self.half, self.pix = half_mm, pixel_mm
+        g = np.arange(-half_mm, half_mm + 1e-9, pixel_mm)
+        self.gu, self.gv = np.meshgrid(g, g, indexing="ij")
+        self.inv = np.linalg.inv(ct.affine[:3, :3])
+        self.org = ct.affine[:3, 3]
+
+    def plane(self, centre: np.ndarray, n: np.ndarray):
+        e1, e2 = _frame(n)
+        pts = centre + self.gu[..., None] * e1 + self.gv[..., None] * e2
+        ijk = (pts - self.org) @ self.inv.T
+        coords = ijk[..., ::-1].reshape(-1, 3).T
+
+        hu = ndi.map_coordinates(self.a, coords, order=1, mode="constant", cval=-1000.0)
+        near = ndi.map_coordinates(self.near, coords, order=0, mode="constant", cval=0)
+        ca = ndi.map_coordinates(self.ca, coords, order=0, mode="constant", cval=0)
+        shp = self.gu.shape
+        hu, near, ca = hu.reshape(shp), near.reshape(shp) > 0, ca.reshape(shp) > 0
+        ca = ca | ((hu >= self.t_ca) & near)
+        # Local half-maximum edge: the lumen edge lies where the CT value is halfway between the
+        # blood pool and the tissue just outside (background by normalised convolution over the
+        # sub-threshold pixels, clipped to fat, -100 HU, as the lumen never borders lung directly).
+        core = (hu >= self.t_blood) & near
+        # background from pixels ≥ 1.2 mm outside the lumen core (beyond the blur/partial volume)
+        out_m = ~ndi.binary_dilation(core, iterations=max(1, int(round(1.2 / self.pix))))
+        out = out_m.astype(np.float32)
+        sig = 2.0 / self.pix
+        bg = ndi.gaussian_filter(np.where(~out_m, 0.0, np.maximum(hu, -100.0)), sig) / np.maximum(
+            ndi.gaussian_filter(out, sig), 1e-3)
+        t_local = np.clip(0.5 * (self.peak + bg), 0.5 * (self.peak - 100.0), self.t_blood + 50.0)
+        # calcium blooming (partial-volume halo) is not blood: it would bridge leaflet gaps
+        halo = ndi.binary_dilation(ca, iterations=max(1, int(round(1.0 / self.pix))))
+        blood = (hu >= self.t_blood) & (hu < self.t_ca) & near & ~halo
+        blood_edge = (hu >= t_local) & near
+        return blood, ca, blood_edge, (e1, e2)
+
+
+def _component_at_centre(mask: np.ndarray, max_dist_px: float) -> np.ndarray:
+
+    lab, n = ndi.label(mask)
+    if n == 0:
+        return np.zeros_like(mask)
+    c = np.array(mask.shape) // 2
+    if lab[tuple(c)] > 0:
+        return lab == lab[tuple(c)]
+    idx = np.argwhere(mask)
+    d = np.linalg.norm(idx - c, axis=1)
+    k = int(np.argmin(d))
+    if d[k] > max_dist_px:
+        return np.zeros_like(mask)
+    return lab == lab[tuple(idx[k])]
+
+
+def _section(sampler: _Sampler, centre: np.ndarray, n: np.ndarray) -> dict[str, Any]:
+    """Measurements of one cross-section (areas in mm², centroid in LPS mm)."""
+
+    blood, ca, blood_edge, (e1, e2) = sampler.plane(centre, n)
+    px2 = sampler.pix**2
+    # Lumen = blood and calcium with the leaflets between them: a closing of 2 mm radius bridges
+    # leaflets that touch the wall at the commissures, then enclosed tissue is filled.
+    rc = max(1, int(round(2.0 / sampler.pix)))
+    disk = np.hypot(*np.mgrid[-rc:rc + 1, -rc:rc + 1]) <= rc
+    joined = ndi.binary_closing(np.pad(blood | ca, rc + 1), structure=disk)[rc + 1:-rc - 1, rc + 1:-rc - 1]
+    filled = _component_at_centre(ndi.binary_fill_holes(joined), 8.0 / sampler.pix)
+    # outer edge at the local half maximum (a 2-pixel band around the global-threshold lumen)
+    band = ndi.binary_dilation(filled, iterations=2)
+    filled = ndi.binary_fill_holes(filled | (blood_edge & band & ~filled & ndi.binary_dilation(filled)))
+    filled = ndi.binary_fill_holes(filled | (blood_edge & band & ndi.binary_dilation(filled)))
+    out: dict[str, Any] = {"filled": filled, "e1": e1, "e2": e2}
+    area = float(filled.sum()) * px2
+    out["area_mm2"] = area
+    if area == 0:
+        out.update(tissue_mm2=0.0, central_mm2=0.0, centroid_mm=centre.copy())
+        return out
+    tissue = filled & ~blood
+    filled = ndi.binary_fill_holes(filled)
+    # enclosed tissue only (holes), not a notch at the rim
+    tissue_holes = tissue & ndi.binary_erosion(filled, iterations=1)
+    out["tissue_mm2"] = float(tissue_holes.sum()) * px2
+    central = _component_at_centre(blood & filled, 3.0 / sampler.pix)
+    out["central_mm2"] = float(central.sum()) * px2
+    out["central"] = central
+    if central.any():
+        cij = np.argwhere(central).mean(axis=0)
+        cuv = (cij - (np.array(central.shape) - 1) / 2.0) * sampler.pix
+        out["central_centroid_mm"] = centre + cuv[0] * e1 + cuv[1] * e2
+    ij = np.argwhere(filled).astype(float)
+    m = ij.mean(axis=0)
+    c_uv = (m - (np.array(filled.shape) - 1) / 2.0) * sampler.pix
+    out["centroid_mm"] = centre + c_uv[0] * e1 + c_uv[1] * e2
+    cov = np.cov((ij - m).T) * px2 if len(ij) > 2 else np.zeros((2, 2))
+    lam = np.sort(np.linalg.eigvalsh(cov))[::-1]
+    out["max_diameter_mm"] = 4.0 * float(np.sqrt(max(lam[0], 0.0)))
+    out["min_diameter_mm"] = 4.0 * float(np.sqrt(max(lam[1], 0.0)))
+    return out
+
+
+def _median_diameter_mm(mask: np.ndarray, pixel_mm: float, n_rays: int = 180) -> float:
+    """2 × median distance from the plane centre to the lumen edge along ``n_rays`` rays.
+
+    Robust to a one-sided opening (e.g. the LVOT merging with the LV cavity on one side).
+    """
+    c = (np.array(mask.shape) - 1) / 2.0
+    ang = np.linspace(0.0, 2 * np.pi, n_rays, endpoint=False)
+    steps = np.arange(0.0, min(mask.shape) / 2.0 - 1, 0.25)
+    ii = np.rint(c[0] + np.outer(np.cos(ang), steps)).astype(int)
+    jj = np.rint(c[1] + np.outer(np.sin(ang), steps)).astype(int)
+    inside = mask[ii, jj]
+    first_out = np.argmax(~inside, axis=1)
+    first_out[inside.all(axis=1)] = len(steps) - 1
+    return 2.0 * float(np.median(steps[first_out])) * pixel_mm
+
+
+def _perimeter_mm(mask: np.ndarray, pixel_mm: float) -> float:
+    from skimage import measure
+
+    f = ndi.gaussian_filter(np.pad(mask, 2).astype(float), 1.0)
+    contours = measure.find_contours(f, 0.5)
+    if not contours:
+        return 0.0
+    c = max(contours, key=len)
+    return float(np.linalg.norm(np.diff(c, axis=0), axis=1).sum()) * pixel_mm
+
+
+def measure_aortic_root(
+    ct: Any,
+    seg: Any,
+    *,
+    blood_threshold_hu: float | None = None,
+    calcium_threshold_hu: float | None = None,
+    pixel_mm: float = 0.4,
+    lvot_offset_mm: float = 5.0,
+    sinus_search_mm: float = 25.0,
+    orifice_search_mm: float = 20.0,
+    min_tissue_mm2: float = 4.0,
+    centreline_length_mm: float = 60.0,
+) -> AorticRootLandmarks:
+    """Measure the aortic root (annulus, LVOT, sinus, valve orifice, calcium) in a contrast CT.
+
+    The method is described step by step in the comment block above this function.
+
+    Parameters
+    ----------
+    ct : Volume
+        Contrast CT in HU.
+    seg : Segmentation or LabelMap
+        Labels ``lv_blood`` and ``aorta`` (and optionally ``branches``, ``calcium``) on the CT grid.
+    blood_threshold_hu, calcium_threshold_hu : float, optional, keyword-only
+        Thresholds for the cross-sections; default: those of the ``Segmentation``, or estimated
+        from the CT histogram (:func:`cardiotwin.imaging.segment.estimate_intensities`).
+    pixel_mm : float, keyword-only
+        Pixel size of the resampled cross-sections (mm).
+    lvot_offset_mm : float, keyword-only
+        Distance below the annulus where the LVOT diameter is measured (mm).
+    sinus_search_mm, orifice_search_mm : float, keyword-only
+        Heights above the annulus searched for the sinus maximum / the valve orifice (mm).
+    min_tissue_mm2 : float, keyword-only
+        Smallest enclosed valve-tissue area that marks the leaflets in a cross-section (mm²).
+    centreline_length_mm : float, keyword-only
+        Length of the centreline tracked above the annulus (mm).
+
+    Returns
+    -------
+    AorticRootLandmarks
+
+    Raises
+    ------
+    GeometryError
+        If the LV/aorta interface, the lumen or the annulus cannot be found.
+    """
+
+    from cardiotwin.errors import GeometryError
+    from cardiotwin.imaging.segment import Segmentation, estimate_intensities
+    from cardiotwin.imaging.volume import LabelMap
+
+    if isinstance(seg, Segmentation):
+        labels = seg.labels
+        t_blood = seg.blood_threshold_hu if blood_threshold_hu is None else blood_threshold_hu
+        t_ca = seg.calcium_threshold_hu if calcium_threshold_hu is None else calcium_threshold_hu
+    elif isinstance(seg, LabelMap):
+        labels = seg
+        t_blood, t_ca = blood_threshold_hu, calcium_threshold_hu
+        if t_blood is None or t_ca is None:
+            inten = estimate_intensities(ct)
+            t_blood = inten.blood_threshold_hu if t_blood is None else t_blood
+            t_ca = inten.calcium_threshold_hu if t_ca is None else t_ca
+    else:
+        raise GeometryError(f"seg must be a Segmentation or LabelMap; got {type(seg).__name__}")
+    if not labels.volume.same_grid(ct):
+        raise GeometryError("the labels are not on the CT grid; resample them onto the CT first")
+    for name in ("lv_blood", "aorta"):
+        if name not in labels.names:
+            raise GeometryError(f"the label map has no '{name}' label (has {sorted(labels.names)})")
+    arr = labels.array
+    lv = arr == labels.names["lv_blood"]
+    ao_vals = [labels.names[k] for k in ("aorta", "branches") if k in labels.names]
+    ao = np.isin(arr, ao_vals)
+    ca = (arr == labels.names["calcium"]) if "calcium" in labels.names else np.zeros_like(lv)
+
+    # ---- 1. interface and first axis ----------------------------------------------------------
+    iface = (lv & ndi.binary_dilation(ao)) | (ao & ndi.binary_dilation(lv))
+    if iface.sum() < 10:
+        raise GeometryError(
+            f"the LV and aorta labels touch in only {int(iface.sum())} voxels; the valve interface "
+            "cannot be located. Check the segmentation (lv_blood and aorta must share the valve plane).")
+    pts = ct.index_to_physical(np.argwhere(iface)[:, ::-1])
+    c0 = pts.mean(axis=0)
+    _, _, vt = np.linalg.svd(pts - c0, full_matrices=False)
+    n = vt[2]
+    sp = np.asarray(ct.spacing_mm)
+
+    def centroid_near(mask: np.ndarray, radius_mm: float) -> np.ndarray:
+        lo = np.floor(ct.physical_to_index(c0 - radius_mm)).astype(int)
+        hi = np.ceil(ct.physical_to_index(c0 + radius_mm)).astype(int)
+        lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+        sl = tuple(slice(max(lo[d], 0), max(hi[d] + 1, 0)) for d in (2, 1, 0))
+        idx = np.argwhere(mask[sl]) + np.array([s.start for s in sl])
+        if len(idx) == 0:
+            raise GeometryError("no LV or aorta voxels near the valve interface")
+        p = ct.index_to_physical(idx[:, ::-1])
+        return p[np.linalg.norm(p - c0, axis=1) <= radius_mm].mean(axis=0)
+
+    d_lv_ao = centroid_near(ao, 25.0) - centroid_near(lv, 25.0)
+    if np.dot(n, d_lv_ao) < 0:
+        n = -n
+    if abs(np.dot(n, _unit(d_lv_ao))) < 0.5:  # interface not disc-like: trust the centroids
+        n = _unit(d_lv_ao)
+
+    # ---- 2. ROI crop and sampler --------------------------------------------------------------
+    roi = 60.0
+    lo = np.floor(ct.physical_to_index(c0 - roi)).astype(int)
+    hi = np.ceil(ct.physical_to_index(c0 + roi)).astype(int)
+    lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+    sl = tuple(slice(max(lo[d], 0), max(hi[d] + 1, 0)) for d in (2, 1, 0))
+    from cardiotwin.imaging.volume import Volume
+
+    origin = ct.index_to_physical(np.array([sl[2].start, sl[1].start, sl[0].start]))
+    sub_ct = Volume(np.asarray(ct.array)[sl], ct.spacing_mm, tuple(origin), ct.direction)
+    lumen = (lv | ao | ca)[sl]
+    near = ndi.binary_dilation(lumen, iterations=max(1, int(round(2.0 / sp.min()))))
+    peak = estimate_intensities(ct).blood_peak_hu
+    sampler = _Sampler(sub_ct, near, ca[sl], t_blood=float(t_blood), t_ca=float(t_ca), peak=peak,
+                       half_mm=28.0, pixel_mm=pixel_mm)
+
+    # ---- axis refinement through lumen centroids -----------------------------------------------
+    centre = c0.copy()
+    for _ in range(2):
+        cs = []
+        for h in np.arange(0.0, 18.01, 1.5):
+            s = _section(sampler, centre + h * n, n)
+            if s.get("central_mm2", 0.0) > 0:
+                cs.append(s["central_centroid_mm"])
+        if len(cs) < 5:
+            raise GeometryError("the aortic-root lumen was not found in planes across the valve axis")
+        cs = np.asarray(cs)
+        m = cs.mean(axis=0)
+        _, _, vt = np.linalg.svd(cs - m, full_matrices=False)
+        n_new = vt[0] if np.dot(vt[0], n) > 0 else -vt[0]
+        centre = m + np.dot(centre - m, n_new) * n_new
+        n = n_new
+
+    # ---- 3. annulus: first level with leaflet tissue enclosed in the lumen -----------------------
+    hs = np.arange(-15.0, 20.01, 0.5)
+    secs = [_section(sampler, centre + h * n, n) for h in hs]
+    has_tissue = np.array([s["tissue_mm2"] >= max(min_tissue_mm2, 0.05 * s["area_mm2"]) for s in secs])
+    # leaflets persist from the hinge up to the orifice: require 3 mm of consecutive levels
+    run = int(round(3.0 / 0.5))
+    onset = None
+    for k in range(len(hs) - run):
+        if has_tissue[k:k + run].all() and hs[k] > -12.0:
+            onset = k
+            break
+    if onset is None:
+        raise GeometryError(
+            "no valve leaflets found inside the lumen within 15 mm of the LV/aorta interface; "
+            "the annulus plane cannot be located (is the valve visible, is this a contrast CT?)")
+    h_ann = float(hs[onset])
+    ann = secs[onset]
+    a_centre = ann["centroid_mm"]
+    area = ann["area_mm2"]
+    perim = _perimeter_mm(ann["filled"], pixel_mm)
+
+    # ---- 4./5. LVOT and sinus ---------------------------------------------------------------
+    lvot = _section(sampler, a_centre - lvot_offset_mm * n, n)
+    sinus_areas = [s["area_mm2"] for s, h in zip(secs, hs, strict=True) if h_ann <= h <= h_ann + sinus_search_mm]
+    if h_ann + sinus_search_mm > hs[-1]:
+        for h in np.arange(hs[-1] + 0.5, h_ann + sinus_search_mm + 0.01, 0.5):
+            sinus_areas.append(_section(sampler, centre + h * n, n)["area_mm2"])
+
+    # ---- 6. orifice -------------------------------------------------------------------------
+    best = None
+    for s, h in zip(secs, hs, strict=True):
+        if not (h_ann < h <= h_ann + orifice_search_mm) or s["area_mm2"] == 0:
+            continue
+        if s["central_mm2"] > 0 and s["central_mm2"] < 0.8 * s["area_mm2"] and s["tissue_mm2"] >= min_tissue_mm2:
+            if best is None or s["central_mm2"] < best[0]:
+                best = (s["central_mm2"], h, s)
+    if best is None:
+        raise GeometryError("no valve orifice (blood enclosed by leaflets) found above the annulus")
+    o_area, o_h, o_sec = best
+    ij = np.argwhere(o_sec["central"]).astype(float).mean(axis=0)
+    uv = (ij - (np.array(o_sec["central"].shape) - 1) / 2.0) * pixel_mm
+    o_centre = centre + o_h * n + uv[0] * o_sec["e1"] + uv[1] * o_sec["e2"]
+
+    # ---- 7. calcium ---------------------------------------------------------------------------
+    ca_idx = np.argwhere(ca)
+    ca_vol = 0.0
+    if len(ca_idx):
+        p = ct.index_to_physical(ca_idx[:, ::-1]) - a_centre
+        hh = p @ n
+        rr = np.linalg.norm(p - np.outer(hh, n), axis=1)
+        r_lim = 0.5 * 2.0 * np.sqrt(max(sinus_areas + [area]) / np.pi) + 5.0
+        sel = (hh >= -10.0) & (hh <= sinus_search_mm) & (rr <= r_lim)
+        ca_vol = float(sel.sum()) * ct.voxel_volume_mm3
+
+    # ---- 8. centreline ------------------------------------------------------------------------
+    cl = [s["centroid_mm"] for s, h in zip(secs, hs, strict=True)
+          if h_ann - 10.0 <= h <= h_ann + 10.0 and s["area_mm2"] > 0 and abs(h - round(h)) < 1e-6]
+    p, d = np.asarray(cl[-1]), n.copy()
+    travelled = 10.0
+    while travelled < centreline_length_mm:
+        s = _section(sampler, p + 2.0 * d, d)
+        if s["area_mm2"] == 0:
+            break
+        q = s["centroid_mm"]
+        d = _unit(0.5 * d + 0.5 * _unit(q - p))
+        travelled += float(np.linalg.norm(q - p))
+        p = q
+        cl.append(q)
+
+    _LOG.info("annulus at %.1f mm from the interface: area %.0f mm², orifice %.0f mm² at +%.1f mm",
+              h_ann, area, o_area, o_h - h_ann)
+    return AorticRootLandmarks(
+        annulus_centre_mm=tuple(float(v) for v in a_centre),
+        annulus_normal=tuple(float(v) for v in n),
+        annulus_area_mm2=area,
+        annulus_perimeter_mm=perim,
+        annulus_diameter_mm=2.0 * float(np.sqrt(area / np.pi)),
+        annulus_perimeter_diameter_mm=perim / np.pi,
+        annulus_min_diameter_mm=ann["min_diameter_mm"],
+        annulus_max_diameter_mm=ann["max_diameter_mm"],
+        lvot_diameter_mm=_median_diameter_mm(lvot["filled"], pixel_mm),
+        sinus_diameter_mm=2.0 * float(np.sqrt(max(sinus_areas) / np.pi)),
+        valve_orifice_area_mm2=float(o_area),
+        valve_orifice_centre_mm=tuple(float(v) for v in o_centre),
+        valve_orifice_height_mm=float(o_h - h_ann),
+        calcium_volume_mm3=ca_vol,
+        centreline_mm=np.asarray(cl, dtype=float),
+    )

@@ -6,9 +6,27 @@ Units: mm, DICOM patient coordinates (LPS). The conversion to SI happens in
 
 from __future__ import annotations
 
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cardiotwin.errors import GeometryError, InputError
+from cardiotwin.geometry.quality import tet_quality
+from cardiotwin.provenance import Provenance, sha256_bytes
+
+if TYPE_CHECKING:
+    from cardiotwin.geometry.surface import FluidSurface
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -78,3 +96,375 @@ class FluidDomain:
             for c in d["caps"]
         )
         return cls(**d)
+
+
+# ------------------------------------------------------------------------------------------------
+# meshing (functions below the contract dataclasses)
+# ------------------------------------------------------------------------------------------------
+
+
+#: physical tag of the fluid volume and of the wall; the inlet is 2, outlets 3, 4, ... by name.
+FLUID_TAG = 1
+WALL_TAG = 1
+INLET_TAG = 2
+
+#: gmsh 3-D algorithms by name
+_ALGORITHMS_3D = {"delaunay": 1, "hxt": 10}
+
+# gmsh is a process-wide singleton: one meshing at a time in this process.
+_GMSH_LOCK = threading.Lock()
+
+
+@contextmanager
+def _gmsh_session(n_threads: int) -> Iterator[object]:
+    import gmsh
+
+    with _GMSH_LOCK:
+        owner = not gmsh.isInitialized()
+        if owner:
+            gmsh.initialize(
+                [], readConfigFiles=False, interruptible=threading.current_thread() is threading.main_thread()
+            )
+        gmsh.option.setNumber("General.Terminal", 0)
+        gmsh.option.setNumber("General.Verbosity", 2)
+        gmsh.option.setNumber("General.NumThreads", int(n_threads))
+        name = f"cardiotwin_fluid_{os.getpid()}_{time.monotonic_ns()}"
+        gmsh.model.add(name)
+        try:
+            yield gmsh
+        finally:
+            gmsh.model.setCurrent(name)
+            gmsh.model.remove()
+            if owner:
+                gmsh.finalize()
+
+
+def _cap_tags(caps: list) -> dict[str, int]:
+    names = ["wall", "inlet"] + sorted(c.name for c in caps if c.name != "inlet")
+    tags = {"wall": WALL_TAG, "inlet": INLET_TAG}
+    for i, n in enumerate(names[2:]):
+        tags[n] = INLET_TAG + 1 + i
+    return tags
+
+
+def _match_cap(coords: np.ndarray, caps: list, tol_mm: float) -> str | None:
+    """Name of the cap whose plane holds every node of a gmsh surface, else None (wall)."""
+    centroid = coords.mean(axis=0)
+    best = None
+    for c in caps:
+        n = np.asarray(c.normal)
+        off = np.abs((coords - np.asarray(c.centre_mm)) @ n)
+        if off.max() > tol_mm:
+            continue
+        r_eq = math.sqrt(c.area_mm2 / math.pi)
+        dist = float(np.linalg.norm(centroid - np.asarray(c.centre_mm)))
+        if dist <= 1.5 * r_eq and (best is None or dist < best[1]):
+            best = (c.name, dist)
+    return None if best is None else best[0]
+
+
+def _add_discrete_surface(gmsh: Any, surface: FluidSurface) -> None:
+    """Load the triangles into gmsh as discrete surfaces: one per cap and one for the wall."""
+    mesh = surface.mesh
+    markers = surface.face_markers()
+    for i in range(len(surface.caps) + 1):
+        gmsh.model.addDiscreteEntity(2, i + 1)
+    gmsh.model.mesh.addNodes(
+        2, 1, np.arange(1, len(mesh.vertices) + 1), np.asarray(mesh.vertices, dtype=float).ravel()
+    )
+    for i in range(len(surface.caps) + 1):
+        faces = np.asarray(mesh.faces[markers == i], dtype=np.int64) + 1
+        gmsh.model.mesh.addElementsByType(i + 1, 2, [], faces.ravel())
+    gmsh.model.mesh.createTopology()
+
+
+def mesh_fluid_domain(
+    surface: FluidSurface,
+    out_path: str | Path,
+    *,
+    h_max_mm: float = 3.0,
+    h_min_mm: float = 1.2,
+    refine_centre_mm: tuple[float, float, float] | np.ndarray | None = None,
+    refine_radius_mm: float = 20.0,
+    refine_transition_mm: float | None = None,
+    seed: int = 0,
+    n_threads: int = 1,
+    algorithm: str = "delaunay",
+    classify_angle_deg: float = 120.0,
+    elements_per_2pi: int = 0,
+    optimize_netgen: bool = True,
+    binary: bool = False,
+) -> FluidDomain:
+    """Tetrahedral mesh of a capped lumen surface, with named boundary tags (gmsh).
+
+    The triangles are loaded into gmsh as discrete surfaces (each cap and the wall separate, from
+    ``surface.cap_faces``), the wall split into patches that can be reparametrised
+    (``classifySurfaces`` + ``createGeometry``) and remeshed with a
+    size field: ``h_min_mm`` within ``refine_radius_mm`` of ``refine_centre_mm`` (use the valve:
+    annulus centre + ~8 mm along the annulus normal), growing linearly to ``h_max_mm`` over
+    ``refine_transition_mm``. Tetrahedra by Delaunay (or HXT) with gmsh optimisation
+    (and Netgen's when ``optimize_netgen``).
+
+    Physical groups: volume ``fluid``; surfaces ``wall``, ``inlet``, ``outlet:<name>``; each gmsh
+    surface is assigned to a cap when all its nodes lie on that cap's plane near its centre.
+
+    Parameters
+    ----------
+    surface : FluidSurface
+        From :func:`cardiotwin.geometry.surface.fluid_surface`.
+    out_path : path of the ``.msh`` (v4.1, mm) to write; written to a temporary name first.
+    h_max_mm, h_min_mm : coarse and fine element sizes (mm), ``0 < h_min ≤ h_max``.
+    refine_centre_mm : (3,) LPS centre of the fine region; ``None`` = uniform ``h_max_mm``.
+    refine_radius_mm : radius of the fine region (mm).
+    refine_transition_mm : width of the size transition (mm); default ``(h_max - h_min) / 0.15``
+        (sizes grow by 0.15 mm per mm, a gradation that keeps the tetrahedra well shaped).
+    seed : gmsh random seed (``Mesh.RandomSeed``), for reproducible meshes.
+    n_threads : gmsh threads (1–2 on a shared machine).
+    algorithm : ``"delaunay"`` (gmsh 3-D Delaunay) or ``"hxt"``.
+    classify_angle_deg : angle (°) between neighbouring wall triangles above which an edge becomes
+        a feature curve; the default (120°) keeps the wall smooth (caps are separate anyway).
+    elements_per_2pi : when > 0, surface sizes are also bounded by the curvature radius R
+        (``2πR / elements_per_2pi``), which resolves small branches.
+    optimize_netgen : also run Netgen's optimiser after gmsh's (on by default: it removes the
+        slivers gmsh's own optimiser leaves between four boundary nodes).
+    binary : write a binary ``.msh`` (smaller, same content).
+
+    Returns
+    -------
+    FluidDomain
+        Tags, caps measured on the volume mesh's boundary, size, quality (see
+        :func:`cardiotwin.geometry.quality.tet_quality`) and provenance.
+
+    Raises
+    ------
+    InputError
+        Bad sizes or algorithm.
+    GeometryError
+        A cap is not recovered as its own gmsh surface, meshing fails or gives inverted cells.
+    """
+    from cardiotwin.geometry.surface import FluidSurface
+
+    if not isinstance(surface, FluidSurface):
+        raise InputError(f"surface must be a FluidSurface (from fluid_surface); got {type(surface).__name__}")
+    if not (0 < h_min_mm <= h_max_mm):
+        raise InputError(f"need 0 < h_min_mm <= h_max_mm; got h_min_mm={h_min_mm}, h_max_mm={h_max_mm}")
+    if refine_radius_mm <= 0:
+        raise InputError(f"refine_radius_mm must be > 0; got {refine_radius_mm}")
+    if refine_transition_mm is None:
+        refine_transition_mm = max((h_max_mm - h_min_mm) / 0.15, 1e-3)
+    if refine_transition_mm <= 0:
+        raise InputError(f"refine_transition_mm must be > 0; got {refine_transition_mm}")
+    if algorithm not in _ALGORITHMS_3D:
+        raise InputError(f"algorithm must be one of {sorted(_ALGORITHMS_3D)}; got {algorithm!r}")
+    if not any(c.name == "inlet" for c in surface.caps):
+        raise GeometryError("the surface has no inlet cap; build it with fluid_surface()")
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+
+    digest = sha256_bytes(
+        np.ascontiguousarray(surface.mesh.vertices, dtype="<f8").tobytes()
+        + np.ascontiguousarray(surface.mesh.faces, dtype="<i8").tobytes()
+        + np.ascontiguousarray(surface.face_markers(), dtype="<i4").tobytes()
+    )
+    prov = Provenance(
+        step="geometry.mesh_fluid_domain",
+        inputs={"surface": digest},
+        parameters={
+            "h_max_mm": h_max_mm,
+            "h_min_mm": h_min_mm,
+            "refine_centre_mm": None if refine_centre_mm is None else [float(v) for v in refine_centre_mm],
+            "refine_radius_mm": refine_radius_mm,
+            "refine_transition_mm": refine_transition_mm,
+            "seed": seed,
+            "n_threads": n_threads,
+            "algorithm": algorithm,
+            "classify_angle_deg": classify_angle_deg,
+            "elements_per_2pi": elements_per_2pi,
+            "optimize_netgen": optimize_netgen,
+        },
+    )
+    caps = list(surface.caps)
+    tags = _cap_tags(caps)
+    extent = float(np.ptp(surface.mesh.bounds, axis=0).max())
+    plane_tol = max(1e-3 * extent, 1e-4)
+
+    with _gmsh_session(n_threads) as gmsh:
+        with prov.timed("classify"):
+            _add_discrete_surface(gmsh, surface)
+            # Caps and wall are separate discrete entities already; classification only splits the
+            # wall into patches that can be reparametrised (features below the angle are kept).
+            gmsh.model.mesh.classifySurfaces(math.radians(classify_angle_deg), True, True, math.pi)
+            gmsh.model.mesh.createGeometry()
+            surf_tags = [t for _, t in gmsh.model.getEntities(2)]
+            groups: dict[str, list[int]] = {n: [] for n in tags}
+            for st in surf_tags:
+                _, xyz, _ = gmsh.model.mesh.getNodes(2, st, includeBoundary=True)
+                name = _match_cap(np.asarray(xyz).reshape(-1, 3), caps, plane_tol)
+                groups[name or "wall"].append(st)
+            missing = [n for n, g in groups.items() if not g]
+            if missing:
+                raise GeometryError(
+                    f"boundary part(s) {missing} not recovered as gmsh surfaces after "
+                    "reparametrisation; check that the caps of the FluidSurface are flat and "
+                    "non-empty (surface.cap_faces)."
+                )
+            loop = gmsh.model.geo.addSurfaceLoop(surf_tags)
+            vol = gmsh.model.geo.addVolume([loop])
+            gmsh.model.geo.synchronize()
+
+        opt = gmsh.option.setNumber
+        opt("Mesh.RandomSeed", int(seed))
+        opt("Mesh.MeshSizeMin", float(h_min_mm))
+        opt("Mesh.MeshSizeMax", float(h_max_mm))
+        opt("Mesh.MeshSizeExtendFromBoundary", 0)
+        opt("Mesh.MeshSizeFromPoints", 0)
+        opt("Mesh.MeshSizeFromCurvature", int(elements_per_2pi))
+        opt("Mesh.Algorithm", 6)
+        opt("Mesh.Algorithm3D", _ALGORITHMS_3D[algorithm])
+        opt("Mesh.Optimize", 1)
+        opt("Mesh.OptimizeNetgen", 1 if optimize_netgen else 0)
+        fld = gmsh.model.mesh.field
+        if refine_centre_mm is not None:
+            rc = np.asarray(refine_centre_mm, dtype=float).reshape(3)
+            ball = fld.add("Ball")
+            fld.setNumber(ball, "Radius", float(refine_radius_mm))
+            fld.setNumber(ball, "Thickness", float(refine_transition_mm))
+            fld.setNumber(ball, "VIn", float(h_min_mm))
+            fld.setNumber(ball, "VOut", float(h_max_mm))
+            for k, v in zip(("XCenter", "YCenter", "ZCenter"), rc, strict=True):
+                fld.setNumber(ball, k, float(v))
+            fld.setAsBackgroundMesh(ball)
+        else:
+            const = fld.add("MathEval")
+            fld.setString(const, "F", repr(float(h_max_mm)))
+            fld.setAsBackgroundMesh(const)
+
+        gmsh.model.addPhysicalGroup(3, [vol], FLUID_TAG, name="fluid")
+        for name, g in groups.items():
+            gmsh.model.addPhysicalGroup(2, g, tags[name], name=name)
+
+        try:
+            with prov.timed("mesh_2d"):
+                gmsh.model.mesh.generate(2)
+            with prov.timed("mesh_3d"):
+                gmsh.model.mesh.generate(3)
+        except Exception as exc:
+            raise GeometryError(
+                f"gmsh failed to mesh the fluid domain: {exc}. Check the surface (self-intersections) "
+                "or change h_min_mm/h_max_mm."
+            ) from exc
+
+        with prov.timed("extract"):
+            node_tags, xyz, _ = gmsh.model.mesh.getNodes()
+            pts = np.asarray(xyz).reshape(-1, 3)
+            index = np.full(int(node_tags.max()) + 1, -1, dtype=np.int64)
+            index[node_tags] = np.arange(len(node_tags))
+            _, tet_nodes = gmsh.model.mesh.getElementsByType(4)
+            tets = index[np.asarray(tet_nodes, dtype=np.int64).reshape(-1, 4)]
+            if len(tets) == 0:
+                raise GeometryError("gmsh produced no tetrahedra; the surface may not enclose a volume")
+            tri_by_group: dict[str, np.ndarray] = {}
+            for name, g in groups.items():
+                tris = []
+                for st in g:
+                    _, ntags = gmsh.model.mesh.getElementsByType(2, st)
+                    tris.append(index[np.asarray(ntags, dtype=np.int64).reshape(-1, 3)])
+                tri_by_group[name] = np.concatenate(tris) if tris else np.zeros((0, 3), int)
+
+        with prov.timed("write"):
+            opt("Mesh.MshFileVersion", 4.1)
+            opt("Mesh.Binary", 1 if binary else 0)
+            opt("Mesh.SaveAll", 0)
+            tmp = out_path.with_name(out_path.name + ".part.msh")
+            gmsh.write(str(tmp))
+            tmp.replace(out_path)
+
+    quality = tet_quality(pts, tets)
+    if quality["n_inverted"]:
+        raise GeometryError(f"the mesh has {quality['n_inverted']} inverted tetrahedra")
+    used = np.unique(tets)
+    boundary_caps = []
+    for c in caps:
+        tri = tri_by_group[c.name]
+        p = pts[tri]
+        avec = 0.5 * np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
+        area = np.linalg.norm(avec, axis=1)
+        centre = (p.mean(axis=1) * area[:, None]).sum(axis=0) / area.sum()
+        n = np.asarray(c.normal)
+        boundary_caps.append(
+            BoundaryCap(
+                name=c.name,
+                tag=tags[c.name],
+                centre_mm=tuple(float(v) for v in centre),
+                normal=tuple(float(v) for v in n / np.linalg.norm(n)),
+                area_mm2=float(area.sum()),
+            )
+        )
+    domain = FluidDomain(
+        mesh_path=out_path,
+        facet_tags=dict(tags),
+        cell_tags={"fluid": FLUID_TAG},
+        caps=tuple(boundary_caps),
+        n_cells=int(len(tets)),
+        n_vertices=int(len(used)),
+        quality=quality,
+        provenance=prov.to_dict(),
+    )
+    logger.info(
+        "fluid mesh %s: %d tets, %d vertices, min dihedral %.1f°, min radius ratio %.3f (%.1f s)",
+        out_path.name,
+        domain.n_cells,
+        domain.n_vertices,
+        quality["min_dihedral_deg"],
+        quality["min_radius_ratio"],
+        sum(prov.timings_s.values()),
+    )
+    return domain
+
+
+def read_msh_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Points, tetrahedra and boundary triangles per physical name of a ``.msh`` file (meshio).
+
+    Returns
+    -------
+    points : (N, 3) float array (mm).
+    tets : (M, 4) int array.
+    facets : name → (K, 3) int array of the triangles of each named surface group.
+    """
+    import meshio
+
+    m = meshio.read(str(path))
+    tag_name = {int(v[0]): k for k, v in m.field_data.items() if int(v[1]) == 2}
+    tets = np.concatenate([b.data for b in m.cells if b.type == "tetra"])
+    facets: dict[str, list[np.ndarray]] = {}
+    phys = m.cell_data.get("gmsh:physical")
+    if phys is None:
+        raise GeometryError(f"{path}: no physical groups; not a cardiotwin fluid mesh")
+    for block, tags in zip(m.cells, phys, strict=True):
+        if block.type != "triangle":
+            continue
+        for t in np.unique(tags):
+            facets.setdefault(tag_name.get(int(t), str(int(t))), []).append(block.data[tags == t])
+    return np.asarray(m.points), tets, {k: np.concatenate(v) for k, v in facets.items()}
+
+
+def write_vtu(domain: FluidDomain, path: str | Path) -> Path:
+    """Write the tetrahedra and the tagged boundary triangles to a ``.vtu`` for ParaView.
+
+    Cell data ``tag`` holds the physical tag (volume ``fluid`` and each boundary); the names are
+    in the field data. Written to a temporary name and renamed.
+    """
+    import meshio
+
+    pts, tets, facets = read_msh_arrays(domain.mesh_path)
+    cells = [meshio.CellBlock("tetra", tets)]
+    tag_data = [np.full(len(tets), domain.cell_tags["fluid"], dtype=np.int32)]
+    for name, tri in facets.items():
+        cells.append(meshio.CellBlock("triangle", tri))
+        tag_data.append(np.full(len(tri), domain.facet_tags.get(name, -1), dtype=np.int32))
+    m = meshio.Mesh(pts, cells, cell_data={"tag": tag_data})
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part.vtu")
+    meshio.write(str(tmp), m)
+    tmp.replace(path)
+    return path

@@ -11,7 +11,8 @@ Anatomy (LPS: +x patient left, +y posterior, +z superior)
   of area-derived diameter ``annulus_diameter_mm`` centred at ``annulus_centre_mm``; its normal
   (the valve axis, LV → aorta) is tilted ``valve_axis_tilt_deg`` from +z towards the patient's
   right-anterior (``valve_axis_azimuth_deg``). Below it the LVOT is a circular tube of diameter
-  ``lvot_diameter_mm`` (blending into the annulus ellipse over the last 5 mm) that opens into the
+  ``lvot_diameter_mm`` (blending into the annulus ellipse between 6 and 2 mm below the annulus, the
+  last 2 mm have the annulus cross-section) that opens into the
   LV cavity ``lvot_length_mm`` below the annulus. Above it the three sinuses of Valsalva have a
   trilobed cross-section whose largest area-derived diameter is ``sinus_diameter_mm``, up to the
   sinotubular junction (STJ) ``stj_height_mm`` above the annulus.
@@ -79,12 +80,12 @@ _AORTA_CONTROL_MM = np.array(
         [-19.0, -11.0, 64.0],
         [-9.0, 5.0, 84.0],
         [9.0, 24.0, 89.0],
-        [24.0, 40.0, 77.0],
-        [28.0, 49.0, 52.0],
-        [28.0, 51.0, 15.0],
-        [27.0, 51.0, -40.0],
-        [27.0, 51.0, -120.0],
-        [27.0, 51.0, -300.0],
+        [24.0, 44.0, 78.0],
+        [30.0, 56.0, 52.0],
+        [32.0, 60.0, 15.0],
+        [32.0, 61.0, -40.0],
+        [32.0, 61.0, -120.0],
+        [32.0, 61.0, -300.0],
     ]
 )
 
@@ -119,7 +120,7 @@ class PhantomParameters:
     annulus_aspect_ratio : float
         Minor / major diameter of the annulus ellipse, in [0.6, 1].
     lvot_diameter_mm : float
-        Diameter of the circular LVOT (measured ≥ 5 mm below the annulus).
+        Diameter of the circular LVOT (the LVOT is circular ≥ 6 mm below the annulus).
     lvot_length_mm : float
         Distance from the annulus down to where the LVOT opens into the LV cavity.
     sinus_diameter_mm : float
@@ -414,10 +415,11 @@ class _Layout:
                 f"valve axis tilt/azimuth give an LV axis almost perpendicular to the valve axis "
                 f"(cos = {un:.2f}); use the default valve_axis_tilt_deg/azimuth"
             )
+        # the cavity's highest point along the valve axis is the LVOT entry point E (so the LVOT is
+        # a distinct tube from E up to the annulus and the LVOT tube dips 10 mm into the cavity)
         support = math.sqrt(self.lv_a**2 * un**2 + self.lv_b**2 * (1 - un**2))
-        gap = 3.0  # cavity top at least 3 mm below the annulus plane
-        c_off = max((support + gap - p.lvot_length_mm) / (-un), 0.5 * self.lv_a)
-        self.lv_c = self.A - p.lvot_length_mm * self.n + c_off * self.u
+        top = (self.lv_a**2 * un * self.u + self.lv_b**2 * (self.n - un * self.u)) / support
+        self.lv_c = self.A - p.lvot_length_mm * self.n - top
         # aortic centreline after the STJ
         stj = self.A + self.h_stj * self.n
         ctrl = np.vstack([stj, self.A + _AORTA_CONTROL_MM])
@@ -467,7 +469,7 @@ class _Layout:
         zz = np.clip(z / h, 0.0, 1.0)
         lobe = 0.5 * (1.0 + np.cos(3.0 * th))
         above = re + (self.r_stj - re) * zz + amp * np.sin(np.pi * zz) * lobe
-        below = self.r_lvot + (re - self.r_lvot) * np.clip((z + 5.0) / 5.0, 0.0, 1.0)
+        below = self.r_lvot + (re - self.r_lvot) * _smoothstep((z + 6.0) / 4.0)
         return np.where(z < 0.0, below, above)
 
     def root_radius(self, th: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -740,7 +742,7 @@ def _truth(L: _Layout, p: PhantomParameters, seed: int, grid: _Grid, labels: np.
     if below.size:
         last = below[0] - 1
     s = _arc_length(pts[: last + 1])
-    n_out = max(int(s[-1]), 1) + 1
+    n_out = max(int(math.ceil(s[-1])), 1) + 1
     t = np.linspace(0.0, s[-1], n_out)
     cl = np.stack([np.interp(t, s, pts[: last + 1, d]) for d in range(3)], axis=1)
     cl_r = np.interp(t, s, rad[: last + 1])

@@ -10,8 +10,7 @@ Method (:func:`segment_heart`)
    taken from the half width at half maximum on the less contaminated flank. The soft-tissue
    reference is the histogram mode between ``settings.tissue_search_range_hu``. The blood
    threshold is their midpoint (the 50 % level of a blurred blood/tissue step, i.e. where the
-   true edge lies), never below ``peak − 6σ`` is not required because noise is 7σ away at the
-   midpoint for typical CTA.
+   true edge lies); at typical CTA contrast the noise is > 5σ away from it.
 2. **Calcium** (Agatston-style, adapted to contrast CT): detection threshold
    ``max(130 HU, blood peak + k·σ)``; components larger than ``max_calcium_component_ml`` (bone)
    or not surrounded by blood-like voxels (ribs, spine) are rejected. Each kept nodule is then
@@ -31,8 +30,10 @@ Method (:func:`segment_heart`)
    branches**: branches are merged into ``aorta``; the label ``branches`` is not produced).
 5. **Valve-plane correction**: the blood enclosed by the leaflets between the annulus and the
    orifice belongs to the aortic root anatomically (the LV ends at the annulus). The LV/aorta
-   interface found in step 4 lies at the orifice; LV voxels above the plane through the
-   interface's rim (the leaflet hinge ring), within the LVOT cylinder, are moved to ``aorta``.
+   interface found in step 4 lies at the orifice. Walking down the LV→aorta axis in 1 mm slabs
+   from the interface, the levels where aortic (sinus) blood is still present beside the LV
+   blood are above the leaflet hinges; LV voxels at those levels (within 25 mm of the axis) are
+   moved to ``aorta``.
    See ``settings.move_valve_funnel_to_aorta``.
 
 Myocardium and valve leaflets are not labelled.
@@ -277,7 +278,7 @@ def _detect_calcium(a: np.ndarray, inten: BloodPoolIntensities, settings: Segmen
             info["rejected_small"] += 1
             continue
         # pad the bounding box by 2 voxels
-        sl2 = tuple(slice(max(s.start - 2, 0), min(s.stop + 2, dim)) for s, dim in zip(sl, a.shape))
+        sl2 = tuple(slice(max(s.start - 2, 0), min(s.stop + 2, dim)) for s, dim in zip(sl, a.shape, strict=False))
         sub_a = a[sl2]
         comp = lab[sl2] == idx
         shell = ndi.binary_dilation(comp) & ~comp & ~(lab[sl2] > 0)
@@ -345,7 +346,7 @@ def _basin_saddles(basins: np.ndarray, dist: np.ndarray) -> dict[tuple[int, int]
     order = np.lexsort((vals, keys))
     keys, vals = keys[order], vals[order]
     last = np.r_[keys[1:] != keys[:-1], True]
-    return {(int(k // nb), int(k % nb)): float(v) for k, v in zip(keys[last], vals[last])}
+    return {(int(k // nb), int(k % nb)): float(v) for k, v in zip(keys[last], vals[last], strict=False)}
 
 
 def _merge_basins(peaks: dict[int, float], saddles: dict[tuple[int, int], float], neck_ratio: float
@@ -384,11 +385,7 @@ def _merge_basins(peaks: dict[int, float], saddles: dict[tuple[int, int], float]
             new_edges[k] = max(new_edges.get(k, -1.0), s)
         edges = new_edges
     necks = [{"saddle_mm": s, "peak_a_mm": peak[u], "peak_b_mm": peak[v]} for (u, v), s in edges.items()]
-    return {b: find(b) for b in parents_keys(parent)}, necks
-
-
-def parents_keys(parent: dict[int, int]) -> list[int]:  # small helper kept private in spirit
-    return list(parent.keys())
+    return {b: find(b) for b in list(parent)}, necks
 
 
 def _split_lv_aorta(blood: np.ndarray, spacing_kji: tuple[float, float, float],
@@ -447,7 +444,7 @@ def _move_funnel_to_aorta(lv: np.ndarray, aorta: np.ndarray, ct: Volume,
     sp = np.asarray(ct.spacing_mm)[::-1]
     near = np.zeros_like(lv)
     sl = tuple(slice(max(int(m) - int(np.ceil(20 / s)), 0), int(M) + int(np.ceil(20 / s)) + 1)
-               for m, M, s in zip(kji.min(0), kji.max(0), sp))
+               for m, M, s in zip(kji.min(0), kji.max(0), sp, strict=False))
     near[sl] = True
     c_lv = ct.index_to_physical(np.argwhere(lv & near)[:, ::-1]).mean(axis=0)
     c_ao = ct.index_to_physical(np.argwhere(aorta & near)[:, ::-1]).mean(axis=0)

@@ -210,7 +210,9 @@ class Physiology:
             "stroke_volume_ml": float(self.stroke_volume_ml),
             "systolic_bp_mmhg": float(self.systolic_bp_mmhg),
             "diastolic_bp_mmhg": float(self.diastolic_bp_mmhg),
-            "ejection_time_s": None if self.ejection_time_s is None else float(self.ejection_time_s),
+            "ejection_time_s": None
+            if self.ejection_time_s is None
+            else float(self.ejection_time_s),
         }
 
     @classmethod
@@ -324,7 +326,8 @@ class PatientTwin:
             if not isinstance(value, str) or not PSEUDONYM_PATTERN.fullmatch(value):
                 raise InputError(
                     "PatientTwin.pseudonym must be 1-64 characters from [A-Za-z0-9._-] starting "
-                    f"with a letter or digit, got {value!r}; use the pseudonym from "
+                    "with a letter or digit (the value is not repeated here in case it is an identifier); "
+                    "use the pseudonym from "
                     "cardiotwin.imaging.deid, never a name or hospital ID"
                 )
         elif name == "version":

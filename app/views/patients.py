@@ -1,0 +1,82 @@
+"""Patients: the pseudonymised list, and one twin's anatomy, physiology and baseline flow.
+
+Every read goes through :mod:`cardiotwin.workflows` (``list_patients``, ``open_twin``) with the
+logged-in actor, so each view of a patient is audited.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from app import common
+from cardiotwin import workflows
+from cardiotwin.errors import CardiotwinError
+
+PURPOSE = "treatment planning"
+
+actor = common.require_actor()
+store = common.get_store()
+st.title("Patients")
+st.caption("Pseudonymised: the app never shows names or hospital IDs.")
+
+try:
+    patients = workflows.list_patients(store=store, actor=actor, purpose=PURPOSE)
+except CardiotwinError as exc:
+    common.show_error(exc, what="Cannot list the patients")
+    st.stop()
+patients = [p for p in patients if p.get("latest_version", 1)]
+if not patients:
+    st.info(f"No twin in the store `{common.store_root()}` yet. Seed the demo patient with "
+            f"`python -m app.seed --store {common.store_root()}` or build one with "
+            "`cardiotwin twin build DICOM_DIR`.")
+    st.stop()
+
+listing = pd.DataFrame(patients)
+st.dataframe(listing[[c for c in ("pseudonym", "latest_version", "n_results", "created_utc")
+                      if c in listing.columns]],
+             hide_index=True, width="stretch")
+
+pseudonym = common.selected_pseudonym([p["pseudonym"] for p in patients])
+try:
+    twin = workflows.open_twin(pseudonym, store=store, actor=actor, purpose=PURPOSE)
+except CardiotwinError as exc:
+    common.show_error(exc, what=f"Cannot open twin {pseudonym}")
+    st.stop()
+
+st.header(f"{twin.pseudonym} · twin version {twin.version}")
+lms = twin.anatomy.get("landmarks", {})
+baseline = next((r for r in twin.results if r.get("label") == "baseline"), None)
+
+c1, c2, c3, c4 = st.columns(4)
+if lms:
+    c1.metric("Annulus diameter", f"{lms['annulus_diameter_mm']:.1f} mm",
+              help="Area-derived, 2·√(A/π), in the annulus (virtual basal ring) plane")
+    c2.metric("Annulus area", f"{lms['annulus_area_mm2']:.0f} mm²")
+    c3.metric("Native orifice area", f"{lms['valve_orifice_area_mm2'] / 100:.2f} cm²",
+              help="Anatomic orifice area by planimetry")
+if baseline:
+    c4.metric("Peak gradient (native)", f"{baseline['summary']['peak_gradient_mmhg']:.1f} mmHg")
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Aortic root")
+    if lms:
+        st.dataframe(common.anatomy_table(lms), hide_index=True, width="stretch")
+    else:
+        st.info("This twin has no anatomy measurements.")
+with right:
+    st.subheader("Physiology")
+    st.dataframe(common.physiology_table(twin.physiology), hide_index=True, width="stretch")
+
+st.subheader("Baseline flow (native valve)")
+if baseline:
+    s = baseline["summary"]
+    st.dataframe(common.flow_summary_table(s), hide_index=True, width="stretch")
+    st.caption(f"Steady flow at the mean systolic inflow; {s.get('n_dofs', 0):,} unknowns, "
+               f"{'converged' if s.get('converged') else 'NOT converged'} in "
+               f"{s.get('iterations', 0)} iterations, {s.get('solve_time_s', 0):.0f} s.")
+else:
+    st.info("No baseline flow yet: it is solved with the first rehearsal.")
+
+st.page_link(common.PAGES["rehearse"], label=f"Rehearse a valve on {twin.pseudonym}", icon="🛠️")

@@ -1,0 +1,88 @@
+"""Stage benchmark of the demo pipeline, with baselines measured in the same run.
+
+Run with ``make bench``. Writes ``benchmarks/results/<date>-<host>.json`` and prints a table.
+Figures are wall-clock medians over ``--repeat`` runs on this machine; ratios (ours / baseline) are
+what to compare across machines, never the absolute seconds.
+
+Baselines in the same run:
+* DICOM series read: SimpleITK ``ImageSeriesReader`` on the same files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+
+def _median_time(fn, repeat: int) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spacing", type=float, default=1.0, help="phantom voxel size (mm)")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = ap.parse_args()
+
+    import SimpleITK as sitk
+
+    from cardiotwin.geometry import landmarks as lm_mod
+    from cardiotwin.geometry import surface, volume_mesh
+    from cardiotwin.imaging import dicom, phantom, segment
+
+    rows: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        t, ph = _median_time(lambda: phantom.make_phantom(
+            phantom.PhantomParameters(spacing_mm=(args.spacing,) * 3), seed=0), args.repeat)
+        rows["phantom"] = {"s": t}
+        t, _ = _median_time(lambda: dicom.write_ct_series(ph.ct, tmp / f"d{time.time_ns()}"), 1)
+        rows["dicom write"] = {"s": t}
+        ddir = next(tmp.glob("d*"))
+        t_ours, ct = _median_time(lambda: dicom.read_series(ddir), args.repeat)
+
+        def sitk_read():
+            r = sitk.ImageSeriesReader()
+            r.SetFileNames(r.GetGDCMSeriesFileNames(str(ddir)))
+            return sitk.GetArrayFromImage(r.Execute())
+
+        t_sitk, _ = _median_time(sitk_read, args.repeat)
+        rows["dicom read"] = {"s": t_ours, "baseline_sitk_s": t_sitk, "ratio": t_ours / t_sitk}
+        t, seg = _median_time(lambda: segment.segment_heart(ct), args.repeat)
+        rows["segmentation"] = {"s": t}
+        t, lms = _median_time(lambda: lm_mod.measure_aortic_root(ct, seg), args.repeat)
+        rows["landmarks"] = {"s": t}
+        t, fs = _median_time(lambda: surface.fluid_surface(seg.labels, lms), 1)
+        rows["fluid surface"] = {"s": t}
+        t, dom = _median_time(lambda: volume_mesh.mesh_fluid_domain(fs, tmp / "m.msh"), 1)
+        rows["volume mesh"] = {"s": t, "tets": dom.n_cells}
+    result = {
+        "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"host": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(),
+                    "processor": platform.processor() or platform.machine()},
+        "spacing_mm": args.spacing, "repeat": args.repeat, "stages": rows,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{platform.node()}.json"
+    path.write_text(json.dumps(result, indent=2))
+    for k, v in rows.items():
+        extra = "  ".join(f"{a}={b:.3g}" for a, b in v.items() if a != "s")
+        print(f"{k:16s} {v['s']:8.2f} s  {extra}")
+    print(f"written {path}")
+
+
+if __name__ == "__main__":
+    main()

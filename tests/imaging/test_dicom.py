@@ -1,0 +1,287 @@
+"""Tests of DICOM CT series writing and reading (cardiotwin.imaging.dicom).
+
+The independent reference is SimpleITK's ImageSeriesReader (GDCM): geometry must agree to
+1e-3 mm / 1e-5 (DESIGN.md §5 Imaging) and the pixel values exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+
+from cardiotwin.errors import DicomError, InputError
+from cardiotwin.imaging import dicom as dicom_mod
+from cardiotwin.imaging.dicom import list_series, read_series, write_ct_series
+from cardiotwin.imaging.volume import Volume
+
+
+def _sitk_read(folder: Path) -> sitk.Image:
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+    return reader.Execute()
+
+
+def _assert_matches_sitk(vol: Volume, folder: Path) -> None:
+    img = _sitk_read(folder)
+    np.testing.assert_allclose(img.GetOrigin(), vol.origin_mm, atol=1e-3, rtol=0)
+    np.testing.assert_allclose(img.GetSpacing(), vol.spacing_mm, atol=1e-3, rtol=0)
+    np.testing.assert_allclose(np.reshape(img.GetDirection(), (3, 3)), vol.direction,
+                               atol=1e-5, rtol=0)
+    arr = sitk.GetArrayFromImage(img)
+    assert arr.shape == vol.shape
+    assert np.array_equal(arr.astype(np.float64), np.rint(vol.array).astype(np.float64))
+
+
+def _rotation(ax_deg: float, ay_deg: float, az_deg: float) -> np.ndarray:
+    a, b, c = np.radians([ax_deg, ay_deg, az_deg])
+    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+    rz = np.array([[np.cos(c), -np.sin(c), 0], [np.sin(c), np.cos(c), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+@pytest.fixture(scope="module")
+def series_dir(small_phantom, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dicom") / "phantom"
+    write_ct_series(small_phantom.ct, out, patient_name="DOE^JANE", patient_id="PID-42", seed=5)
+    return out
+
+
+@pytest.fixture()
+def series_copy(series_dir, tmp_path) -> Path:
+    out = tmp_path / "copy"
+    shutil.copytree(series_dir, out)
+    return out
+
+
+def test_written_series_matches_simpleitk(small_phantom, series_dir):
+    _assert_matches_sitk(small_phantom.ct, series_dir)
+
+
+def test_files_are_valid_ct_image_storage(small_phantom, series_dir):
+    files = sorted(series_dir.iterdir())
+    assert len(files) == small_phantom.ct.shape[0]
+    ds = pydicom.dcmread(files[0])
+    assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert ds.SOPClassUID == CTImageStorage == ds.file_meta.MediaStorageSOPClassUID
+    assert ds.SOPInstanceUID == ds.file_meta.MediaStorageSOPInstanceUID
+    di, dj, dk = small_phantom.ct.spacing_mm
+    assert [float(v) for v in ds.PixelSpacing] == [dj, di]  # row spacing \ column spacing
+    assert (ds.Rows, ds.Columns) == small_phantom.ct.shape[1:]
+    assert float(ds.SliceThickness) == dk == float(ds.SpacingBetweenSlices)
+    assert str(ds.PatientName) == "DOE^JANE" and ds.PatientID == "PID-42"
+    for kw in ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "StudyDate",
+               "Manufacturer", "ImageType", "RescaleIntercept", "RescaleSlope", "PatientPosition",
+               "SliceLocation", "InstanceNumber", "PhotometricInterpretation"):
+        assert kw in ds, kw
+    uids = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files}
+    assert len(uids) == len(files)
+    # ImagePositionPatient of slice k = origin + k·dk·direction[:, 2] (here axial: z steps of dk)
+    last = pydicom.dcmread(files[-1], stop_before_pixels=True)
+    expected = np.asarray(small_phantom.ct.origin_mm) + (len(files) - 1) * dk * np.array([0, 0, 1])
+    np.testing.assert_allclose([float(v) for v in last.ImagePositionPatient], expected, atol=1e-6)
+
+
+def test_round_trip_with_our_reader(small_phantom, series_dir):
+    vol = read_series(series_dir)
+    assert np.array_equal(vol.array, small_phantom.ct.array)
+    np.testing.assert_allclose(vol.affine, small_phantom.ct.affine, atol=1e-4, rtol=0)
+    assert vol.array.dtype == np.float32
+    md = vol.metadata
+    assert md["modality"] == "CT" and md["patient_id"] == "PID-42"
+    assert md["n_slices"] == small_phantom.ct.shape[0]
+    assert md["manufacturer"] == "cardiotwin"
+    assert md["series_uid"] == pydicom.dcmread(next(series_dir.iterdir())).SeriesInstanceUID
+    assert "DOE" not in repr(md)
+
+
+def test_writing_is_deterministic(small_phantom, series_dir, tmp_path):
+    again = write_ct_series(small_phantom.ct, tmp_path / "again", patient_name="DOE^JANE",
+                            patient_id="PID-42", seed=5)
+    for f in again:
+        assert f.read_bytes() == (series_dir / f.name).read_bytes()
+    other = write_ct_series(small_phantom.ct, tmp_path / "other", seed=6)
+    assert (pydicom.dcmread(other[0]).SeriesInstanceUID
+            != pydicom.dcmread(again[0]).SeriesInstanceUID)
+
+
+def test_oblique_volume_agrees_with_simpleitk(tmp_path):
+    rng = np.random.default_rng(0)
+    direction = _rotation(20.0, -15.0, 35.0)
+    vol = Volume(rng.integers(-1000, 1500, size=(9, 14, 11)).astype(np.float32),
+                 (0.7, 0.9, 1.3), (-12.5, 40.25, 101.0), direction)
+    out = tmp_path / "oblique"
+    write_ct_series(vol, out)
+    _assert_matches_sitk(vol, out)
+    back = read_series(out)
+    assert np.array_equal(back.array, vol.array)
+    np.testing.assert_allclose(back.affine, vol.affine, atol=1e-4, rtol=0)
+
+
+def test_file_order_and_names_do_not_matter(small_phantom, series_dir, tmp_path):
+    files = sorted(series_dir.iterdir())
+    random.Random(3).shuffle(files)
+    vol = read_series(files)  # an explicit, shuffled file list
+    assert np.array_equal(vol.array, small_phantom.ct.array)
+    # and a folder whose file names are in a random order, with a nested sub-folder
+    out = tmp_path / "renamed"
+    (out / "sub").mkdir(parents=True)
+    for n, f in enumerate(files):
+        shutil.copy(f, out / ("sub" if n % 2 else "") / f"img_{random.Random(n).random():.6f}")
+    vol2 = read_series(out)
+    assert np.array_equal(vol2.array, small_phantom.ct.array)
+    np.testing.assert_allclose(vol2.affine, small_phantom.ct.affine, atol=1e-4, rtol=0)
+
+
+def test_non_dicom_files_are_ignored(small_phantom, series_copy, caplog):
+    (series_copy / "README.txt").write_text("not a DICOM file\n")
+    (series_copy / "notes.dcm").write_bytes(b"\x00" * 300)
+    with caplog.at_level(logging.INFO, logger="cardiotwin.imaging.dicom"):
+        vol = read_series(series_copy)
+    assert np.array_equal(vol.array, small_phantom.ct.array)
+    assert "README.txt" in caplog.text
+
+
+def test_patient_name_never_logged(small_phantom, tmp_path, caplog):
+    with caplog.at_level(logging.DEBUG):
+        write_ct_series(small_phantom.ct, tmp_path / "s", patient_name="SECRET^NAME")
+        read_series(tmp_path / "s")
+        list_series(tmp_path)
+    assert "SECRET" not in caplog.text
+    assert caplog.text  # something was logged
+
+
+def test_truncated_file_is_named(series_copy):
+    victim = sorted(series_copy.iterdir())[4]
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DicomError, match=victim.name):
+        read_series(series_copy)
+    victim.write_bytes(data[:200])  # cut inside the header
+    with pytest.raises(DicomError, match=victim.name):
+        read_series(series_copy)
+
+
+def test_single_slice_is_refused(series_dir):
+    one = sorted(series_dir.iterdir())[0]
+    with pytest.raises(DicomError, match="single slice"):
+        read_series(one)
+
+
+def _edit(path: Path, **changes) -> None:
+    ds = pydicom.dcmread(path)
+    for k, v in changes.items():
+        if v is None:
+            delattr(ds, k)
+        else:
+            setattr(ds, k, v)
+    ds.save_as(path)
+
+
+def _ipp(path: Path) -> np.ndarray:
+    return np.array([float(v) for v in pydicom.dcmread(path).ImagePositionPatient])
+
+
+def test_duplicate_position_is_refused(series_copy):
+    files = sorted(series_copy.iterdir())
+    _edit(files[6], ImagePositionPatient=[str(v) for v in _ipp(files[5])])
+    with pytest.raises(DicomError, match="duplicate slice positions"):
+        read_series(series_copy)
+
+
+def test_uneven_spacing_and_missing_slice_are_refused(series_copy):
+    files = sorted(series_copy.iterdir())
+    ipp = _ipp(files[6]) + np.array([0.0, 0.0, 0.4])  # 0.4 mm off a 3 mm step
+    _edit(files[6], ImagePositionPatient=[f"{v:.6f}" for v in ipp])
+    with pytest.raises(DicomError, match="uneven slice spacing"):
+        read_series(series_copy)
+    files[6].unlink()
+    with pytest.raises(DicomError, match="missing slice"):
+        read_series(series_copy)
+
+
+def test_gantry_tilt_is_refused(series_copy):
+    # shear: each slice shifted 0.5 mm posterior per slice ≈ 9.5° tilt at 3 mm steps
+    for k, f in enumerate(sorted(series_copy.iterdir())):
+        _edit(f, ImagePositionPatient=[f"{v:.6f}" for v in _ipp(f) + [0.0, 0.5 * k, 0.0]])
+    with pytest.raises(DicomError, match="gantry tilt"):
+        read_series(series_copy)
+
+
+def test_mixed_orientation_and_missing_pixels_are_refused(series_copy):
+    files = sorted(series_copy.iterdir())
+    _edit(files[2], ImageOrientationPatient=["1", "0", "0", "0", "0.9998", "0.02"])
+    with pytest.raises(DicomError, match="mixes orientation"):
+        read_series(series_copy)
+    _edit(files[2], ImageOrientationPatient=["1", "0", "0", "0", "1", "0"], PixelData=None)
+    with pytest.raises(DicomError, match=f"{files[2].name} has no pixel data"):
+        read_series(series_copy)
+
+
+def test_two_series_need_a_uid(small_phantom, tmp_path):
+    write_ct_series(small_phantom.ct, tmp_path / "a", seed=1, series_number=1)
+    shifted = small_phantom.ct.with_array(small_phantom.ct.array + 10.0)
+    write_ct_series(shifted, tmp_path / "b", seed=1, series_number=2,
+                    series_description="second")
+    infos = list_series(tmp_path)
+    assert len(infos) == 2 and {i.n_files for i in infos} == {small_phantom.ct.shape[0]}
+    assert len({i.study_uid for i in infos}) == 1  # same seed → same study
+    assert all(i.size_bytes > 0 and i.modality == "CT" for i in infos)
+    with pytest.raises(DicomError, match="2 series found") as err:
+        read_series(tmp_path)
+    for i in infos:
+        assert i.series_uid in str(err.value)
+    second = next(i for i in infos if i.description == "second")
+    vol = read_series(tmp_path, series_uid=second.series_uid)
+    assert np.array_equal(vol.array, shifted.array)
+    with pytest.raises(DicomError, match="not found"):
+        read_series(tmp_path, series_uid="1.2.3")
+
+
+def test_missing_path_and_empty_folder(tmp_path):
+    with pytest.raises(DicomError, match="does not exist"):
+        read_series(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DicomError, match="no DICOM files"):
+        read_series(tmp_path / "empty")
+
+
+def test_writer_refuses_non_empty_folder_and_is_atomic(small_phantom, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    with pytest.raises(InputError, match="not empty"):
+        write_ct_series(small_phantom.ct, out)
+    assert (out / "keep.txt").read_text() == "precious"
+    # values that do not fit 16 bits are refused before anything is written
+    big = small_phantom.ct.with_array(small_phantom.ct.array * 100.0)
+    with pytest.raises(InputError, match="16 bits"):
+        write_ct_series(big, tmp_path / "big")
+    assert not (tmp_path / "big").exists()
+    # fault injection: the disk "fills up" at the 5th slice → nothing is left behind
+    real = dicom_mod.pydicom.dcmwrite
+    calls = {"n": 0}
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise OSError(28, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dicom_mod.pydicom, "dcmwrite", failing)
+    with pytest.raises(OSError):
+        write_ct_series(small_phantom.ct, tmp_path / "partial")
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    # overwrite replaces the folder as a whole
+    files = write_ct_series(small_phantom.ct, out, overwrite=True)
+    assert sorted(out.iterdir()) == sorted(files)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
