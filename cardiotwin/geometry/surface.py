@@ -679,27 +679,33 @@ def fluid_surface(
             f"the inlet plane cuts the lumen in {len(areas)} pieces (areas {np.round(areas, 1)} mm²); "
             "expected one LV outflow tract. Check the lv_blood segmentation or change inlet_offset_mm."
         )
-    named: list[tuple[str, np.ndarray, np.ndarray]] = []
+    named: list[tuple[str, np.ndarray, _Cut]] = []
     g, c = found["inlet"][0]
-    named.append(("inlet", g, -c.normal))
+    named.append(("inlet", g, c))
     bottoms = found["bottom"]
     if len(bottoms) == 1:
-        named.append(("outlet:descending", bottoms[0][0], -bottoms[0][1].normal))
+        named.append(("outlet:descending", bottoms[0][0], bottoms[0][1]))
     else:
         for i, (g, c) in enumerate(bottoms, start=1):
-            named.append((f"outlet:bottom{i}", g, -c.normal))
+            named.append((f"outlet:bottom{i}", g, c))
     tops = sorted(found["top"], key=lambda gc: float(cut.triangles_center[gc[0]][:, 0].mean()))
     top_names = list(ARCH_BRANCH_NAMES) if len(tops) == 3 else [f"outlet:top{i}" for i in range(1, len(tops) + 1)]
     for name, (g, c) in zip(top_names, tops, strict=True):
-        named.append((name, g, -c.normal))
+        named.append((name, g, c))
     for i, (g, c) in enumerate(found["side"], start=1):
-        named.append((f"outlet:{i}", g, -c.normal))
+        named.append((f"outlet:{i}", g, c))
     if len(named) < 2:
         raise GeometryError(
             "the lumen has an inlet but no outlet: no vessel leaves the field of view. "
             "The aorta must reach a face of the image (e.g. the descending aorta through the bottom)."
         )
-    caps = [_cap_plane(cut, g, name, n) for name, g, n in named]
+    # The boolean engine works in single precision: put cap vertices exactly on their planes.
+    verts = np.array(cut.vertices)
+    for _, g, c in named:
+        vi = np.unique(cut.faces[g])
+        verts[vi] -= np.outer((verts[vi] - c.origin) @ c.normal, c.normal)
+    cut.vertices = verts
+    caps = [_cap_plane(cut, g, name, -c.normal) for name, g, c in named]
     cap_faces = {name: g for name, g, _ in named}
     order = sorted(range(len(caps)), key=lambda i: (caps[i].name != "inlet", caps[i].name))
     caps = [caps[i] for i in order]

@@ -110,6 +110,8 @@ INLET_TAG = 2
 
 #: gmsh 3-D algorithms by name
 _ALGORITHMS_3D = {"delaunay": 1, "hxt": 10}
+#: gmsh 2-D algorithms by name (MeshAdapt gives the best triangles on reparametrised patches)
+_ALGORITHMS_2D = {"meshadapt": 1, "delaunay": 5, "frontal-delaunay": 6}
 
 # gmsh is a process-wide singleton: one meshing at a time in this process.
 _GMSH_LOCK = threading.Lock()
@@ -190,10 +192,12 @@ def mesh_fluid_domain(
     seed: int = 0,
     n_threads: int = 1,
     algorithm: str = "delaunay",
+    surface_algorithm: str = "meshadapt",
     classify_angle_deg: float = 120.0,
     elements_per_2pi: int = 0,
     optimize_netgen: bool = True,
     binary: bool = False,
+    gmsh_options: dict[str, float] | None = None,
 ) -> FluidDomain:
     """Tetrahedral mesh of a capped lumen surface, with named boundary tags (gmsh).
 
@@ -216,11 +220,13 @@ def mesh_fluid_domain(
     h_max_mm, h_min_mm : coarse and fine element sizes (mm), ``0 < h_min ≤ h_max``.
     refine_centre_mm : (3,) LPS centre of the fine region; ``None`` = uniform ``h_max_mm``.
     refine_radius_mm : radius of the fine region (mm).
-    refine_transition_mm : width of the size transition (mm); default ``(h_max - h_min) / 0.15``
-        (sizes grow by 0.15 mm per mm, a gradation that keeps the tetrahedra well shaped).
+    refine_transition_mm : width of the size transition (mm); default ``(h_max - h_min) / 0.3``
+        (sizes grow by 0.3 mm per mm, a gradation that keeps the tetrahedra well shaped).
     seed : gmsh random seed (``Mesh.RandomSeed``), for reproducible meshes.
     n_threads : gmsh threads (1–2 on a shared machine).
     algorithm : ``"delaunay"`` (gmsh 3-D Delaunay) or ``"hxt"``.
+    surface_algorithm : ``"meshadapt"`` (default: fewest skinny wall triangles, hence the best
+        minimum dihedral angle), ``"delaunay"`` or ``"frontal-delaunay"`` (faster).
     classify_angle_deg : angle (°) between neighbouring wall triangles above which an edge becomes
         a feature curve; the default (120°) keeps the wall smooth (caps are separate anyway).
     elements_per_2pi : when > 0, surface sizes are also bounded by the curvature radius R
@@ -228,6 +234,7 @@ def mesh_fluid_domain(
     optimize_netgen : also run Netgen's optimiser after gmsh's (on by default: it removes the
         slivers gmsh's own optimiser leaves between four boundary nodes).
     binary : write a binary ``.msh`` (smaller, same content).
+    gmsh_options : extra numeric gmsh options (``{"Mesh.Smoothing": 10}``), applied last.
 
     Returns
     -------
@@ -251,11 +258,15 @@ def mesh_fluid_domain(
     if refine_radius_mm <= 0:
         raise InputError(f"refine_radius_mm must be > 0; got {refine_radius_mm}")
     if refine_transition_mm is None:
-        refine_transition_mm = max((h_max_mm - h_min_mm) / 0.15, 1e-3)
+        refine_transition_mm = max((h_max_mm - h_min_mm) / 0.3, 1e-3)
     if refine_transition_mm <= 0:
         raise InputError(f"refine_transition_mm must be > 0; got {refine_transition_mm}")
     if algorithm not in _ALGORITHMS_3D:
         raise InputError(f"algorithm must be one of {sorted(_ALGORITHMS_3D)}; got {algorithm!r}")
+    if surface_algorithm not in _ALGORITHMS_2D:
+        raise InputError(
+            f"surface_algorithm must be one of {sorted(_ALGORITHMS_2D)}; got {surface_algorithm!r}"
+        )
     if not any(c.name == "inlet" for c in surface.caps):
         raise GeometryError("the surface has no inlet cap; build it with fluid_surface()")
     out_path = Path(out_path)
@@ -278,9 +289,11 @@ def mesh_fluid_domain(
             "seed": seed,
             "n_threads": n_threads,
             "algorithm": algorithm,
+            "surface_algorithm": surface_algorithm,
             "classify_angle_deg": classify_angle_deg,
             "elements_per_2pi": elements_per_2pi,
             "optimize_netgen": optimize_netgen,
+            "gmsh_options": dict(gmsh_options or {}),
         },
     )
     caps = list(surface.caps)
@@ -319,10 +332,16 @@ def mesh_fluid_domain(
         opt("Mesh.MeshSizeExtendFromBoundary", 0)
         opt("Mesh.MeshSizeFromPoints", 0)
         opt("Mesh.MeshSizeFromCurvature", int(elements_per_2pi))
-        opt("Mesh.Algorithm", 6)
+        opt("Mesh.Algorithm", _ALGORITHMS_2D[surface_algorithm])
         opt("Mesh.Algorithm3D", _ALGORITHMS_3D[algorithm])
         opt("Mesh.Optimize", 1)
         opt("Mesh.OptimizeNetgen", 1 if optimize_netgen else 0)
+        opt("Mesh.MinimumCurveNodes", 2)  # short patch-boundary curves must not force tiny edges
+        for key, value in (gmsh_options or {}).items():
+            try:
+                opt(key, float(value))
+            except Exception as exc:
+                raise InputError(f"gmsh option {key!r}={value!r} rejected: {exc}") from exc
         fld = gmsh.model.mesh.field
         if refine_centre_mm is not None:
             rc = np.asarray(refine_centre_mm, dtype=float).reshape(3)

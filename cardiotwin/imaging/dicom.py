@@ -128,7 +128,9 @@ def write_ct_series(
     Patient, General Study, General Series, Frame of Reference, General Equipment, General Image,
     Image Plane, Image Pixel, CT Image, VOI LUT and SOP Common modules. The geometry follows
     ``volume`` exactly (oblique directions included): slice ``k`` is at
-    ``origin + k * dk * direction[:, 2]``.
+    ``origin + k * dk * direction[:, 2]``. (A left-handed ``direction`` is written as given; a
+    reader then returns the same geometry with the slice axis flipped to the right-handed
+    normal.)
 
     The series is written into a temporary folder next to ``out_dir`` and then renamed, so a
     failure leaves no half-written series.
@@ -278,8 +280,9 @@ def write_ct_series(
             pydicom.dcmwrite(tmp / name, ds, enforce_file_format=True)
             names.append(name)
         if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old",
-                                        dir=out_dir.parent))
+            old = Path(
+                tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent)
+            )
             out_dir.rename(old / out_dir.name)
             tmp.rename(out_dir)
             shutil.rmtree(old)
@@ -339,17 +342,23 @@ def _scan(path: str | Path | Sequence[str | Path]) -> dict[str, list[tuple[Path,
             for elem in ds.iterall():  # pydicom parses lazily: decode every header value now
                 _ = elem.value
         except Exception as exc:  # noqa: BLE001 - any parser failure means a corrupt file
-            raise DicomError(f"{f} is a truncated or corrupt DICOM file "
-                             f"({type(exc).__name__}: {exc}); re-export or remove it") from exc
-        sop_class = str(getattr(ds, "SOPClassUID", "") or
-                        getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", ""))
+            raise DicomError(
+                f"{f} is a truncated or corrupt DICOM file "
+                f"({type(exc).__name__}: {exc}); re-export or remove it"
+            ) from exc
+        sop_class = str(
+            getattr(ds, "SOPClassUID", "")
+            or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "")
+        )
         if sop_class == _MEDIA_STORAGE_DIRECTORY:
             log.info("ignoring DICOMDIR %s", f)
             continue
         uid = str(getattr(ds, "SeriesInstanceUID", "") or "")
         if not uid:
-            raise DicomError(f"{f} has no SeriesInstanceUID: it is truncated or not an image "
-                         f"instance; re-export or remove it")
+            raise DicomError(
+                f"{f} has no SeriesInstanceUID: it is truncated or not an image "
+                f"instance; re-export or remove it"
+            )
         groups.setdefault(uid, []).append((f, ds))
     if ignored:
         log.info("%d non-DICOM file(s) ignored", ignored)
@@ -390,8 +399,9 @@ def list_series(path: str | Path | Sequence[str | Path]) -> list[SeriesInfo]:
         If the path does not exist or a DICOM file is truncated/corrupt.
     """
     groups = _scan(path)
-    return sorted((_info(u, it) for u, it in groups.items()),
-                  key=lambda s: (s.study_uid, s.series_uid))
+    return sorted(
+        (_info(u, it) for u, it in groups.items()), key=lambda s: (s.study_uid, s.series_uid)
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -406,8 +416,10 @@ def _floats(ds: Dataset, keyword: str, n: int, f: Path, series: str) -> np.ndarr
     except (TypeError, ValueError) as exc:
         raise DicomError(f"series {series}: {f} has an unreadable {keyword} ({val!r})") from exc
     if arr is None or arr.size != n:
-        raise DicomError(f"series {series}: {f} has no valid {keyword} (expected {n} numbers, "
-                         f"got {val!r}); a 3-D volume needs it on every slice")
+        raise DicomError(
+            f"series {series}: {f} has no valid {keyword} (expected {n} numbers, "
+            f"got {val!r}); a 3-D volume needs it on every slice"
+        )
     return arr
 
 
@@ -415,24 +427,31 @@ def _pixels(f: Path, series: str) -> tuple[np.ndarray, Dataset]:
     try:
         ds = pydicom.dcmread(f)
     except Exception as exc:  # noqa: BLE001 - any parser failure means a corrupt file
-        raise DicomError(f"series {series}: {f} is truncated or corrupt "
-                         f"({type(exc).__name__}: {exc})") from exc
+        raise DicomError(
+            f"series {series}: {f} is truncated or corrupt ({type(exc).__name__}: {exc})"
+        ) from exc
     if "PixelData" not in ds:
         raise DicomError(f"series {series}: {f} has no pixel data; it is not an image slice")
     try:
         arr = ds.pixel_array
     except Exception as exc:  # noqa: BLE001 - decoders raise many types; all mean "unreadable"
         ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        hint = ("install a decoder plugin for this compressed transfer syntax "
-                "(pylibjpeg, python-gdcm)" if ts is not None and ts.is_compressed
-                else "the file is truncated or corrupt; re-export or remove it")
-        raise DicomError(f"series {series}: cannot decode the pixel data of {f} (transfer "
-                         f"syntax {ts}): {exc}; {hint}") from exc
+        compressed = ts is not None and ts.is_transfer_syntax and ts.is_compressed
+        hint = (
+            "install a decoder plugin for this compressed transfer syntax (pylibjpeg, python-gdcm)"
+            if compressed
+            else "the file is truncated or corrupt; re-export or remove it"
+        )
+        raise DicomError(
+            f"series {series}: cannot decode the pixel data of {f} (transfer "
+            f"syntax {ts}): {exc}; {hint}"
+        ) from exc
     return arr, ds
 
 
-def read_series(path: str | Path | Sequence[str | Path], *, series_uid: str | None = None
-                ) -> Volume:
+def read_series(
+    path: str | Path | Sequence[str | Path], *, series_uid: str | None = None
+) -> Volume:
     """Read a single-frame DICOM image series into a :class:`Volume` (values after rescale).
 
     Parameters
@@ -465,45 +484,63 @@ def read_series(path: str | Path | Sequence[str | Path], *, series_uid: str | No
         if len(groups) > 1:
             infos = sorted((_info(u, it) for u, it in groups.items()), key=lambda s: s.series_uid)
             listing = "; ".join(str(i) for i in infos)
-            raise DicomError(f"{len(groups)} series found in {path}: {listing}. "
-                             f"Choose one with series_uid=...")
+            raise DicomError(
+                f"{len(groups)} series found in {path}: {listing}. Choose one with series_uid=..."
+            )
         series_uid = next(iter(groups))
     elif series_uid not in groups:
-        raise DicomError(f"series {series_uid} not found in {path}; available: "
-                         f"{', '.join(sorted(groups))}")
+        raise DicomError(
+            f"series {series_uid} not found in {path}; available: {', '.join(sorted(groups))}"
+        )
     items = groups[series_uid]
     sid = series_uid
 
     for f, ds in items:
         frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
         if frames > 1:
-            raise DicomError(f"series {sid}: {f} is a multi-frame (enhanced) object with {frames} "
-                             f"frames; only single-frame series are supported for now")
+            raise DicomError(
+                f"series {sid}: {f} is a multi-frame (enhanced) object with {frames} "
+                f"frames; only single-frame series are supported for now"
+            )
     if len(items) < 2:
-        raise DicomError(f"series {sid} has a single slice ({items[0][0]}); a 3-D volume needs "
-                         f"at least two slices")
+        raise DicomError(
+            f"series {sid} has a single slice ({items[0][0]}); a 3-D volume needs "
+            f"at least two slices"
+        )
 
     iop = np.array([_floats(ds, "ImageOrientationPatient", 6, f, sid) for f, ds in items])
     ipp = np.array([_floats(ds, "ImagePositionPatient", 3, f, sid) for f, ds in items])
     psp = np.array([_floats(ds, "PixelSpacing", 2, f, sid) for f, ds in items])
-    size = np.array([(int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0))
-                     for _, ds in items])
-    for arr, what, tol in ((iop, "orientation (ImageOrientationPatient)", _ORIENTATION_TOL),
-                           (psp, "pixel spacing (PixelSpacing)", 1e-6),
-                           (size, "image size (Rows/Columns)", 0)):
+    size = np.array(
+        [(int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0)) for _, ds in items]
+    )
+    for arr, what, tol in (
+        (iop, "orientation (ImageOrientationPatient)", _ORIENTATION_TOL),
+        (psp, "pixel spacing (PixelSpacing)", 1e-6),
+        (size, "image size (Rows/Columns)", 0),
+    ):
         bad = np.flatnonzero(np.any(np.abs(arr - arr[0]) > tol, axis=1))
         if bad.size:
-            raise DicomError(f"series {sid} mixes {what}: {items[0][0].name} has "
-                             f"{arr[0].tolist()} but {items[bad[0]][0].name} has "
-                             f"{arr[bad[0]].tolist()}; split the series before reading")
+            raise DicomError(
+                f"series {sid} mixes {what}: {items[0][0].name} has "
+                f"{arr[0].tolist()} but {items[bad[0]][0].name} has "
+                f"{arr[bad[0]].tolist()}; split the series before reading"
+            )
     if np.any(size[0] <= 0) or np.any(psp[0] <= 0):
-        raise DicomError(f"series {sid}: invalid Rows/Columns {size[0].tolist()} or "
-                         f"PixelSpacing {psp[0].tolist()}")
+        raise DicomError(
+            f"series {sid}: invalid Rows/Columns {size[0].tolist()} or "
+            f"PixelSpacing {psp[0].tolist()}"
+        )
     row_cos, col_cos = iop[0, :3], iop[0, 3:]
-    if (abs(np.linalg.norm(row_cos) - 1) > 1e-3 or abs(np.linalg.norm(col_cos) - 1) > 1e-3
-            or abs(row_cos @ col_cos) > 1e-3):
-        raise DicomError(f"series {sid}: ImageOrientationPatient {iop[0].tolist()} is not two "
-                         f"orthonormal direction cosines")
+    if (
+        abs(np.linalg.norm(row_cos) - 1) > 1e-3
+        or abs(np.linalg.norm(col_cos) - 1) > 1e-3
+        or abs(row_cos @ col_cos) > 1e-3
+    ):
+        raise DicomError(
+            f"series {sid}: ImageOrientationPatient {iop[0].tolist()} is not two "
+            f"orthonormal direction cosines"
+        )
     row_cos /= np.linalg.norm(row_cos)
     col_cos = col_cos - (col_cos @ row_cos) * row_cos
     col_cos /= np.linalg.norm(col_cos)
@@ -549,8 +586,10 @@ def read_series(path: str | Path | Sequence[str | Path], *, series_uid: str | No
     for k, (f, _) in enumerate(items):
         px, ds = _pixels(f, sid)
         if int(getattr(ds, "SamplesPerPixel", 1) or 1) != 1 or px.shape != (nj, ni):
-            raise DicomError(f"series {sid}: {f} is not a {nj}x{ni} single-sample image "
-                             f"(pixel array shape {px.shape})")
+            raise DicomError(
+                f"series {sid}: {f} is not a {nj}x{ni} single-sample image "
+                f"(pixel array shape {px.shape})"
+            )
         slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
         inter = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
         out[k] = px.astype(np.float64) * slope + inter
@@ -570,6 +609,12 @@ def read_series(path: str | Path | Sequence[str | Path], *, series_uid: str | No
     }
     direction = np.stack([row_cos, col_cos, normal], axis=1)
     spacing = (float(psp[0, 1]), float(psp[0, 0]), step)
-    log.info("read series %s: %d slices of %dx%d, spacing %s mm", sid, nk, nj, ni,
-             tuple(round(s, 4) for s in spacing))
+    log.info(
+        "read series %s: %d slices of %dx%d, spacing %s mm",
+        sid,
+        nk,
+        nj,
+        ni,
+        tuple(round(s, 4) for s in spacing),
+    )
     return Volume(out, spacing, tuple(float(v) for v in ipp[0]), direction, meta)

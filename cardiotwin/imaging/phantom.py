@@ -198,51 +198,91 @@ class PhantomParameters:
                 )
 
         sp = tuple(float(s) for s in self.spacing_mm)
-        check("spacing_mm", len(sp) == 3 and all(0.25 <= s <= 3.0 for s in sp),
-              "three voxel sizes in [0.25, 3] mm")
+        check(
+            "spacing_mm",
+            len(sp) == 3 and all(0.25 <= s <= 3.0 for s in sp),
+            "three voxel sizes in [0.25, 3] mm",
+        )
         object.__setattr__(self, "spacing_mm", sp)
         c = tuple(float(v) for v in self.annulus_centre_mm)
-        check("annulus_centre_mm", len(c) == 3 and all(math.isfinite(v) for v in c),
-              "three finite LPS coordinates in mm")
+        check(
+            "annulus_centre_mm",
+            len(c) == 3 and all(math.isfinite(v) for v in c),
+            "three finite LPS coordinates in mm",
+        )
         object.__setattr__(self, "annulus_centre_mm", c)
         check("valve_axis_tilt_deg", 15.0 <= self.valve_axis_tilt_deg <= 50.0, "15 to 50 degrees")
-        check("valve_axis_azimuth_deg", 180.0 <= self.valve_axis_azimuth_deg <= 270.0,
-              "180 to 270 degrees (the valve axis points to the patient's right-anterior)")
+        check(
+            "valve_axis_azimuth_deg",
+            180.0 <= self.valve_axis_azimuth_deg <= 270.0,
+            "180 to 270 degrees (the valve axis points to the patient's right-anterior)",
+        )
         check("annulus_diameter_mm", 15.0 <= self.annulus_diameter_mm <= 32.0, "15 to 32 mm")
         check("annulus_aspect_ratio", 0.6 <= self.annulus_aspect_ratio <= 1.0, "0.6 to 1")
         minor = self.annulus_diameter_mm * math.sqrt(self.annulus_aspect_ratio)
-        check("lvot_diameter_mm", 12.0 <= self.lvot_diameter_mm <= minor,
-              f"12 mm up to the annulus minor diameter ({minor:.1f} mm)")
+        check(
+            "lvot_diameter_mm",
+            12.0 <= self.lvot_diameter_mm <= minor,
+            f"12 mm up to the annulus minor diameter ({minor:.1f} mm)",
+        )
         check("lvot_length_mm", 8.0 <= self.lvot_length_mm <= 30.0, "8 to 30 mm")
         check("stj_height_mm", 12.0 <= self.stj_height_mm <= 30.0, "12 to 30 mm")
-        check("stj_diameter_mm", self.annulus_diameter_mm <= self.stj_diameter_mm <= 40.0,
-              "between annulus_diameter_mm and 40 mm")
-        check("sinus_diameter_mm",
-              self.stj_diameter_mm + 1.0 <= self.sinus_diameter_mm <= 1.6 * self.stj_diameter_mm,
-              "at least stj_diameter_mm + 1 mm and at most 1.6 × stj_diameter_mm")
+        check(
+            "stj_diameter_mm",
+            self.annulus_diameter_mm <= self.stj_diameter_mm <= 40.0,
+            "between annulus_diameter_mm and 40 mm",
+        )
+        check(
+            "sinus_diameter_mm",
+            self.stj_diameter_mm + 1.0 <= self.sinus_diameter_mm <= 1.6 * self.stj_diameter_mm,
+            "at least stj_diameter_mm + 1 mm and at most 1.6 × stj_diameter_mm",
+        )
         check("ascending_diameter_mm", 15.0 <= self.ascending_diameter_mm <= 45.0, "15 to 45 mm")
         check("descending_diameter_mm", 12.0 <= self.descending_diameter_mm <= 30.0, "12 to 30 mm")
         bd = tuple(float(v) for v in self.branch_diameters_mm)
-        check("branch_diameters_mm", len(bd) == 3 and all(4.0 <= v <= 16.0 for v in bd),
-              "three diameters in [4, 16] mm")
+        check(
+            "branch_diameters_mm",
+            len(bd) == 3 and all(4.0 <= v <= 16.0 for v in bd),
+            "three diameters in [4, 16] mm",
+        )
         object.__setattr__(self, "branch_diameters_mm", bd)
         ann_area = math.pi * self.annulus_diameter_mm**2 / 4
-        check("valve_orifice_area_mm2", 20.0 <= self.valve_orifice_area_mm2 <= 0.6 * ann_area,
-              f"20 mm² up to 60% of the annulus area ({0.6 * ann_area:.0f} mm²)")
-        check("valve_orifice_height_mm", 5.0 <= self.valve_orifice_height_mm <= self.stj_height_mm - 4,
-              "5 mm up to stj_height_mm - 4 mm")
+        check(
+            "valve_orifice_area_mm2",
+            20.0 <= self.valve_orifice_area_mm2 <= 0.6 * ann_area,
+            f"20 mm² up to 60% of the annulus area ({0.6 * ann_area:.0f} mm²)",
+        )
+        check(
+            "valve_orifice_height_mm",
+            5.0 <= self.valve_orifice_height_mm <= self.stj_height_mm - 4,
+            "5 mm up to stj_height_mm - 4 mm",
+        )
         check("leaflet_thickness_mm", 0.5 <= self.leaflet_thickness_mm <= 4.0, "0.5 to 4 mm")
         check("calcium_volume_mm3", 0.0 <= self.calcium_volume_mm3 <= 3000.0, "0 to 3000 mm³")
         rr = tuple(float(v) for v in self.calcium_nodule_radius_mm)
-        check("calcium_nodule_radius_mm", len(rr) == 2 and 0.5 <= rr[0] <= rr[1] <= 5.0,
-              "(min, max) radii with 0.5 <= min <= max <= 5 mm")
+        check(
+            "calcium_nodule_radius_mm",
+            len(rr) == 2 and 0.5 <= rr[0] <= rr[1] <= 5.0,
+            "(min, max) radii with 0.5 <= min <= max <= 5 mm",
+        )
         object.__setattr__(self, "calcium_nodule_radius_mm", rr)
         check("lv_length_mm", 50.0 <= self.lv_length_mm <= 120.0, "50 to 120 mm")
-        check("lv_diameter_mm", 30.0 <= self.lv_diameter_mm <= min(70.0, self.lv_length_mm),
-              "30 to 70 mm and not more than lv_length_mm")
+        check(
+            "lv_diameter_mm",
+            30.0 <= self.lv_diameter_mm <= min(70.0, self.lv_length_mm),
+            "30 to 70 mm and not more than lv_length_mm",
+        )
         check("myocardium_thickness_mm", 4.0 <= self.myocardium_thickness_mm <= 20.0, "4 to 20 mm")
-        for name in ("blood_hu", "myocardium_hu", "valve_hu", "calcium_hu", "tissue_hu", "fat_hu",
-                     "lung_hu", "bone_hu"):
+        for name in (
+            "blood_hu",
+            "myocardium_hu",
+            "valve_hu",
+            "calcium_hu",
+            "tissue_hu",
+            "fat_hu",
+            "lung_hu",
+            "bone_hu",
+        ):
             check(name, -1024.0 <= getattr(self, name) <= 3000.0, "-1024 to 3000 HU")
         check("noise_hu", 0.0 <= self.noise_hu <= 200.0, "0 to 200 HU")
         check("blur_sigma_mm", 0.0 <= self.blur_sigma_mm <= 3.0, "0 to 3 mm")
@@ -374,7 +414,8 @@ class _Grid:
         z = self.origin[2] + self.spacing[2] * np.arange(sl[0].start, sl[0].stop)
         return x[None, None, :], y[None, :, None], z[:, None, None]
 
-    def points(self, sl: tuple[slice, slice, slice]) -> np.ndarray:
+    def points(self, sl: tuple[slice, slice, slice]) -> tuple[np.ndarray, tuple[int, int, int]]:
+        """Voxel-centre coordinates ``(n, 3)`` of a box and the box shape ``(nk, nj, ni)``."""
         x, y, z = self.coords(sl)
         shp = (z.shape[0], y.shape[1], x.shape[2])
         return np.stack(np.broadcast_arrays(x, y, z), axis=-1).reshape(-1, 3), shp
@@ -388,8 +429,9 @@ class _Layout:
         self.A = np.asarray(p.annulus_centre_mm, dtype=float)
         tilt = math.radians(p.valve_axis_tilt_deg)
         az = math.radians(p.valve_axis_azimuth_deg)
-        self.n = np.array([math.sin(tilt) * math.cos(az), math.sin(tilt) * math.sin(az),
-                           math.cos(tilt)])
+        self.n = np.array(
+            [math.sin(tilt) * math.cos(az), math.sin(tilt) * math.sin(az), math.cos(tilt)]
+        )
         post = np.array([0.0, 1.0, 0.0])
         self.e1 = _unit(post - post.dot(self.n) * self.n)  # towards the non-coronary sinus
         self.e2 = np.cross(self.n, self.e1)
@@ -430,14 +472,21 @@ class _Layout:
         s = _arc_length(self.aorta_pts)
         self.aorta_s = s
         # radius profile: STJ → ascending over 15 mm, constant up to the arch, taper across it
-        s_ctrl = np.array([np.argmin(np.linalg.norm(self.aorta_pts - (self.A + c), axis=1))
-                           for c in _AORTA_CONTROL_MM])
+        s_ctrl = np.array(
+            [
+                np.argmin(np.linalg.norm(self.aorta_pts - (self.A + c), axis=1))
+                for c in _AORTA_CONTROL_MM
+            ]
+        )
         s_arch0 = s[s_ctrl[1]]  # top of the ascending aorta
         s_arch1 = s[s_ctrl[5]]  # start of the descending aorta
         r_asc = p.ascending_diameter_mm / 2
         r_desc = p.descending_diameter_mm / 2
-        self.aorta_r = (self.r_stj + (r_asc - self.r_stj) * _smoothstep(s / 15.0)
-                        + (r_desc - r_asc) * _smoothstep((s - s_arch0) / (s_arch1 - s_arch0)))
+        self.aorta_r = (
+            self.r_stj
+            + (r_asc - self.r_stj) * _smoothstep(s / 15.0)
+            + (r_desc - r_asc) * _smoothstep((s - s_arch0) / (s_arch1 - s_arch0))
+        )
         self.s_arch = (s_arch0, s_arch1)
         # branches
         self.branch_pts: list[np.ndarray] = []
@@ -551,8 +600,9 @@ class _Layout:
         return lo, hi
 
 
-def _tube_mask(grid: _Grid, pts: np.ndarray, radii: np.ndarray, out: np.ndarray,
-               *, chunk_mm: float = 30.0) -> None:
+def _tube_mask(
+    grid: _Grid, pts: np.ndarray, radii: np.ndarray, out: np.ndarray, *, chunk_mm: float = 30.0
+) -> None:
     """OR into ``out`` the voxels within ``radii`` of a sampled centreline (end caps excluded).
 
     The tube is the union of the balls swept along the samples; the first and last sample are
@@ -563,7 +613,7 @@ def _tube_mask(grid: _Grid, pts: np.ndarray, radii: np.ndarray, out: np.ndarray,
     rmax = float(radii.max())
     step = max(int(chunk_mm / _SAMPLE_MM), 2)
     for i0 in range(0, len(pts), step):
-        seg = pts[i0:i0 + step + 1]
+        seg = pts[i0 : i0 + step + 1]
         sl = grid.box(seg.min(axis=0) - rmax - 1.0, seg.max(axis=0) + rmax + 1.0)
         if sl is None:
             continue
@@ -643,8 +693,14 @@ def make_phantom(params: PhantomParameters | None = None, *, seed: int = 0) -> P
 
     # ---- LVOT, root, valve, calcium (cylindrical coordinates about the valve axis) -----------------
     rmax = 0.5 * p.sinus_diameter_mm + 1.0
-    corners = np.array([L.A + hh * L.n + s1 * rmax * L.e1 + s2 * rmax * L.e2
-                        for hh in (L.z_lvot_start, L.h_stj + 2.0) for s1 in (-1, 1) for s2 in (-1, 1)])
+    corners = np.array(
+        [
+            L.A + hh * L.n + s1 * rmax * L.e1 + s2 * rmax * L.e2
+            for hh in (L.z_lvot_start, L.h_stj + 2.0)
+            for s1 in (-1, 1)
+            for s2 in (-1, 1)
+        ]
+    )
     sl = grid.box(corners.min(axis=0), corners.max(axis=0))
     x, y, z = grid.coords(sl)
     r, th, h = L.cyl(x, y, z)
@@ -707,16 +763,31 @@ def make_phantom(params: PhantomParameters | None = None, *, seed: int = 0) -> P
     # ---- truth ---------------------------------------------------------------------------
     meta = {"modality": "CT", "description": "cardiotwin CT phantom", "seed": int(seed)}
     ct = Volume(hu, tuple(spacing), tuple(origin), np.eye(3), meta)
-    label_vol = Volume(labels, tuple(spacing), tuple(origin), np.eye(3),
-                       {"description": "cardiotwin CT phantom ground-truth labels"})
+    label_vol = Volume(
+        labels,
+        tuple(spacing),
+        tuple(origin),
+        np.eye(3),
+        {"description": "cardiotwin CT phantom ground-truth labels"},
+    )
     truth = _truth(L, p, seed, grid, labels, nod)
-    log.info("phantom %s voxels at %s mm built in %.2f s", shape, tuple(spacing),
-             time.perf_counter() - t_start)
+    log.info(
+        "phantom %s voxels at %s mm built in %.2f s",
+        shape,
+        tuple(spacing),
+        time.perf_counter() - t_start,
+    )
     return Phantom(ct=ct, labels=LabelMap(label_vol), truth=truth)
 
 
-def _truth(L: _Layout, p: PhantomParameters, seed: int, grid: _Grid, labels: np.ndarray,
-           nodules: np.ndarray) -> PhantomTruth:
+def _truth(
+    L: _Layout,
+    p: PhantomParameters,
+    seed: int,
+    grid: _Grid,
+    labels: np.ndarray,
+    nodules: np.ndarray,
+) -> PhantomTruth:
     a, b = L.ann_a, L.ann_b
     th = np.linspace(0.0, 2 * np.pi, 20001)
     re = L.r_ellipse(th)

@@ -33,8 +33,9 @@ def _assert_matches_sitk(vol: Volume, folder: Path) -> None:
     img = _sitk_read(folder)
     np.testing.assert_allclose(img.GetOrigin(), vol.origin_mm, atol=1e-3, rtol=0)
     np.testing.assert_allclose(img.GetSpacing(), vol.spacing_mm, atol=1e-3, rtol=0)
-    np.testing.assert_allclose(np.reshape(img.GetDirection(), (3, 3)), vol.direction,
-                               atol=1e-5, rtol=0)
+    np.testing.assert_allclose(
+        np.reshape(img.GetDirection(), (3, 3)), vol.direction, atol=1e-5, rtol=0
+    )
     arr = sitk.GetArrayFromImage(img)
     assert arr.shape == vol.shape
     assert np.array_equal(arr.astype(np.float64), np.rint(vol.array).astype(np.float64))
@@ -78,9 +79,20 @@ def test_files_are_valid_ct_image_storage(small_phantom, series_dir):
     assert (ds.Rows, ds.Columns) == small_phantom.ct.shape[1:]
     assert float(ds.SliceThickness) == dk == float(ds.SpacingBetweenSlices)
     assert str(ds.PatientName) == "DOE^JANE" and ds.PatientID == "PID-42"
-    for kw in ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "StudyDate",
-               "Manufacturer", "ImageType", "RescaleIntercept", "RescaleSlope", "PatientPosition",
-               "SliceLocation", "InstanceNumber", "PhotometricInterpretation"):
+    for kw in (
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "FrameOfReferenceUID",
+        "StudyDate",
+        "Manufacturer",
+        "ImageType",
+        "RescaleIntercept",
+        "RescaleSlope",
+        "PatientPosition",
+        "SliceLocation",
+        "InstanceNumber",
+        "PhotometricInterpretation",
+    ):
         assert kw in ds, kw
     uids = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files}
     assert len(uids) == len(files)
@@ -104,20 +116,26 @@ def test_round_trip_with_our_reader(small_phantom, series_dir):
 
 
 def test_writing_is_deterministic(small_phantom, series_dir, tmp_path):
-    again = write_ct_series(small_phantom.ct, tmp_path / "again", patient_name="DOE^JANE",
-                            patient_id="PID-42", seed=5)
+    again = write_ct_series(
+        small_phantom.ct, tmp_path / "again", patient_name="DOE^JANE", patient_id="PID-42", seed=5
+    )
     for f in again:
         assert f.read_bytes() == (series_dir / f.name).read_bytes()
     other = write_ct_series(small_phantom.ct, tmp_path / "other", seed=6)
-    assert (pydicom.dcmread(other[0]).SeriesInstanceUID
-            != pydicom.dcmread(again[0]).SeriesInstanceUID)
+    assert (
+        pydicom.dcmread(other[0]).SeriesInstanceUID != pydicom.dcmread(again[0]).SeriesInstanceUID
+    )
 
 
 def test_oblique_volume_agrees_with_simpleitk(tmp_path):
     rng = np.random.default_rng(0)
     direction = _rotation(20.0, -15.0, 35.0)
-    vol = Volume(rng.integers(-1000, 1500, size=(9, 14, 11)).astype(np.float32),
-                 (0.7, 0.9, 1.3), (-12.5, 40.25, 101.0), direction)
+    vol = Volume(
+        rng.integers(-1000, 1500, size=(9, 14, 11)).astype(np.float32),
+        (0.7, 0.9, 1.3),
+        (-12.5, 40.25, 101.0),
+        direction,
+    )
     out = tmp_path / "oblique"
     write_ct_series(vol, out)
     _assert_matches_sitk(vol, out)
@@ -229,8 +247,7 @@ def test_mixed_orientation_and_missing_pixels_are_refused(series_copy):
 def test_two_series_need_a_uid(small_phantom, tmp_path):
     write_ct_series(small_phantom.ct, tmp_path / "a", seed=1, series_number=1)
     shifted = small_phantom.ct.with_array(small_phantom.ct.array + 10.0)
-    write_ct_series(shifted, tmp_path / "b", seed=1, series_number=2,
-                    series_description="second")
+    write_ct_series(shifted, tmp_path / "b", seed=1, series_number=2, series_description="second")
     infos = list_series(tmp_path)
     assert len(infos) == 2 and {i.n_files for i in infos} == {small_phantom.ct.shape[0]}
     assert len({i.study_uid for i in infos}) == 1  # same seed → same study

@@ -133,9 +133,14 @@ def test_blood_hu_statistics_in_lv_core(coarse_phantom):
 def test_noise_free_image_has_the_label_values():
     p = PhantomParameters(spacing_mm=(2.0, 2.0, 2.0), noise_hu=0.0, blur_sigma_mm=0.0)
     ph = make_phantom(p)
-    for name, hu in (("lv_blood", p.blood_hu), ("aorta", p.blood_hu), ("branches", p.blood_hu),
-                     ("myocardium", p.myocardium_hu), ("valve", p.valve_hu),
-                     ("calcium", p.calcium_hu)):
+    for name, hu in (
+        ("lv_blood", p.blood_hu),
+        ("aorta", p.blood_hu),
+        ("branches", p.blood_hu),
+        ("myocardium", p.myocardium_hu),
+        ("valve", p.valve_hu),
+        ("calcium", p.calcium_hu),
+    ):
         assert np.all(ph.ct.array[ph.labels.mask(name)] == hu), name
 
 
@@ -152,18 +157,24 @@ def test_vessels_leave_through_the_right_faces(coarse_phantom):
     # cross-section of the descending aorta at the inferior face ≈ π r² (voxel error < 8%)
     r = coarse_phantom.truth.parameters.descending_diameter_mm / 2
     sp = coarse_phantom.ct.spacing_mm
-    assert (lab[0] == LABELS["aorta"]).sum() * sp[0] * sp[1] == pytest.approx(math.pi * r * r,
-                                                                             rel=0.08)
+    assert (lab[0] == LABELS["aorta"]).sum() * sp[0] * sp[1] == pytest.approx(
+        math.pi * r * r, rel=0.08
+    )
     assert coarse_phantom.truth.outlet_faces == {
-        "descending_aorta": "inferior", **{b: "superior" for b in BRANCH_NAMES}}
+        "descending_aorta": "inferior",
+        **{b: "superior" for b in BRANCH_NAMES},
+    }
 
 
 def test_contained_anatomy_keeps_a_margin(coarse_phantom):
     lab, sp = coarse_phantom.labels.array, coarse_phantom.ct.spacing_mm
     for name in ("lv_blood", "myocardium", "valve", "calcium"):
         k, j, i = np.nonzero(lab == LABELS[name])
-        for idx, n, s in ((i, lab.shape[2], sp[0]), (j, lab.shape[1], sp[1]),
-                          (k, lab.shape[0], sp[2])):
+        for idx, n, s in (
+            (i, lab.shape[2], sp[0]),
+            (j, lab.shape[1], sp[1]),
+            (k, lab.shape[0], sp[2]),
+        ):
             assert idx.min() * s >= 8.0 and (n - 1 - idx.max()) * s >= 8.0, name
 
 
@@ -280,19 +291,16 @@ def test_calcium_volume_and_centreline(coarse_phantom):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("sinus_diameter_mm", 26.0), ("spacing_mm", (0.0, 1.0, 1.0)), ("valve_orifice_area_mm2", 400.0),
-     ("noise_hu", -1.0), ("lvot_diameter_mm", 30.0), ("valve_axis_tilt_deg", 80.0)],
+    [
+        ("sinus_diameter_mm", 26.0),
+        ("spacing_mm", (0.0, 1.0, 1.0)),
+        ("valve_orifice_area_mm2", 400.0),
+        ("noise_hu", -1.0),
+        ("lvot_diameter_mm", 30.0),
+        ("valve_axis_tilt_deg", 80.0),
+    ],
 )
 def test_invalid_parameters_are_refused(field, value):
     with pytest.raises(InputError, match=field):
         PhantomParameters(**{field: value})
 
-
-def test_default_resolution_is_fast_enough():
-    # DESIGN target: < 10 s at 1 mm on one core (measured ~2 s).
-    import time
-
-    t0 = time.perf_counter()
-    ph = make_phantom(PhantomParameters(), seed=0)
-    assert time.perf_counter() - t0 < 10.0
-    assert ph.ct.spacing_mm == (1.0, 1.0, 1.0)

@@ -1,0 +1,174 @@
+"""Tests of cardiotwin.geometry.volume_mesh (gmsh fluid mesh) and cardiotwin.geometry.quality.
+
+References: dihedral angle of the regular tetrahedron arccos(1/3) = 70.53° and its radius ratio 1;
+the right-corner tetrahedron (90°/54.74°, ρ = √3 − 1); the enclosed volume of the input surface
+(trimesh) for the mesh volume; dolfinx's own gmsh reader for the tags.
+
+The tests use the 1.5 mm phantom and h 4.0/2.0 mm (refine radius 15 mm) to stay fast.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from cardiotwin.errors import InputError
+from cardiotwin.geometry.quality import tet_quality, tet_signed_volumes
+from cardiotwin.geometry.surface import FluidSurface
+from cardiotwin.geometry.volume_mesh import (
+    FluidDomain,
+    mesh_fluid_domain,
+    read_msh_arrays,
+    write_vtu,
+)
+
+#: stated quality bound of the tests' mesh (gmsh Delaunay + gmsh and Netgen optimisation)
+MIN_DIHEDRAL_BOUND_DEG = 5.0
+
+# ---- quality ------------------------------------------------------------------------------------
+
+REGULAR = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], float)
+
+
+def test_quality_regular_tetrahedron() -> None:
+    q = tet_quality(REGULAR * 3.7 + 5.0, np.array([[0, 2, 1, 3]]))
+    assert q["min_dihedral_deg"] == pytest.approx(math.degrees(math.acos(1 / 3)), abs=1e-9)  # 70.53°
+    assert q["max_dihedral_deg"] == pytest.approx(math.degrees(math.acos(1 / 3)), abs=1e-9)
+    assert q["min_radius_ratio"] == pytest.approx(1.0, abs=1e-12)
+    assert q["n_inverted"] == 0
+    assert q["h_min_mm"] == pytest.approx(3.7 * 2 * math.sqrt(2), rel=1e-12)
+
+
+def test_quality_corner_tetrahedron_and_inversion() -> None:
+    p = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], float)
+    q = tet_quality(p, np.array([[0, 1, 2, 3], [0, 2, 1, 3]]))
+    assert q["max_dihedral_deg"] == pytest.approx(90.0, abs=1e-9)
+    assert q["min_dihedral_deg"] == pytest.approx(math.degrees(math.acos(1 / math.sqrt(3))), abs=1e-9)
+    assert q["min_radius_ratio"] == pytest.approx(math.sqrt(3) - 1, abs=1e-12)  # 3 r_in / R
+    assert q["n_inverted"] == 1
+    assert tet_signed_volumes(p, np.array([[0, 1, 2, 3]]))[0] == pytest.approx(1 / 6)
+
+
+def test_quality_rejects_bad_shapes() -> None:
+    with pytest.raises(InputError):
+        tet_quality(np.zeros((4, 2)), np.array([[0, 1, 2, 3]]))
+    with pytest.raises(InputError):
+        tet_quality(REGULAR, np.array([[0, 1, 2, 7]]))
+
+
+# ---- fluid mesh ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def msh_arrays(phantom_fluid_domain: FluidDomain):
+    return read_msh_arrays(phantom_fluid_domain.mesh_path)
+
+
+def test_domain_tags_present(phantom_fluid_domain: FluidDomain, phantom_fluid_surface: FluidSurface, msh_arrays) -> None:
+    dom = phantom_fluid_domain
+    names = {c.name for c in phantom_fluid_surface.caps}
+    assert set(dom.facet_tags) == names | {"wall"}
+    assert dom.cell_tags == {"fluid": 1}
+    assert len(set(dom.facet_tags.values())) == len(dom.facet_tags)  # distinct tags
+    _, tets, facets = msh_arrays
+    assert len(tets) == dom.n_cells > 0
+    for name in dom.facet_tags:
+        assert len(facets[name]) > 0, name
+    assert dom.inlet.name == "inlet" and len(dom.outlets) == 4
+
+
+def test_domain_caps_flat_and_match_surface(phantom_fluid_domain: FluidDomain, phantom_fluid_surface: FluidSurface, msh_arrays) -> None:
+    pts, _, facets = msh_arrays
+    for cap in phantom_fluid_domain.caps:
+        v = pts[np.unique(facets[cap.name])]
+        off = (v - np.asarray(cap.centre_mm)) @ np.asarray(cap.normal)
+        assert np.abs(off).max() < 1e-6, cap.name  # flat
+        ref = phantom_fluid_surface.cap(cap.name)
+        np.testing.assert_allclose(cap.normal, ref.normal, atol=1e-12)
+        # the remeshed cap is a polygon inscribed in the surface's cap: slightly smaller
+        assert cap.area_mm2 == pytest.approx(ref.area_mm2, rel=0.15), cap.name
+        assert cap.area_mm2 <= ref.area_mm2 * 1.001
+    big = [c for c in phantom_fluid_domain.caps if c.name in ("inlet", "outlet:descending")]
+    for cap in big:  # many elements across: within 3 %
+        assert cap.area_mm2 == pytest.approx(phantom_fluid_surface.cap(cap.name).area_mm2, rel=0.03)
+
+
+def test_domain_volume_matches_surface(phantom_fluid_domain: FluidDomain, phantom_fluid_surface: FluidSurface, msh_arrays) -> None:
+    pts, tets, _ = msh_arrays
+    v = tet_signed_volumes(pts, tets)
+    assert v.min() > 0
+    assert v.sum() == pytest.approx(phantom_fluid_surface.mesh.volume, rel=0.02)
+
+
+def test_domain_quality(phantom_fluid_domain: FluidDomain, msh_arrays) -> None:
+    q = phantom_fluid_domain.quality
+    assert q["n_inverted"] == 0
+    assert q["min_dihedral_deg"] > MIN_DIHEDRAL_BOUND_DEG
+    assert q["max_dihedral_deg"] < 180.0 - MIN_DIHEDRAL_BOUND_DEG
+    assert q["mean_radius_ratio"] > 0.75
+    pts, tets, _ = msh_arrays
+    from_file = tet_quality(pts, tets)  # the report is the file's quality (ASCII round-off)
+    assert from_file.keys() == q.keys()
+    for key, value in q.items():
+        assert from_file[key] == pytest.approx(value, rel=1e-9, abs=1e-9), key
+
+
+def test_domain_all_boundary_facets_tagged(msh_arrays) -> None:
+    pts, tets, facets = msh_arrays
+    faces = np.sort(np.concatenate([tets[:, [1, 2, 3]], tets[:, [0, 2, 3]], tets[:, [0, 1, 3]], tets[:, [0, 1, 2]]]), axis=1)
+    uniq, counts = np.unique(faces, axis=0, return_counts=True)
+    exterior = {tuple(f) for f in uniq[counts == 1]}
+    tagged = [tuple(f) for tri in facets.values() for f in np.sort(tri, axis=1)]
+    assert len(tagged) == len(set(tagged))  # no facet carries two tags
+    assert len(exterior - set(tagged)) == 0  # untagged exterior facets
+    assert len(set(tagged) - exterior) == 0  # no tagged interior facet
+
+
+def test_domain_readable_by_dolfinx(phantom_fluid_domain: FluidDomain) -> None:
+    import dolfinx_solver  # noqa: F401  (must come before dolfinx)
+    from dolfinx.io import gmsh as gmshio
+    from mpi4py import MPI
+
+    data = gmshio.read_from_msh(str(phantom_fluid_domain.mesh_path), MPI.COMM_WORLD, 0, gdim=3)
+    mesh = data.mesh
+    assert mesh.topology.index_map(3).size_global == phantom_fluid_domain.n_cells
+    assert mesh.geometry.index_map().size_global == phantom_fluid_domain.n_vertices
+    groups = {name: (g.dim, g.tag) for name, g in data.physical_groups.items()}
+    for name, tag in phantom_fluid_domain.facet_tags.items():
+        assert groups[name] == (2, tag)
+        assert np.count_nonzero(data.facet_tags.values == tag) > 0, name
+    assert groups["fluid"] == (3, 1)
+    assert np.all(data.cell_tags.values == 1)
+    # every exterior facet of the dolfinx mesh carries a tag
+    mesh.topology.create_connectivity(2, 3)
+    from dolfinx.mesh import exterior_facet_indices
+
+    ext = exterior_facet_indices(mesh.topology)
+    assert np.array_equal(np.sort(data.facet_tags.indices), np.sort(ext))
+
+
+def test_domain_provenance_and_roundtrip(phantom_fluid_domain: FluidDomain, tmp_path) -> None:
+    import meshio
+
+    dom = phantom_fluid_domain
+    prov = dom.provenance
+    assert prov["step"] == "geometry.mesh_fluid_domain"
+    assert len(prov["inputs"]["surface"]) == 64
+    assert prov["parameters"]["h_max_mm"] == 4.0 and prov["parameters"]["seed"] == 0
+    assert {"classify", "mesh_3d", "write"} <= set(prov["timings_s"])
+    again = FluidDomain.from_dict(dom.to_dict())
+    assert again.caps == dom.caps and again.facet_tags == dom.facet_tags
+    vtu = write_vtu(dom, tmp_path / "fluid.vtu")
+    m = meshio.read(vtu)
+    assert sum(len(b.data) for b in m.cells if b.type == "tetra") == dom.n_cells
+    assert set(np.concatenate(m.cell_data["tag"]).tolist()) == set(dom.facet_tags.values()) | {1}
+
+
+def test_mesh_fluid_domain_rejects_bad_sizes(phantom_fluid_surface: FluidSurface, tmp_path) -> None:
+    with pytest.raises(InputError, match="h_min_mm"):
+        mesh_fluid_domain(phantom_fluid_surface, tmp_path / "x.msh", h_min_mm=3.0, h_max_mm=2.0)
+    with pytest.raises(InputError, match="algorithm"):
+        mesh_fluid_domain(phantom_fluid_surface, tmp_path / "x.msh", algorithm="magic")
+    assert not (tmp_path / "x.msh").exists()
