@@ -133,6 +133,9 @@ def require_actor() -> Actor:
     """The logged-in actor; otherwise show the login requirement and stop the page."""
     actor = current_actor()
     if actor is None:
+        notice = pop_notice()
+        if notice:
+            st.info(notice)
         st.warning("Please log in to see patient data. Every access is audited.", icon="🔒")
         st.page_link(PAGES["login"], label="Go to the login page", icon="🔑")
         st.stop()
@@ -239,6 +242,27 @@ def flow_summary_table(summary: dict[str, Any]) -> pd.DataFrame:
          else 100 * summary["mass_imbalance"], "%"),
     ]
     return pd.DataFrame([{"quantity": q, "value": _num(v, ".2f"), "unit": u} for q, v, u in rows])
+
+
+def convergence_message(summary: dict[str, Any]) -> tuple[str, str] | None:
+    """How far to trust a flow run's numbers: ``(level, text)`` with level ``"warning"`` or
+    ``"error"``, or None when the steady solve converged.
+
+    The solver (``cardiotwin.physics.flow``) reports ``status`` ``"converged"``, ``"settled"`` (no
+    strict steady state, but outlet flows and pressures stopped changing; usable with care) or
+    ``"max_iterations"``; summaries without ``status`` carry only ``converged``.
+    """
+    status = summary.get("status") or ("converged" if summary.get("converged", True)
+                                        else "not converged")
+    reason = summary.get("status_reason") or summary.get("reason") or ""
+    if status == "converged":
+        return None
+    if status == "settled":
+        return ("warning", "No strict steady state at this flow; the outlet flows and pressures "
+                           f"settled, so the numbers are usable with care. {reason}".strip())
+    return ("error", f"The flow solve did not converge ({status}, "
+                     f"{summary.get('iterations', '?')} iterations); do not use these numbers. "
+                     f"{reason}".strip())
 
 
 def sizing_table(report: Any) -> pd.DataFrame:

@@ -140,9 +140,11 @@ def _print_comparison(reh, *, title: str) -> None:
     table.add_column("before (native)", justify="right")
     table.add_column("after (device)", justify="right")
     table.add_column("unit")
+    def fmt(v: float | None) -> str:
+        return "–" if v is None else f"{v:.2f}"
+
     for row in reh.comparison():
-        f = (lambda v: "–" if v is None else f"{v:.2f}")
-        table.add_row(row["metric"], f(row["before"]), f(row["after"]), row["unit"])
+        table.add_row(row["metric"], fmt(row["before"]), fmt(row["after"]), row["unit"])
     console.print(table)
 
 

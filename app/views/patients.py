@@ -73,8 +73,11 @@ st.subheader("Baseline flow (native valve)")
 if baseline:
     s = baseline["summary"]
     st.dataframe(common.flow_summary_table(s), hide_index=True, width="stretch")
+    message = common.convergence_message(s)
+    if message is not None:
+        getattr(st, message[0])(message[1])
     st.caption(f"Steady flow at the mean systolic inflow; {s.get('n_dofs', 0):,} unknowns, "
-               f"{'converged' if s.get('converged') else 'NOT converged'} in "
+               f"{s.get('status') or ('converged' if s.get('converged') else 'NOT converged')} in "
                f"{s.get('iterations', 0)} iterations, {s.get('solve_time_s', 0):.0f} s.")
 else:
     st.info("No baseline flow yet: it is solved with the first rehearsal.")

@@ -16,6 +16,7 @@ from cardiotwin import workflows
 from cardiotwin.devices.catalog import load_catalog
 from cardiotwin.devices.placement import DEPTH_RANGE_MM, MAX_TILT_DEG
 from cardiotwin.errors import CardiotwinError
+from cardiotwin.store import is_allowed
 
 PURPOSE = "procedure rehearsal"
 RESULT = "rehearsal_result"
@@ -74,7 +75,11 @@ with st.form("placement"):
                          max_value=float(MAX_TILT_DEG), value=0.0, step=1.0)
     rotation_deg = st.slider("Tilt direction around the normal (°)", min_value=0.0,
                              max_value=350.0, value=0.0, step=10.0)
-    run = st.form_submit_button("Run rehearsal", type="primary")
+    may_run = is_allowed(actor.role, "rehearsal.run")
+    run = st.form_submit_button("Run rehearsal", type="primary", disabled=not may_run)
+    if not may_run:
+        st.caption(f"Your role ({actor.role.replace('_', ' ')}) may view sizing but not run "
+                   "rehearsals; this needs a clinician or admin account.")
 
 if run:
     bar = st.progress(0.0, text="starting")
@@ -108,8 +113,10 @@ if result is not None and result["rehearsal"].pseudonym == pseudonym:
                  color=["#9e9e9e", "#d62728"])
     for warning in reh.sizing.get("warnings", []):
         st.warning(f"Sizing: {warning}")
-    if not reh.after.get("converged", True):
-        st.error("The flow solve with the device did not converge; do not use these numbers.")
+    for when, summary in (("Before (native valve)", reh.before), ("After (device)", reh.after)):
+        message = common.convergence_message(summary)
+        if message is not None:
+            getattr(st, message[0])(f"{when}: {message[1]}")
     st.caption(f"Result #{reh.result_id} stored with the twin; solved in "
                f"{result['elapsed_s']:.0f} s ({reh.after.get('n_dofs', 0):,} unknowns). "
                "Steady flow at the mean systolic inflow; the device is a porous (Brinkman) region.")

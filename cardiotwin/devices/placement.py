@@ -111,7 +111,7 @@ def place_device(landmarks: AorticRootLandmarks, *, family: str, nominal_diamete
 
 
 def device_region(placement: DevicePlacement, landmarks: AorticRootLandmarks, *,
-                  permeability_m2: float = 1e-10, leaflet_thickness_mm: float = 2.0) -> BrinkmanRegion:
+                  permeability_m2: float = 1e-12, leaflet_thickness_mm: float = 4.0) -> BrinkmanRegion:
     """The device as a porous region: sealing ring plus open leaflets.
 
     * Sealing ring: from the frame's inner radius out beyond the vessel wall, from the inflow edge

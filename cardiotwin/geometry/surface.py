@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,7 +148,9 @@ def _largest_component_mask(mask: np.ndarray) -> np.ndarray:
     return lab == int(np.argmax(sizes))
 
 
-def _extend_mask(mask: np.ndarray, extend_faces: dict[tuple[int, int], int]) -> tuple[np.ndarray, np.ndarray]:
+def _extend_mask(
+    mask: np.ndarray, extend_faces: dict[tuple[int, int], int]
+) -> tuple[np.ndarray, np.ndarray]:
     """Replicate boundary slices outward (flow extensions), then pad one zero voxel everywhere.
 
     ``extend_faces`` maps (array axis, side 0=low/1=high) → number of voxels. Returns the new mask and
@@ -283,7 +286,9 @@ def _decimate(mesh: trimesh.Trimesh, target_edge_mm: float) -> trimesh.Trimesh:
     try:
         return repair_surface(dec)
     except GeometryError:
-        logger.warning("decimated surface could not be repaired; keeping the full-resolution surface")
+        logger.warning(
+            "decimated surface could not be repaired; keeping the full-resolution surface"
+        )
         return mesh
 
 
@@ -343,7 +348,9 @@ def label_surface(
 # --------------------------------------------------------------------------------------------
 
 
-def _axial_radial(volume: Volume, centre: np.ndarray, axis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _axial_radial(
+    volume: Volume, centre: np.ndarray, axis: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Signed axial distance ``d`` and radial distance ``r`` (mm) of every voxel centre to a line.
 
     Uses separability of the orthonormal affine so only (nk, nj, ni) float32 arrays are allocated.
@@ -364,11 +371,15 @@ def _axial_radial(volume: Volume, centre: np.ndarray, axis: np.ndarray) -> tuple
 
 def _ball(radius_mm: float, spacing_kji: np.ndarray) -> np.ndarray:
     n = np.maximum(np.floor(radius_mm / spacing_kji).astype(int), 1)
-    g = np.meshgrid(*[np.arange(-m, m + 1) * s for m, s in zip(n, spacing_kji, strict=True)], indexing="ij")
+    g = np.meshgrid(
+        *[np.arange(-m, m + 1) * s for m, s in zip(n, spacing_kji, strict=True)], indexing="ij"
+    )
     return (g[0] ** 2 + g[1] ** 2 + g[2] ** 2) <= radius_mm**2 + 1e-9
 
 
-def _close_locally(lumen: np.ndarray, region: np.ndarray, radius_mm: float, spacing_kji: np.ndarray) -> np.ndarray:
+def _close_locally(
+    lumen: np.ndarray, region: np.ndarray, radius_mm: float, spacing_kji: np.ndarray
+) -> np.ndarray:
     """Morphological closing + hole filling of ``lumen`` whose additions are confined to ``region``."""
     if not region.any():
         return lumen
@@ -399,7 +410,9 @@ class _Cut:
     face_label: str = ""
 
 
-def _cylinder_cutter(origin: np.ndarray, keep_normal: np.ndarray, radius: float, depth: float) -> trimesh.Trimesh:
+def _cylinder_cutter(
+    origin: np.ndarray, keep_normal: np.ndarray, radius: float, depth: float
+) -> trimesh.Trimesh:
     """Solid cylinder whose top disc lies on the plane and which extends ``depth`` to the cut side."""
     n = -np.asarray(keep_normal, float)
     centre = origin + 0.5 * depth * n
@@ -408,7 +421,9 @@ def _cylinder_cutter(origin: np.ndarray, keep_normal: np.ndarray, radius: float,
     return trimesh.creation.cylinder(radius=radius, height=depth, sections=96, transform=t)
 
 
-def _face_box_cutter(volume: Volume, axis_ijk: int, side: int, inset_mm: float, beyond_mm: float) -> tuple[trimesh.Trimesh, np.ndarray, np.ndarray]:
+def _face_box_cutter(
+    volume: Volume, axis_ijk: int, side: int, inset_mm: float, beyond_mm: float
+) -> tuple[trimesh.Trimesh, np.ndarray, np.ndarray]:
     """Box removing everything beyond a plane ``inset_mm`` inside one face of the grid.
 
     Returns the cutter (LPS mm), a point of the plane, and the unit normal towards the kept side.
@@ -440,7 +455,9 @@ def _face_box_cutter(volume: Volume, axis_ijk: int, side: int, inset_mm: float, 
     return box, origin, normal / np.linalg.norm(normal)
 
 
-def _cap_components(mesh: trimesh.Trimesh, origin: np.ndarray, keep_normal: np.ndarray, tol_mm: float) -> list[np.ndarray]:
+def _cap_components(
+    mesh: trimesh.Trimesh, origin: np.ndarray, keep_normal: np.ndarray, tol_mm: float
+) -> list[np.ndarray]:
     """Connected groups of faces lying on a plane with outward normal ``-keep_normal``."""
     dist = np.abs((mesh.triangles_center - origin) @ keep_normal)
     vdist = np.abs((mesh.vertices - origin) @ keep_normal)
@@ -516,7 +533,9 @@ def fluid_lumen_mask(
     axis = axis / np.linalg.norm(axis)
     r_lvot = _lvot_radius_mm(landmarks, lvot_radius_factor)
     if "lv_blood" not in labels.names:
-        raise GeometryError("label map has no 'lv_blood' label: the inlet (LV outflow tract) cannot be built")
+        raise GeometryError(
+            "label map has no 'lv_blood' label: the inlet (LV outflow tract) cannot be built"
+        )
     present = [n for n in LUMEN_LABELS if n in labels.names]
     if "aorta" not in present:
         raise GeometryError("label map has no 'aorta' label: there is no lumen to mesh")
@@ -525,9 +544,17 @@ def fluid_lumen_mask(
     lvot = labels.mask("lv_blood") & (d >= -(inlet_offset_mm + inlet_extension_mm)) & (r <= r_lvot)
     lumen |= lvot
     if closing_radius_mm > 0:
-        r_root = max(r_lvot, 0.5 * float(landmarks.annulus_max_diameter_mm or 0.0),
-                     0.5 * float(landmarks.sinus_diameter_mm or 0.0)) + 4.0
-        region = (d >= -(inlet_offset_mm + inlet_extension_mm)) & (d <= root_height_mm) & (r <= r_root)
+        r_root = (
+            max(
+                r_lvot,
+                0.5 * float(landmarks.annulus_max_diameter_mm or 0.0),
+                0.5 * float(landmarks.sinus_diameter_mm or 0.0),
+            )
+            + 4.0
+        )
+        region = (
+            (d >= -(inlet_offset_mm + inlet_extension_mm)) & (d <= root_height_mm) & (r <= r_root)
+        )
         lumen = _close_locally(lumen, region, closing_radius_mm, np.asarray(vol.spacing_mm)[::-1])
     return _largest_component_mask(lumen)
 
@@ -589,11 +616,11 @@ def fluid_surface(
         No lumen, no inlet, several inlet pieces, or a surface that is not watertight after the
         cuts — the message names the step.
     """
-    import time
-
     t0 = time.perf_counter()
     if inlet_offset_mm <= 0:
-        raise InputError(f"inlet_offset_mm must be > 0 (mm below the annulus); got {inlet_offset_mm}")
+        raise InputError(
+            f"inlet_offset_mm must be > 0 (mm below the annulus); got {inlet_offset_mm}"
+        )
     if outlet_inset_mm <= 0:
         raise InputError(f"outlet_inset_mm must be > 0; got {outlet_inset_mm}")
     vol = labels.volume
@@ -644,26 +671,37 @@ def fluid_surface(
             inlet_origin,
             axis,
             _cylinder_cutter(
-                inlet_origin, axis, r_lvot + 3.0 + float(sp.max()),
+                inlet_origin,
+                axis,
+                r_lvot + 3.0 + float(sp.max()),
                 inlet_extension_mm + 10.0,
             ),
         )
     )
     for a_ijk, side in touched:
-        box, origin, normal = _face_box_cutter(vol, a_ijk, side, outlet_inset_mm, outlet_extension_mm + 10.0)
+        box, origin, normal = _face_box_cutter(
+            vol, a_ijk, side, outlet_inset_mm, outlet_extension_mm + 10.0
+        )
         outward_z = -normal[2]
         kind = "bottom" if outward_z < -0.7 else "top" if outward_z > 0.7 else "side"
         cuts.append(_Cut(kind, origin, normal, box, face_label=f"{'ijk'[a_ijk]}{'-+'[side]}"))
     try:
         cut = trimesh.boolean.difference([surf, *[c.cutter for c in cuts]], engine="manifold")
     except Exception as exc:  # manifold raises plain exceptions on invalid input
-        raise GeometryError(f"cutting the lumen surface by the inlet/outlet planes failed: {exc}") from exc
+        raise GeometryError(
+            f"cutting the lumen surface by the inlet/outlet planes failed: {exc}"
+        ) from exc
     cut = repair_surface(cut, keep_largest=True)
     t_cut = time.perf_counter() - t0 - t_mask - t_surf
 
     # Identify the caps.
     tol = 1e-3 * max(1.0, float(np.ptp(cut.bounds, axis=0).max()) / 100.0)
-    found: dict[str, list[tuple[np.ndarray, _Cut]]] = {"inlet": [], "bottom": [], "top": [], "side": []}
+    found: dict[str, list[tuple[np.ndarray, _Cut]]] = {
+        "inlet": [],
+        "bottom": [],
+        "top": [],
+        "side": [],
+    }
     for c in cuts:
         for g in _cap_components(cut, c.origin, c.normal, tol):
             found[c.kind].append((g, c))
@@ -689,7 +727,11 @@ def fluid_surface(
         for i, (g, c) in enumerate(bottoms, start=1):
             named.append((f"outlet:bottom{i}", g, c))
     tops = sorted(found["top"], key=lambda gc: float(cut.triangles_center[gc[0]][:, 0].mean()))
-    top_names = list(ARCH_BRANCH_NAMES) if len(tops) == 3 else [f"outlet:top{i}" for i in range(1, len(tops) + 1)]
+    top_names = (
+        list(ARCH_BRANCH_NAMES)
+        if len(tops) == 3
+        else [f"outlet:top{i}" for i in range(1, len(tops) + 1)]
+    )
     for name, (g, c) in zip(top_names, tops, strict=True):
         named.append((name, g, c))
     for i, (g, c) in enumerate(found["side"], start=1):
@@ -761,7 +803,9 @@ def save_surface(surface: FluidSurface | trimesh.Trimesh, path: str | Path) -> P
         Path(str(tmp) + suffix).replace(path)
         return path
     if suffix not in (".stl", ".ply", ".obj", ".off"):
-        raise InputError(f"unsupported surface format {suffix!r}; use .stl, .ply, .obj, .off, .vtp or .vtk")
+        raise InputError(
+            f"unsupported surface format {suffix!r}; use .stl, .ply, .obj, .off, .vtp or .vtk"
+        )
     mesh.export(str(tmp), file_type=suffix[1:])
     tmp.replace(path)
     return path

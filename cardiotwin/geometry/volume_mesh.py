@@ -125,7 +125,9 @@ def _gmsh_session(n_threads: int) -> Iterator[object]:
         owner = not gmsh.isInitialized()
         if owner:
             gmsh.initialize(
-                [], readConfigFiles=False, interruptible=threading.current_thread() is threading.main_thread()
+                [],
+                readConfigFiles=False,
+                interruptible=threading.current_thread() is threading.main_thread(),
             )
         gmsh.option.setNumber("General.Terminal", 0)
         gmsh.option.setNumber("General.Verbosity", 2)
@@ -252,9 +254,13 @@ def mesh_fluid_domain(
     from cardiotwin.geometry.surface import FluidSurface
 
     if not isinstance(surface, FluidSurface):
-        raise InputError(f"surface must be a FluidSurface (from fluid_surface); got {type(surface).__name__}")
+        raise InputError(
+            f"surface must be a FluidSurface (from fluid_surface); got {type(surface).__name__}"
+        )
     if not (0 < h_min_mm <= h_max_mm):
-        raise InputError(f"need 0 < h_min_mm <= h_max_mm; got h_min_mm={h_min_mm}, h_max_mm={h_max_mm}")
+        raise InputError(
+            f"need 0 < h_min_mm <= h_max_mm; got h_min_mm={h_min_mm}, h_max_mm={h_max_mm}"
+        )
     if refine_radius_mm <= 0:
         raise InputError(f"refine_radius_mm must be > 0; got {refine_radius_mm}")
     if refine_transition_mm is None:
@@ -283,7 +289,9 @@ def mesh_fluid_domain(
         parameters={
             "h_max_mm": h_max_mm,
             "h_min_mm": h_min_mm,
-            "refine_centre_mm": None if refine_centre_mm is None else [float(v) for v in refine_centre_mm],
+            "refine_centre_mm": None
+            if refine_centre_mm is None
+            else [float(v) for v in refine_centre_mm],
             "refine_radius_mm": refine_radius_mm,
             "refine_transition_mm": refine_transition_mm,
             "seed": seed,
@@ -381,7 +389,9 @@ def mesh_fluid_domain(
             _, tet_nodes = gmsh.model.mesh.getElementsByType(4)
             tets = index[np.asarray(tet_nodes, dtype=np.int64).reshape(-1, 4)]
             if len(tets) == 0:
-                raise GeometryError("gmsh produced no tetrahedra; the surface may not enclose a volume")
+                raise GeometryError(
+                    "gmsh produced no tetrahedra; the surface may not enclose a volume"
+                )
             tri_by_group: dict[str, np.ndarray] = {}
             for name, g in groups.items():
                 tris = []

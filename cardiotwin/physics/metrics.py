@@ -55,7 +55,7 @@ def _cell_data(result) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     msh = p.function_space.mesh
     tdim = msh.topology.dim
     n = msh.topology.index_map(tdim).size_local
-    x = msh.geometry.x[msh.geometry.dofmap[:n]]
+    x = msh.geometry.x[msh.geometry.dofmaps[0][:n]]
     mid_mm = x.mean(axis=1) / MM_TO_M
     vol = np.abs(np.einsum("ij,ij->i", x[:, 1] - x[:, 0],
                            np.cross(x[:, 2] - x[:, 0], x[:, 3] - x[:, 0]))) / 6.0

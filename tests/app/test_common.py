@@ -47,3 +47,15 @@ def test_anatomy_table_units():
     assert df.loc["Native valve orifice area", "unit"] == "cm²"
     assert df.loc["Annulus min / max diameter", "value"] == "21.0 / 25.0"
     assert df.loc["Annulus diameter (area-derived)", "value"] == "23.0"
+
+
+def test_convergence_message_levels():
+    assert common.convergence_message({"converged": True, "iterations": 12}) is None
+    assert common.convergence_message({"status": "converged", "converged": True}) is None
+    level, text = common.convergence_message(
+        {"status": "settled", "converged": False, "status_reason": "flows settled within 2e-3"})
+    assert level == "warning" and "flows settled within 2e-3" in text
+    level, text = common.convergence_message({"converged": False, "iterations": 30})
+    assert level == "error" and "30 iterations" in text
+    level, _ = common.convergence_message({"status": "max_iterations", "converged": False})
+    assert level == "error"

@@ -24,7 +24,7 @@ def test_login_page_renders(app_home):
     assert not at.exception
     assert [t.value for t in at.title] == ["cardiotwin"]
     assert {w.label for w in at.text_input} == {"Username", "Password"}
-    assert at.text_input(key="login_password").type == "password"
+    assert at.text_input(key="login_password").proto.type == 1  # TextInput.Type.PASSWORD
     assert [b.label for b in at.button] == ["Log in"]
     assert "actor" not in at.session_state
 
@@ -76,3 +76,14 @@ def test_correct_login_then_logout(app_home):
     assert "actor" not in at.session_state
     assert [t.value for t in at.title] == ["cardiotwin"]
     assert "logged out" in at.info[0].value
+
+
+def test_idle_session_expires(app_home):
+    at = app_home.run()
+    at.session_state["actor"] = Actor("clinician", "clinician", client="app")
+    at.session_state["last_activity"] = 0.0  # idle since 1970: beyond SESSION_TIMEOUT_S
+    at.switch_page("views/patients.py").run()
+    assert "Please log in" in at.warning[0].value
+    assert "expired" in at.info[0].value
+    assert "actor" not in at.session_state
+    assert len(at.dataframe) == 0

@@ -78,7 +78,7 @@ def test_placement_pose_and_region():
     assert region.indicator(c + [0, 0, 5.0])[0] == 0.0
     assert region.indicator(c + [11.3, 0, 5.0])[0] == 1.0
     # at the leaflet level, inside the orifice open and outside it closed
-    z_leaf = pl.frame_height_mm - 2.0
+    z_leaf = pl.frame_height_mm - 4.0  # leaflet plate centre (4 mm thick)
     assert region.indicator(c + [0.5 * pl.orifice_radius_mm, 0, z_leaf])[0] == 0.0
     assert region.indicator(c + [0.5 * (pl.orifice_radius_mm + pl.inner_radius_mm), 0, z_leaf])[0] == 1.0
     # larger valve → larger orifice

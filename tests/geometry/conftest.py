@@ -32,7 +32,9 @@ def phantom_fluid_surface(coarse_phantom: Phantom) -> FluidSurface:
 
 @pytest.fixture(scope="session")
 def phantom_fluid_domain(
-    phantom_fluid_surface: FluidSurface, coarse_phantom: Phantom, tmp_path_factory: pytest.TempPathFactory
+    phantom_fluid_surface: FluidSurface,
+    coarse_phantom: Phantom,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> FluidDomain:
     lm = coarse_phantom.truth.landmarks
     centre = np.asarray(lm.annulus_centre_mm) + 8.0 * np.asarray(lm.annulus_normal)

@@ -88,7 +88,9 @@ def test_fluid_surface_is_closed_manifold(phantom_fluid_surface: FluidSurface) -
     assert m.body_count == 1
 
 
-def test_fluid_surface_cap_names_and_normals(phantom_fluid_surface: FluidSurface, coarse_phantom) -> None:
+def test_fluid_surface_cap_names_and_normals(
+    phantom_fluid_surface: FluidSurface, coarse_phantom
+) -> None:
     fs = phantom_fluid_surface
     assert [c.name for c in fs.caps][0] == "inlet"
     assert {c.name for c in fs.caps} == EXPECTED_CAPS
@@ -116,11 +118,15 @@ def test_fluid_surface_caps_are_flat_and_outward(phantom_fluid_surface: FluidSur
         assert m.area_faces[faces].sum() == pytest.approx(cap.area_mm2, rel=1e-12)
 
 
-def test_fluid_surface_outlets_match_phantom_vessels(phantom_fluid_surface: FluidSurface, coarse_phantom) -> None:
+def test_fluid_surface_outlets_match_phantom_vessels(
+    phantom_fluid_surface: FluidSurface, coarse_phantom
+) -> None:
     """Each named outlet sits on the end of the right vessel, with its cross-section area."""
     truth = coarse_phantom.truth
     fs = phantom_fluid_surface
-    for name, line, radius in zip(truth.branch_names, truth.branch_centrelines_mm, truth.branch_radii_mm, strict=True):
+    for name, line, radius in zip(
+        truth.branch_names, truth.branch_centrelines_mm, truth.branch_radii_mm, strict=True
+    ):
         cap = fs.cap(f"outlet:{name}")
         dist = np.linalg.norm(np.asarray(line) - np.asarray(cap.centre_mm), axis=1).min()
         assert dist < 0.5 * radius, name
@@ -132,7 +138,9 @@ def test_fluid_surface_outlets_match_phantom_vessels(phantom_fluid_surface: Flui
     assert desc.area_mm2 == pytest.approx(math.pi * r_desc**2, rel=0.10)
 
 
-def test_fluid_surface_inlet_area_matches_lvot(phantom_fluid_surface: FluidSurface, coarse_phantom) -> None:
+def test_fluid_surface_inlet_area_matches_lvot(
+    phantom_fluid_surface: FluidSurface, coarse_phantom
+) -> None:
     lm = coarse_phantom.truth.landmarks
     # phantom truth: circular LVOT of lvot_diameter_mm below the annulus (15 %)
     assert phantom_fluid_surface.inlet.area_mm2 == pytest.approx(
@@ -140,7 +148,9 @@ def test_fluid_surface_inlet_area_matches_lvot(phantom_fluid_surface: FluidSurfa
     )
 
 
-def test_fluid_surface_volume_matches_voxel_count(phantom_fluid_surface: FluidSurface, coarse_phantom) -> None:
+def test_fluid_surface_volume_matches_voxel_count(
+    phantom_fluid_surface: FluidSurface, coarse_phantom
+) -> None:
     """Independent count: lumen labels + LVOT voxels above the inlet plane, between the outlet planes."""
     labels = coarse_phantom.labels
     lm = coarse_phantom.truth.landmarks

@@ -34,7 +34,9 @@ REGULAR = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], float)
 
 def test_quality_regular_tetrahedron() -> None:
     q = tet_quality(REGULAR * 3.7 + 5.0, np.array([[0, 2, 1, 3]]))
-    assert q["min_dihedral_deg"] == pytest.approx(math.degrees(math.acos(1 / 3)), abs=1e-9)  # 70.53°
+    assert q["min_dihedral_deg"] == pytest.approx(
+        math.degrees(math.acos(1 / 3)), abs=1e-9
+    )  # 70.53°
     assert q["max_dihedral_deg"] == pytest.approx(math.degrees(math.acos(1 / 3)), abs=1e-9)
     assert q["min_radius_ratio"] == pytest.approx(1.0, abs=1e-12)
     assert q["n_inverted"] == 0
@@ -45,7 +47,9 @@ def test_quality_corner_tetrahedron_and_inversion() -> None:
     p = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], float)
     q = tet_quality(p, np.array([[0, 1, 2, 3], [0, 2, 1, 3]]))
     assert q["max_dihedral_deg"] == pytest.approx(90.0, abs=1e-9)
-    assert q["min_dihedral_deg"] == pytest.approx(math.degrees(math.acos(1 / math.sqrt(3))), abs=1e-9)
+    assert q["min_dihedral_deg"] == pytest.approx(
+        math.degrees(math.acos(1 / math.sqrt(3))), abs=1e-9
+    )
     assert q["min_radius_ratio"] == pytest.approx(math.sqrt(3) - 1, abs=1e-12)  # 3 r_in / R
     assert q["n_inverted"] == 1
     assert tet_signed_volumes(p, np.array([[0, 1, 2, 3]]))[0] == pytest.approx(1 / 6)
@@ -66,7 +70,9 @@ def msh_arrays(phantom_fluid_domain: FluidDomain):
     return read_msh_arrays(phantom_fluid_domain.mesh_path)
 
 
-def test_domain_tags_present(phantom_fluid_domain: FluidDomain, phantom_fluid_surface: FluidSurface, msh_arrays) -> None:
+def test_domain_tags_present(
+    phantom_fluid_domain: FluidDomain, phantom_fluid_surface: FluidSurface, msh_arrays
+) -> None:
     dom = phantom_fluid_domain
     names = {c.name for c in phantom_fluid_surface.caps}
     assert set(dom.facet_tags) == names | {"wall"}
@@ -79,7 +85,9 @@ def test_domain_tags_present(phantom_fluid_domain: FluidDomain, phantom_fluid_su
     assert dom.inlet.name == "inlet" and len(dom.outlets) == 4
 
 
-def test_domain_caps_flat_and_match_surface(phantom_fluid_domain: FluidDomain, phantom_fluid_surface: FluidSurface, msh_arrays) -> None:
+def test_domain_caps_flat_and_match_surface(
+    phantom_fluid_domain: FluidDomain, phantom_fluid_surface: FluidSurface, msh_arrays
+) -> None:
     pts, _, facets = msh_arrays
     for cap in phantom_fluid_domain.caps:
         v = pts[np.unique(facets[cap.name])]
@@ -95,7 +103,9 @@ def test_domain_caps_flat_and_match_surface(phantom_fluid_domain: FluidDomain, p
         assert cap.area_mm2 == pytest.approx(phantom_fluid_surface.cap(cap.name).area_mm2, rel=0.03)
 
 
-def test_domain_volume_matches_surface(phantom_fluid_domain: FluidDomain, phantom_fluid_surface: FluidSurface, msh_arrays) -> None:
+def test_domain_volume_matches_surface(
+    phantom_fluid_domain: FluidDomain, phantom_fluid_surface: FluidSurface, msh_arrays
+) -> None:
     pts, tets, _ = msh_arrays
     v = tet_signed_volumes(pts, tets)
     assert v.min() > 0
@@ -117,7 +127,12 @@ def test_domain_quality(phantom_fluid_domain: FluidDomain, msh_arrays) -> None:
 
 def test_domain_all_boundary_facets_tagged(msh_arrays) -> None:
     pts, tets, facets = msh_arrays
-    faces = np.sort(np.concatenate([tets[:, [1, 2, 3]], tets[:, [0, 2, 3]], tets[:, [0, 1, 3]], tets[:, [0, 1, 2]]]), axis=1)
+    faces = np.sort(
+        np.concatenate(
+            [tets[:, [1, 2, 3]], tets[:, [0, 2, 3]], tets[:, [0, 1, 3]], tets[:, [0, 1, 2]]]
+        ),
+        axis=1,
+    )
     uniq, counts = np.unique(faces, axis=0, return_counts=True)
     exterior = {tuple(f) for f in uniq[counts == 1]}
     tagged = [tuple(f) for tri in facets.values() for f in np.sort(tri, axis=1)]

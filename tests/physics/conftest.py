@@ -181,8 +181,8 @@ def tee_domain(physics_tmp) -> FluidDomain:
 
 @pytest.fixture(scope="session")
 def plate_pipe_domain(physics_tmp) -> FluidDomain:
-    """Pipe R=6 mm, L=60 mm, refined to 0.6 mm around z=20 mm where the Brinkman plate sits."""
-    return make_pipe(physics_tmp / "plate_pipe.msh", radius_mm=6.0, length_mm=60.0, h_mm=1.5,
-                     refine_z_mm=(14.0, 36.0), h_fine_mm=0.6)
+    """Pipe R=6 mm, L=40 mm, refined to 1 mm in 8–26 mm around the Brinkman plate at z=12 mm."""
+    return make_pipe(physics_tmp / "plate_pipe.msh", radius_mm=6.0, length_mm=40.0, h_mm=2.0,
+                     refine_z_mm=(8.0, 26.0), h_fine_mm=1.0)
 
 

@@ -103,7 +103,7 @@ def test_poiseuille_mass_conservation_and_wss(poiseuille):
     wss = wall_shear_stress(r)
     tau_exact = 4 * MU * U_MEAN / R_PIPE
     # P1 gradients are cell-constant, so the wall value is that of the first cell layer: the
-    # mean is biased low by ~h/(2R); measured -11 %.
+    # mean is biased low by ~h/(2R); measured -14 %.
     rel = wss["mean_pa"] / tau_exact - 1
     assert -0.2 < rel < 0.05, rel
     assert wss["max_pa"] >= wss["p99_pa"] >= wss["mean_pa"] * 0.5
@@ -127,19 +127,23 @@ def test_resistance_split_follows_inverse_ratio(tee_result):
     print(f"tee split ratio {ratio:.4f} (3.0), imbalance {s['mass_imbalance']:.1e}")
 
 
+PLATE_Z_MM = 12.0
+A_PIPE = math.pi * 6e-3**2
+
+
 def _plate_case(fm, area_mm2, permeability_m2=1e-12, q=2.0e-5):
-    reg = native_valve_region(orifice_centre_mm=(0, 0, 20), axis=(0, 0, 1),
+    reg = native_valve_region(orifice_centre_mm=(0, 0, PLATE_Z_MM), axis=(0, 0, 1),
                               orifice_area_mm2=area_mm2, outer_radius_mm=8.0,
                               permeability_m2=permeability_m2)
     res = solve_steady(fm, inflow_m3_s=q, outlets={"out": OutletResistance(0.0)}, region=reg)
-    grad = transvalvular_gradient(res, centre_mm=(0, 0, 20), axis=(0, 0, 1), radius_mm=6.0,
-                                  upstream_mm=6.0, downstream_max_mm=30.0)
+    grad = transvalvular_gradient(res, centre_mm=(0, 0, PLATE_Z_MM), axis=(0, 0, 1),
+                                  radius_mm=6.0, upstream_mm=6.0, downstream_max_mm=24.0)
     return res, grad
 
 
 def _leak_fraction(res, r_hole_mm: float) -> float:
-    """Flow through the porous part: ∫ u_z over plate cells farther than 1 mm from the hole edge,
-    divided by the plate thickness (2 mm), relative to Q."""
+    """Flow through the porous part: ∫ u_z over plate cells farther than 0.5 mm from the hole edge,
+    divided by the plate thickness (4 mm, the default of native_valve_region), relative to Q."""
     import ufl
     from dolfinx import fem
     from mpi4py import MPI
@@ -147,9 +151,9 @@ def _leak_fraction(res, r_hole_mm: float) -> float:
     msh = res.u.function_space.mesh
     x = ufl.SpatialCoordinate(msh)
     rr = ufl.sqrt(x[0] ** 2 + x[1] ** 2)
-    far = ufl.conditional(ufl.gt(rr, (r_hole_mm + 1.0) * 1e-3), 1.0, 0.0)
+    far = ufl.conditional(ufl.gt(rr, (r_hole_mm + 0.5) * 1e-3), 1.0, 0.0)
     flux = msh.comm.allreduce(fem.assemble_scalar(fem.form(res.chi * far * res.u[2] * ufl.dx)), op=MPI.SUM)
-    return flux / 2e-3 / res.inlet_flow_m3_s
+    return flux / 4e-3 / res.inlet_flow_m3_s
 
 
 @pytest.fixture(scope="session")
@@ -158,22 +162,30 @@ def plate_mesh(plate_pipe_domain):
 
 
 def test_brinkman_orifice_plate_bernoulli(plate_mesh):
-    """Orifice plate (Brinkman) in a pipe: peak drop within ½ρ(Q/(C_c A))² for C_c ∈ [0.6, 1]
-    (Bernoulli with a vena contracta; Idelchik, Handbook of Hydraulic Resistance, ch. 4), leakage
-    through the porous part < 1 % of Q, and a bigger hole gives a smaller drop."""
+    """Orifice plate (Brinkman, κ = 1e-12 m², 4 mm thick) in a pipe, Re_jet ≈ 1000: the peak drop lies within
+    the Bernoulli band ½ρ[(Q/(C_c A))² − (Q/A_pipe)²] for a contraction coefficient
+    C_c ∈ [0.6, 1] (Idelchik, Handbook of Hydraulic Resistance, ch. 4); leakage through the
+    porous part < 1 % of Q; a bigger hole gives a smaller drop.
+    Measured (h = 1 mm at the plate): A = 20 mm² → C_c 0.79, A = 40 mm² → C_c 0.84."""
     q = 2.0e-5
+    # holes well inside the 6 mm pipe: the porous ring must be several cells wide, since a cell
+    # is porous only when it lies wholly inside the region (see flow._indicator_dg0)
     small, g_small = _plate_case(plate_mesh, 20.0, q=q)
-    big, g_big = _plate_case(plate_mesh, 50.0, q=q)
-    for res, g, area in ((small, g_small, 20.0), (big, g_big, 50.0)):
+    big, g_big = _plate_case(plate_mesh, 40.0, q=q)
+    for res, g, area in ((small, g_small, 20.0), (big, g_big, 40.0)):
+        # integral quantities must be steady; the Picard update may stall at ~1e-3 (status
+        # "settled", which also requires outlet flows and pressures constant to settle_rtol)
         assert res.status in ("converged", "settled"), res.reason
         a = area * 1e-6
-        lo, hi = 0.5 * RHO * (q / a) ** 2, 0.5 * RHO * (q / (0.6 * a)) ** 2
-        print(f"A={area} mm²: peak {g.peak_pa:.1f} Pa in [{lo:.1f}, {hi:.1f}], net {g.net_pa:.1f}, "
-              f"min at {g.min_position_mm} mm, leak {_leak_fraction(res, math.sqrt(area / math.pi)):.2e}, "
-              f"its {res.iterations}")
-        assert lo * 0.9 < g.peak_pa < hi, (g.peak_pa, lo, hi)
+        lo = 0.5 * RHO * ((q / a) ** 2 - (q / A_PIPE) ** 2)
+        hi = 0.5 * RHO * ((q / (0.6 * a)) ** 2 - (q / A_PIPE) ** 2)
+        leak = _leak_fraction(res, math.sqrt(area / math.pi))
+        print(f"A={area} mm²: peak {g.peak_pa:.1f} Pa in [{lo:.1f}, {hi:.1f}] "
+              f"(C_c {math.sqrt(lo / g.peak_pa):.3f}), net {g.net_pa:.1f}, min at "
+              f"{g.min_position_mm} mm, leak {leak:.2e}, its {res.iterations}")
+        assert lo < g.peak_pa < hi, (g.peak_pa, lo, hi)
         assert 0 < g.net_pa <= g.peak_pa
-        assert abs(_leak_fraction(res, math.sqrt(area / math.pi))) < 0.01
+        assert abs(leak) < 0.01
     assert g_big.peak_pa < 0.5 * g_small.peak_pa
 
 
