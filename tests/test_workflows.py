@@ -20,7 +20,8 @@ def test_twin_is_built_and_persisted_with_provenance(coarse_demo):
     for stage in ("read_dicom", "segment", "landmarks", "surface", "mesh"):
         assert prov["timings_s"][stage] > 0
     base = again.results[0]["summary"]
-    assert base["converged"]
+    # steady iteration ended converged, or with outlet flows and pressures settled (flow.py)
+    assert base["status"] in ("converged", "settled"), base["status_reason"]
     # mass conservation of the baseline solve (DESIGN: outlet flows sum to inflow)
     assert abs(base["mass_imbalance"]) < 5e-3
 
@@ -39,7 +40,8 @@ def test_device_lowers_the_gradient(coarse_demo):
     # 0.8 cm² stenosis vs a 23 mm valve: the gradient must fall, by more than half
     assert before["peak_gradient_mmhg"] > 15.0
     assert after["peak_gradient_mmhg"] < 0.5 * before["peak_gradient_mmhg"]
-    assert after["converged"] and abs(after["mass_imbalance"]) < 5e-3
+    assert after["status"] in ("converged", "settled"), after["status_reason"]
+    assert abs(after["mass_imbalance"]) < 5e-3
     rows = {r["metric"]: r for r in reh.comparison()}
     assert rows["Peak transvalvular gradient"]["after"] == after["peak_gradient_mmhg"]
 
