@@ -39,7 +39,7 @@ test: venv
 	$(PY) -m pytest
 
 validate: venv
-	$(PY) -m pytest -m "slow or validation" -o addopts="-ra --strict-markers"
+	$(PY) -m pytest -m "slow or validation" -o addopts="-ra --strict-markers" tests validation
 
 bench: venv
 	$(PY) benchmarks/run.py
