@@ -10,10 +10,16 @@ slice normal (row cosine × column cosine), so the reader returns a volume whose
 normal, whatever order the files come in.
 
 Refused with a :class:`~cardiotwin.errors.DicomError` naming the series (and the file when one
-file is at fault): a single slice, duplicate or missing positions, uneven slice spacing (a step
+file is at fault): a single slice (unless ``min_slices=1``), duplicate or missing positions, uneven slice spacing (a step
 deviating from the median by more than 1% of it and more than 0.01 mm), gantry tilt (slice
 positions not stacked along the normal), mixed orientation or image size, missing pixel data,
 truncated or corrupt files, multi-frame (enhanced) objects (not supported yet).
+
+Compressed transfer syntaxes are decoded by pydicom's pixel-data plugins: RLE and deflate by
+pydicom itself (or ``pylibjpeg-rle``), JPEG baseline/lossless and JPEG-LS by ``pylibjpeg`` +
+``pylibjpeg-libjpeg``, JPEG 2000 and HTJ2K by ``pylibjpeg`` + ``pylibjpeg-openjpeg``
+(``python-gdcm`` covers most of them too). A syntax no installed plugin decodes is refused with a
+:class:`~cardiotwin.errors.DicomError` naming the file, the transfer syntax and what to install.
 
 Patient names are never written to the log and never put in :attr:`Volume.metadata`.
 """
@@ -46,7 +52,7 @@ from cardiotwin import __version__
 from cardiotwin.errors import DicomError, InputError
 from cardiotwin.imaging.volume import Volume
 
-__all__ = ["SeriesInfo", "list_series", "read_series", "write_ct_series"]
+__all__ = ["NO_SERIES_UID", "SeriesInfo", "list_series", "read_series", "write_ct_series"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +61,27 @@ _ORIENTATION_TOL = 1e-4  # cosines
 _POSITION_TOL_MM = 0.01
 _SPACING_REL_TOL = 0.01
 _DEFAULT_DATETIME = datetime(2024, 1, 1, 9, 0, 0)
+#: Key of the files whose SeriesInstanceUID is empty or absent (some anonymisers blank it).
+NO_SERIES_UID = "<no SeriesInstanceUID>"
+
+# Which PyPI packages let pydicom 3 decode a compressed transfer syntax (pydicom.pixels
+# decoders). Uncompressed little/big endian, deflate and RLE are decoded by pydicom itself.
+_PYLIBJPEG_JPEG = "pylibjpeg + pylibjpeg-libjpeg (or python-gdcm)"
+_PYLIBJPEG_J2K = "pylibjpeg + pylibjpeg-openjpeg (or python-gdcm)"
+_DECODER_PACKAGES: dict[str, str] = {
+    "1.2.840.10008.1.2.5": "pylibjpeg + pylibjpeg-rle (pydicom's own RLE decoder needs numpy)",
+    "1.2.840.10008.1.2.4.50": _PYLIBJPEG_JPEG,  # JPEG baseline
+    "1.2.840.10008.1.2.4.51": _PYLIBJPEG_JPEG,  # JPEG extended
+    "1.2.840.10008.1.2.4.57": _PYLIBJPEG_JPEG,  # JPEG lossless
+    "1.2.840.10008.1.2.4.70": _PYLIBJPEG_JPEG,  # JPEG lossless SV1
+    "1.2.840.10008.1.2.4.80": "pylibjpeg + pylibjpeg-libjpeg (or pyjpegls, python-gdcm)",
+    "1.2.840.10008.1.2.4.81": "pylibjpeg + pylibjpeg-libjpeg (or pyjpegls, python-gdcm)",
+    "1.2.840.10008.1.2.4.90": _PYLIBJPEG_J2K,
+    "1.2.840.10008.1.2.4.91": _PYLIBJPEG_J2K,
+    "1.2.840.10008.1.2.4.201": "pylibjpeg + pylibjpeg-openjpeg",  # HTJ2K
+    "1.2.840.10008.1.2.4.202": "pylibjpeg + pylibjpeg-openjpeg",
+    "1.2.840.10008.1.2.4.203": "pylibjpeg + pylibjpeg-openjpeg",
+}
 
 
 @dataclass(frozen=True)
@@ -331,7 +358,7 @@ def _is_dicom_file(f: Path) -> bool:
 def _scan(path: str | Path | Sequence[str | Path]) -> dict[str, list[tuple[Path, Dataset]]]:
     """Headers (without pixel data) of the DICOM files under ``path``, grouped by series UID."""
     groups: dict[str, list[tuple[Path, Dataset]]] = {}
-    ignored = 0
+    ignored = blank = 0
     for f in _candidate_files(path):
         if not _is_dicom_file(f):
             ignored += 1
@@ -353,15 +380,26 @@ def _scan(path: str | Path | Sequence[str | Path]) -> dict[str, list[tuple[Path,
         if sop_class == _MEDIA_STORAGE_DIRECTORY:
             log.info("ignoring DICOMDIR %s", f)
             continue
-        uid = str(getattr(ds, "SeriesInstanceUID", "") or "")
+        uid = str(getattr(ds, "SeriesInstanceUID", "") or "").strip()
         if not uid:
-            raise DicomError(
-                f"{f} has no SeriesInstanceUID: it is truncated or not an image "
-                f"instance; re-export or remove it"
-            )
+            if "Rows" not in ds or "Columns" not in ds:
+                raise DicomError(
+                    f"{f} has no SeriesInstanceUID: it is truncated or not an image "
+                    f"instance; re-export or remove it"
+                )
+            # Anonymisers sometimes blank the UIDs; such files are one series, under a fixed key.
+            uid = NO_SERIES_UID
+            blank += 1
         groups.setdefault(uid, []).append((f, ds))
     if ignored:
         log.info("%d non-DICOM file(s) ignored", ignored)
+    if blank:
+        log.warning(
+            "%d image file(s) have an empty SeriesInstanceUID (anonymised?); they are grouped "
+            "as one series under the key %r",
+            blank,
+            NO_SERIES_UID,
+        )
     return groups
 
 
@@ -423,6 +461,28 @@ def _floats(ds: Dataset, keyword: str, n: int, f: Path, series: str) -> np.ndarr
     return arr
 
 
+def _transfer_syntax(ds: Dataset) -> str:
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if ts is None:
+        return "unknown (no TransferSyntaxUID in the file meta header)"
+    name = ts.name if ts.is_transfer_syntax else "unknown"
+    return f"{name} ({ts})" if name != str(ts) else str(ts)
+
+
+def _decode_hint(ds: Dataset) -> str:
+    """What a user can do when the pixel data of ``ds`` cannot be decoded."""
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if ts is None or not ts.is_compressed:
+        return "the file is truncated or corrupt; re-export or remove it"
+    packages = _DECODER_PACKAGES.get(str(ts))
+    if packages is not None:
+        return f"install the pydicom decoder plugin for it: pip install {packages}"
+    return (
+        "no pydicom decoder plugin supports this transfer syntax; convert the files to an "
+        "uncompressed or lossless JPEG transfer syntax first (e.g. gdcmconv --raw or dcmdjpeg)"
+    )
+
+
 def _pixels(f: Path, series: str) -> tuple[np.ndarray, Dataset]:
     try:
         ds = pydicom.dcmread(f)
@@ -435,22 +495,18 @@ def _pixels(f: Path, series: str) -> tuple[np.ndarray, Dataset]:
     try:
         arr = ds.pixel_array
     except Exception as exc:  # noqa: BLE001 - decoders raise many types; all mean "unreadable"
-        ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        compressed = ts is not None and ts.is_transfer_syntax and ts.is_compressed
-        hint = (
-            "install a decoder plugin for this compressed transfer syntax (pylibjpeg, python-gdcm)"
-            if compressed
-            else "the file is truncated or corrupt; re-export or remove it"
-        )
         raise DicomError(
-            f"series {series}: cannot decode the pixel data of {f} (transfer "
-            f"syntax {ts}): {exc}; {hint}"
+            f"series {series}: cannot decode the pixel data of {f} (transfer syntax "
+            f"{_transfer_syntax(ds)}): {type(exc).__name__}: {exc}; {_decode_hint(ds)}"
         ) from exc
     return arr, ds
 
 
 def read_series(
-    path: str | Path | Sequence[str | Path], *, series_uid: str | None = None
+    path: str | Path | Sequence[str | Path],
+    *,
+    series_uid: str | None = None,
+    min_slices: int = 2,
 ) -> Volume:
     """Read a single-frame DICOM image series into a :class:`Volume` (values after rescale).
 
@@ -460,7 +516,11 @@ def read_series(
         A folder (searched recursively), one file or a list of files. Non-DICOM files are
         ignored (logged).
     series_uid : str, optional
-        The SeriesInstanceUID to read; required when several series are present.
+        The SeriesInstanceUID to read; required when several series are present. Files whose
+        SeriesInstanceUID is blank (anonymised) are grouped under :data:`NO_SERIES_UID`.
+    min_slices : int, default 2
+        Fewest slices accepted. ``1`` reads a single 2-D image as a one-slice volume whose slice
+        spacing is ``SpacingBetweenSlices``, else ``SliceThickness``, else 1 mm (as ITK does).
 
     Returns
     -------
@@ -468,6 +528,7 @@ def read_series(
         float32 array ``[k, j, i]``; ``origin_mm`` = ImagePositionPatient of the first slice
         along the normal; ``direction`` columns = row cosine, column cosine, slice normal;
         ``spacing_mm`` = (column spacing, row spacing, median slice step). ``metadata`` holds
+        ``transfer_syntax`` (UID of the first slice) and
         ``modality``, ``series_uid``, ``study_uid``, ``description``, ``study_description``,
         ``patient_id``, ``manufacturer``, ``n_slices``, ``series_number``, ``files``.
 
@@ -475,8 +536,14 @@ def read_series(
     ------
     DicomError
         No DICOM series, several series and no ``series_uid`` (the message lists them), an unknown
-        ``series_uid``, or a series that is not a regular 3-D stack (see the module docstring).
+        ``series_uid``, a series that is not a regular 3-D stack (see the module docstring), or
+        pixel data that cannot be decoded (the message names the file, the transfer syntax and the
+        decoder package to install).
+    InputError
+        If ``min_slices`` is less than 1.
     """
+    if int(min_slices) < 1:
+        raise InputError(f"min_slices must be >= 1; got {min_slices}")
     groups = _scan(path)
     if not groups:
         raise DicomError(f"no DICOM files found in {path}")
@@ -502,10 +569,14 @@ def read_series(
                 f"series {sid}: {f} is a multi-frame (enhanced) object with {frames} "
                 f"frames; only single-frame series are supported for now"
             )
-    if len(items) < 2:
+    if len(items) < min_slices:
+        if len(items) == 1:
+            raise DicomError(
+                f"series {sid} has a single slice ({items[0][0]}); a 3-D volume needs "
+                f"at least {min_slices} slices (pass min_slices=1 to read a 2-D image)"
+            )
         raise DicomError(
-            f"series {sid} has a single slice ({items[0][0]}); a 3-D volume needs "
-            f"at least two slices"
+            f"series {sid} has {len(items)} slices; at least {min_slices} were required"
         )
 
     iop = np.array([_floats(ds, "ImageOrientationPatient", 6, f, sid) for f, ds in items])
@@ -550,6 +621,10 @@ def read_series(
     order = np.argsort(along, kind="stable")
     along, ipp = along[order], ipp[order]
     items = [items[i] for i in order]
+    if len(items) == 1:
+        return _read_slices(
+            items, ipp, psp, size, row_cos, col_cos, normal, _single_slice_step_mm(items[0]), sid
+        )
     steps = np.diff(along)
     dup = np.flatnonzero(steps < _POSITION_TOL_MM)
     if dup.size:
@@ -561,26 +636,59 @@ def read_series(
         )
     step = float(np.median(steps))
     tol = max(_POSITION_TOL_MM, _SPACING_REL_TOL * step)
+    # Both defects are reported together: a tilted CT often has uneven steps as well.
+    problems = []
     bad = np.flatnonzero(np.abs(steps - step) > tol)
     if bad.size:
         i = int(bad[0])
         kind = "missing slice(s)" if steps[i] > 1.5 * step else "uneven slice spacing"
-        raise DicomError(
-            f"series {sid}: {kind}: the step between {items[i][0].name} and "
+        problems.append(
+            f"{kind}: the step between {items[i][0].name} and "
             f"{items[i + 1][0].name} is {steps[i]:.4f} mm but the median step is {step:.4f} mm "
-            f"({bad.size} irregular step(s)); resample or complete the series before use"
+            f"({bad.size} irregular step(s))"
         )
     delta = np.diff(ipp, axis=0)
     lateral = np.linalg.norm(delta - np.outer(delta @ normal, normal), axis=1)
     if lateral.max() > tol:
         i = int(np.argmax(lateral))
         angle = float(np.degrees(np.arctan2(lateral[i], steps[i])))
-        raise DicomError(
-            f"series {sid}: slices are not stacked along their normal (gantry tilt or sheared "
-            f"series, {angle:.2f}° between {items[i][0].name} and {items[i + 1][0].name}); "
-            f"resample to an orthogonal grid first"
+        problems.append(
+            f"slices are not stacked along their normal (gantry tilt or sheared "
+            f"series, {angle:.2f}° between {items[i][0].name} and {items[i + 1][0].name})"
         )
+    if problems:
+        raise DicomError(
+            f"series {sid}: {'; '.join(problems)}; resample to a regular orthogonal grid or "
+            f"complete the series before use"
+        )
+    return _read_slices(items, ipp, psp, size, row_cos, col_cos, normal, step, sid)
 
+
+def _single_slice_step_mm(item: tuple[Path, Dataset]) -> float:
+    f, ds = item
+    for keyword in ("SpacingBetweenSlices", "SliceThickness"):
+        try:
+            value = float(getattr(ds, keyword, None) or 0.0)
+        except (TypeError, ValueError):
+            value = 0.0
+        if value > 0:
+            return value
+    log.warning("%s has no SpacingBetweenSlices or SliceThickness; slice spacing set to 1 mm", f)
+    return 1.0
+
+
+def _read_slices(
+    items: list[tuple[Path, Dataset]],
+    ipp: np.ndarray,
+    psp: np.ndarray,
+    size: np.ndarray,
+    row_cos: np.ndarray,
+    col_cos: np.ndarray,
+    normal: np.ndarray,
+    step: float,
+    sid: str,
+) -> Volume:
+    """Decode the (validated, sorted) slices and assemble the volume."""
     nk, (nj, ni) = len(items), (int(size[0, 0]), int(size[0, 1]))
     out = np.empty((nk, nj, ni), dtype=np.float32)
     for k, (f, _) in enumerate(items):
@@ -604,6 +712,7 @@ def read_series(
         "patient_id": str(getattr(ds0, "PatientID", "") or ""),
         "manufacturer": str(getattr(ds0, "Manufacturer", "") or ""),
         "series_number": int(getattr(ds0, "SeriesNumber", 0) or 0),
+        "transfer_syntax": str(getattr(getattr(ds0, "file_meta", None), "TransferSyntaxUID", "")),
         "n_slices": nk,
         "files": [str(f) for f, _ in items],
     }
