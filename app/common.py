@@ -226,6 +226,11 @@ def physiology_table(physiology: Any) -> pd.DataFrame:
                           "unit": u} for q, v, u in rows])
 
 
+def _outlet_label(name: str) -> str:
+    """``outlet:left_common_carotid`` → ``left common carotid`` (readable vessel name)."""
+    return name.removeprefix("outlet:").replace("_", " ")
+
+
 def flow_summary_table(summary: dict[str, Any]) -> pd.DataFrame:
     """Results of one flow run (the ``summary`` of a stored result) for display."""
     rows = [
@@ -234,7 +239,7 @@ def flow_summary_table(summary: dict[str, Any]) -> pd.DataFrame:
         ("Inflow (mean systolic)", summary.get("inflow_l_min"), "L/min"),
     ]
     for name, q in summary.get("outlet_flows_l_min", {}).items():
-        rows.append((f"Flow {name.removeprefix('outlet:')}", q, "L/min"))
+        rows.append((f"Flow {_outlet_label(name)}", q, "L/min"))
     rows += [
         ("Mean wall shear stress", summary.get("wss_mean_pa"), "Pa"),
         ("Max wall shear stress", summary.get("wss_max_pa"), "Pa"),
@@ -284,6 +289,7 @@ def sizing_table(report: Any) -> pd.DataFrame:
 def comparison_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """``Rehearsal.comparison()`` rows with the change after − before, numbers kept numeric."""
     df = pd.DataFrame(rows, columns=["metric", "before", "after", "unit"])
+    df["metric"] = df["metric"].astype(str).str.replace("_", " ", regex=False)  # vessel names
     df["before"] = pd.to_numeric(df["before"], errors="coerce")
     df["after"] = pd.to_numeric(df["after"], errors="coerce")
     df["change"] = df["after"] - df["before"]

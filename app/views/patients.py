@@ -72,7 +72,7 @@ with right:
 st.subheader("Baseline flow (native valve)")
 if baseline:
     s = baseline["summary"]
-    st.dataframe(common.flow_summary_table(s), hide_index=True, width="stretch")
+    st.dataframe(common.flow_summary_table(s), hide_index=True, width="stretch", height="content")
     message = common.convergence_message(s)
     if message is not None:
         getattr(st, message[0])(message[1])

@@ -106,10 +106,10 @@ if result is not None and result["rehearsal"].pseudonym == pseudonym:
     st.subheader(f"Before / after: {p['nominal_diameter_mm']:g} mm valve, depth "
                  f"{p['depth_mm']:g} mm, tilt {p['tilt_deg']:g}°")
     rows = reh.comparison()
-    st.dataframe(common.comparison_table(rows), hide_index=True, width="stretch",
+    st.dataframe(common.comparison_table(rows), hide_index=True, width="stretch", height="content",
                  column_config={c: st.column_config.NumberColumn(format="%.2f")
                                 for c in ("before", "after", "change")})
-    st.bar_chart(common.gradient_chart_frame(rows), stack=False, y_label="mmHg",
+    st.bar_chart(common.gradient_chart_frame(rows), stack=False, horizontal=True, y_label="mmHg",
                  color=["#9e9e9e", "#d62728"])
     for warning in reh.sizing.get("warnings", []):
         st.warning(f"Sizing: {warning}")
