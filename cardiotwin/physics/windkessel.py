@@ -68,6 +68,7 @@ Westerhof N, Lankhaar J-W, Westerhof BE. The arterial Windkessel. Med Biol Eng C
 
 from __future__ import annotations
 
+import abc
 import logging
 import math
 from collections.abc import Callable
@@ -120,12 +121,12 @@ def _check_dt(dt: float) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-class _Windkessel:
+class _Windkessel(abc.ABC):
     """Shared trapezoidal update for ``C·dp_c/dt = q − (p_c − p_d)/Rd``, ``p = p_c + Rp·q``."""
 
-    # the concrete dataclasses provide these four
-    def _params(self) -> tuple[float, float, float, float]:  # (Rp, C, Rd, p_d)
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _params(self) -> tuple[float, float, float, float]:
+        """(Rp, C, Rd, p_d) of the concrete model."""
 
     def _coefficients(self, dt: float) -> tuple[float, float, float]:
         """``p_c^{n+1} = α·p_c^n + β·(q^n + q^{n+1}) + γ`` for the trapezoidal rule."""
