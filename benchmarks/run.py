@@ -67,7 +67,13 @@ def main() -> None:
         rows["landmarks"] = {"s": t}
         t, fs = _median_time(lambda: surface.fluid_surface(seg.labels, lms), 1)
         rows["fluid surface"] = {"s": t}
-        t, dom = _median_time(lambda: volume_mesh.mesh_fluid_domain(fs, tmp / "m.msh"), 1)
+        import numpy as np
+
+        refine = tuple(np.asarray(lms.annulus_centre_mm) + 8.0 * np.asarray(lms.annulus_normal))
+        # the demo's mesh settings (cardiotwin.workflows.BuildSettings defaults)
+        t, dom = _median_time(lambda: volume_mesh.mesh_fluid_domain(
+            fs, tmp / "m.msh", h_max_mm=3.0, h_min_mm=1.2, refine_centre_mm=refine,
+            refine_radius_mm=16.0), 1)
         rows["volume mesh"] = {"s": t, "tets": dom.n_cells}
     result = {
         "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
