@@ -30,8 +30,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from cardiotwin import workflows
 from cardiotwin.errors import AccessDenied, CardiotwinError
-from cardiotwin.store import Actor, Store
+from cardiotwin.workflows import Actor, Store
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +74,7 @@ def store_root(argv: Sequence[str] | None = None, environ: dict[str, str] | None
 
 @st.cache_resource(show_spinner=False)
 def _open_store(root: str) -> Store:
-    from cardiotwin.workflows import open_store
-
-    return open_store(Path(root))
+    return workflows.open_store(Path(root))
 
 
 def get_store() -> Store:
@@ -106,9 +105,7 @@ def login(username: str, password: str) -> Actor:
     AccessDenied
         Wrong user name or password, or a locked account (the attempt is audited by the store).
     """
-    from cardiotwin.store import users
-
-    actor = users.authenticate(get_store(), username, password, client=CLIENT)
+    actor = workflows.login(get_store(), username, password, client=CLIENT)
     st.session_state[_ACTOR] = actor
     st.session_state[_LAST_ACTIVITY] = time.time()
     st.session_state.pop(_NOTICE, None)

@@ -85,6 +85,16 @@ class FlowRun:
     provenance: dict[str, Any] = field(default_factory=dict)
 
 
+def login(store: Store, username: str, password: str, *, client: str) -> Actor:
+    """Authenticate a user of the store and return the actor to pass to the other use cases.
+
+    The attempt (success, failure, lockout) is audited by the store; raises ``AccessDenied``.
+    """
+    from cardiotwin.store import users
+
+    return users.authenticate(store, username, password, client=client)
+
+
 def open_store(root: str | Path, **kwargs: Any) -> Store:
     """Open (or create) the twin store at ``root`` for the use cases in this module."""
     return Store(Path(root), twin_type=PatientTwin, **kwargs)
@@ -414,6 +424,6 @@ def to_json(obj: Any) -> str:
 
 
 __all__ = [
-    "Actor", "BuildSettings", "open_store", "FlowRun", "Rehearsal", "build_twin", "default_physiology",
+    "Actor", "BuildSettings", "Store", "login", "open_store", "FlowRun", "Rehearsal", "build_twin", "default_physiology",
     "bernoulli_gradient_mmhg", "list_patients", "list_rehearsals", "native_region", "open_twin", "rehearse", "run_flow", "size_device",
 ]

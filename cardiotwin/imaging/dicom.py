@@ -61,6 +61,12 @@ _ORIENTATION_TOL = 1e-4  # cosines
 _POSITION_TOL_MM = 0.01
 _SPACING_REL_TOL = 0.01
 _DEFAULT_DATETIME = datetime(2024, 1, 1, 9, 0, 0)
+#: Pixel data elements: not decoded during a scan (read lazily, decoded once per file).
+_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+#: Values larger than this are read from the file only when accessed (pixel data).
+_DEFER_SIZE = 1024
+#: Native (uncompressed, little endian) transfer syntaxes decoded without pydicom's pixel handlers.
+_NATIVE_LE = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
 #: Key of the files whose SeriesInstanceUID is empty or absent (some anonymisers blank it).
 NO_SERIES_UID = "<no SeriesInstanceUID>"
 
@@ -355,8 +361,30 @@ def _is_dicom_file(f: Path) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
-def _scan(path: str | Path | Sequence[str | Path]) -> dict[str, list[tuple[Path, Dataset]]]:
-    """Headers (without pixel data) of the DICOM files under ``path``, grouped by series UID."""
+def _decode_header(ds: Dataset) -> None:
+    """Convert every raw header value of ``ds`` (recursing into sequences), except pixel data.
+
+    pydicom parses lazily; converting now makes a corrupt value fail during the scan, where the
+    file is named. The (deferred) pixel data elements are left for :func:`_pixels` to read.
+    """
+    for tag in ds.keys():
+        if tag in _PIXEL_TAGS:
+            continue
+        elem = ds[tag]
+        if elem.VR == "SQ":
+            for item in elem.value:
+                _decode_header(item)
+
+
+def _scan(
+    path: str | Path | Sequence[str | Path], *, with_pixels: bool = False
+) -> dict[str, list[tuple[Path, Dataset]]]:
+    """Headers of the DICOM files under ``path``, grouped by series UID.
+
+    Without ``with_pixels`` the files are read up to their pixel data. With it they are read in
+    full in this single pass, but the large pixel data values are deferred: pydicom reads them
+    from the file (at the offset recorded now) only when :func:`_pixels` asks for them.
+    """
     groups: dict[str, list[tuple[Path, Dataset]]] = {}
     ignored = blank = 0
     for f in _candidate_files(path):
@@ -365,9 +393,11 @@ def _scan(path: str | Path | Sequence[str | Path]) -> dict[str, list[tuple[Path,
             log.info("ignoring %s: not a DICOM Part 10 file (no 'DICM' marker)", f)
             continue
         try:
-            ds = pydicom.dcmread(f, stop_before_pixels=True)
-            for elem in ds.iterall():  # pydicom parses lazily: decode every header value now
-                _ = elem.value
+            if with_pixels:
+                ds = pydicom.dcmread(f, defer_size=_DEFER_SIZE)
+            else:
+                ds = pydicom.dcmread(f, stop_before_pixels=True)
+            _decode_header(ds)  # pydicom parses lazily: decode every header value now
         except Exception as exc:  # noqa: BLE001 - any parser failure means a corrupt file
             raise DicomError(
                 f"{f} is a truncated or corrupt DICOM file "
@@ -483,23 +513,54 @@ def _decode_hint(ds: Dataset) -> str:
     )
 
 
-def _pixels(f: Path, series: str) -> tuple[np.ndarray, Dataset]:
+def _native_pixels(ds: Dataset, rows: int, cols: int) -> np.ndarray | None:
+    """The slice of a plain uncompressed little-endian file as a view of its bytes, or None.
+
+    Only the layout whose decoding is a reinterpretation of the bytes (one sample, one frame,
+    BitsStored == BitsAllocated of 8/16/32, exact length) is handled here; it gives exactly
+    what ``ds.pixel_array`` gives. Anything else returns None and goes through pydicom.
+    """
+    ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    if ts not in _NATIVE_LE or rows <= 0 or cols <= 0:
+        return None
     try:
-        ds = pydicom.dcmread(f)
+        bits = int(ds.BitsAllocated)
+        stored = int(ds.BitsStored)
+        sign = int(ds.PixelRepresentation)
+        spp = int(getattr(ds, "SamplesPerPixel", 1) or 1)
+        frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if bits not in (8, 16, 32) or stored != bits or sign not in (0, 1) or spp != 1 or frames != 1:
+        return None
+    data = ds.PixelData
+    n = rows * cols * (bits // 8)
+    if not isinstance(data, bytes) or len(data) not in (n, n + 1) or (len(data) == n + 1) != (n % 2 == 1):
+        return None
+    dtype = np.dtype(f"<{'iu'[sign == 0]}{bits // 8}")
+    return np.frombuffer(data, dtype=dtype, count=rows * cols).reshape(rows, cols)
+
+
+def _pixels(f: Path, ds: Dataset, series: str, rows: int, cols: int) -> np.ndarray:
+    """Decode the pixel data of ``ds`` (read in full, pixel data deferred, by :func:`_scan`)."""
+    if "PixelData" not in ds:
+        raise DicomError(f"series {series}: {f} has no pixel data; it is not an image slice")
+    try:
+        ds.PixelData  # noqa: B018 - reads the deferred value from the file
     except Exception as exc:  # noqa: BLE001 - any parser failure means a corrupt file
         raise DicomError(
             f"series {series}: {f} is truncated or corrupt ({type(exc).__name__}: {exc})"
         ) from exc
-    if "PixelData" not in ds:
-        raise DicomError(f"series {series}: {f} has no pixel data; it is not an image slice")
+    arr = _native_pixels(ds, rows, cols)
+    if arr is not None:
+        return arr
     try:
-        arr = ds.pixel_array
+        return ds.pixel_array
     except Exception as exc:  # noqa: BLE001 - decoders raise many types; all mean "unreadable"
         raise DicomError(
             f"series {series}: cannot decode the pixel data of {f} (transfer syntax "
             f"{_transfer_syntax(ds)}): {type(exc).__name__}: {exc}; {_decode_hint(ds)}"
         ) from exc
-    return arr, ds
 
 
 def read_series(
@@ -544,7 +605,7 @@ def read_series(
     """
     if int(min_slices) < 1:
         raise InputError(f"min_slices must be >= 1; got {min_slices}")
-    groups = _scan(path)
+    groups = _scan(path, with_pixels=True)
     if not groups:
         raise DicomError(f"no DICOM files found in {path}")
     if series_uid is None:
@@ -691,8 +752,9 @@ def _read_slices(
     """Decode the (validated, sorted) slices and assemble the volume."""
     nk, (nj, ni) = len(items), (int(size[0, 0]), int(size[0, 1]))
     out = np.empty((nk, nj, ni), dtype=np.float32)
-    for k, (f, _) in enumerate(items):
-        px, ds = _pixels(f, sid)
+    buf = np.empty((nj, ni), dtype=np.float64)  # rescale in float64, then round once to float32
+    for k, (f, ds) in enumerate(items):
+        px = _pixels(f, ds, sid, nj, ni)
         if int(getattr(ds, "SamplesPerPixel", 1) or 1) != 1 or px.shape != (nj, ni):
             raise DicomError(
                 f"series {sid}: {f} is not a {nj}x{ni} single-sample image "
@@ -700,7 +762,11 @@ def _read_slices(
             )
         slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
         inter = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
-        out[k] = px.astype(np.float64) * slope + inter
+        np.multiply(px, slope, out=buf)
+        buf += inter
+        out[k] = buf
+        if "PixelData" in ds:
+            del ds.PixelData  # the bytes are no longer needed; free them as we go
 
     ds0 = items[0][1]
     meta: dict[str, Any] = {
