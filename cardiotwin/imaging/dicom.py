@@ -535,7 +535,7 @@ def _native_pixels(ds: Dataset, rows: int, cols: int) -> np.ndarray | None:
         return None
     data = ds.PixelData
     n = rows * cols * (bits // 8)
-    if not isinstance(data, bytes) or len(data) not in (n, n + 1) or (len(data) == n + 1) != (n % 2 == 1):
+    if not isinstance(data, bytes) or len(data) not in (n, n + n % 2):  # odd n: one pad byte
         return None
     dtype = np.dtype(f"<{'iu'[sign == 0]}{bits // 8}")
     return np.frombuffer(data, dtype=dtype, count=rows * cols).reshape(rows, cols)
