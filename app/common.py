@@ -160,6 +160,22 @@ def show_error(exc: CardiotwinError, *, what: str) -> None:
         st.error(f"{what}: {exc}", icon="⚠️")
 
 
+def patients_with_twins_or_stop(store: Store, actor: Actor, *, purpose: str,
+                                empty_message: str) -> list[dict[str, Any]]:
+    """Patients that have a stored twin (audited list); stops the page with a message when the
+    list cannot be read or is empty."""
+    try:
+        patients = workflows.list_patients(store=store, actor=actor, purpose=purpose)
+    except CardiotwinError as exc:
+        show_error(exc, what="Cannot list the patients")
+        st.stop()
+    patients = [p for p in patients if p.get("latest_version", 1)]
+    if not patients:
+        st.info(empty_message)
+        st.stop()
+    return patients
+
+
 def selected_pseudonym(pseudonyms: Sequence[str], *, label: str = "Patient (pseudonym)") -> str:
     """A selectbox of pseudonyms whose choice is remembered across pages."""
     current = st.session_state.get(_PSEUDONYM)

@@ -20,17 +20,11 @@ store = common.get_store()
 st.title("Patients")
 st.caption("Pseudonymised: the app never shows names or hospital IDs.")
 
-try:
-    patients = workflows.list_patients(store=store, actor=actor, purpose=PURPOSE)
-except CardiotwinError as exc:
-    common.show_error(exc, what="Cannot list the patients")
-    st.stop()
-patients = [p for p in patients if p.get("latest_version", 1)]
-if not patients:
-    st.info(f"No twin in the store `{common.store_root()}` yet. Seed the demo patient with "
-            f"`python -m app.seed --store {common.store_root()}` or build one with "
-            "`cardiotwin twin build DICOM_DIR`.")
-    st.stop()
+patients = common.patients_with_twins_or_stop(
+    store, actor, purpose=PURPOSE,
+    empty_message=f"No twin in the store `{common.store_root()}` yet. Seed the demo patient with "
+                  f"`python -m app.seed --store {common.store_root()}` or build one with "
+                  "`cardiotwin twin build DICOM_DIR`.")
 
 listing = pd.DataFrame(patients)
 st.dataframe(listing[[c for c in ("pseudonym", "latest_version", "n_results", "created_utc")

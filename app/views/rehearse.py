@@ -25,15 +25,8 @@ actor = common.require_actor()
 store = common.get_store()
 st.title("Rehearse a transcatheter valve")
 
-try:
-    patients = workflows.list_patients(store=store, actor=actor, purpose=PURPOSE)
-except CardiotwinError as exc:
-    common.show_error(exc, what="Cannot list the patients")
-    st.stop()
-patients = [p for p in patients if p.get("latest_version", 1)]
-if not patients:
-    st.info("No twin in the store yet; see the Patients page.")
-    st.stop()
+patients = common.patients_with_twins_or_stop(
+    store, actor, purpose=PURPOSE, empty_message="No twin in the store yet; see the Patients page.")
 pseudonym = common.selected_pseudonym([p["pseudonym"] for p in patients])
 
 catalog = load_catalog()

@@ -50,6 +50,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from cardiotwin.errors import AccessDenied, CardiotwinError, InputError, StoreError
+from cardiotwin.privacy import find_identifying_key
 from cardiotwin.store.access import PERMISSIONS, Actor, is_allowed
 from cardiotwin.store.artifacts import ArtifactStore, check_sha256
 from cardiotwin.store.audit import (
@@ -318,19 +319,19 @@ def _json_default(obj: Any) -> Any:
 
 
 def _find_identifying_key(value: Any, path: str) -> str | None:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if re.sub(r"[\s_\-]", "", str(k)).lower() in _IDENTIFYING_KEYS:
-                return f"{path}.{k}"
-            found = _find_identifying_key(v, f"{path}.{k}")
-            if found:
-                return found
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            found = _find_identifying_key(v, f"{path}[{i}]")
-            if found:
-                return found
-    return None
+    return find_identifying_key(value, path, _IDENTIFYING_KEYS)
+
+
+def _checked_patient_meta(pseudonym: str, meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Patient metadata as plain JSON, refused if any key names a direct identifier."""
+    meta_native = _json_native("patient meta", dict(meta or {}))
+    bad = _find_identifying_key(meta_native, "meta")
+    if bad:
+        raise InputError(
+            f"patient {pseudonym}: {bad} looks like a direct identifier; the store keeps only "
+            "pseudonymised, non-identifying metadata"
+        )
+    return meta_native
 
 
 def _changed_fields(prev: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[str]:
@@ -784,13 +785,7 @@ class Store:
             If the role may not create patients (audited as denied).
         """
         check_pseudonym(pseudonym)
-        meta_native = _json_native("patient meta", dict(meta or {}))
-        bad = _find_identifying_key(meta_native, "meta")
-        if bad:
-            raise InputError(
-                f"patient {pseudonym}: {bad} looks like a direct identifier; the store keeps only "
-                "pseudonymised, non-identifying metadata"
-            )
+        meta_native = _checked_patient_meta(pseudonym, meta)
 
         def op(session: Session) -> _Done:
             if session.get(PatientRow, pseudonym) is not None:
@@ -826,13 +821,7 @@ class Store:
         the existing metadata is left unchanged.
         """
         check_pseudonym(pseudonym)
-        meta_native = _json_native("patient meta", dict(meta or {}))
-        bad = _find_identifying_key(meta_native, "meta")
-        if bad:
-            raise InputError(
-                f"patient {pseudonym}: {bad} looks like a direct identifier; the store keeps only "
-                "pseudonymised, non-identifying metadata"
-            )
+        meta_native = _checked_patient_meta(pseudonym, meta)
 
         def op(session: Session) -> _Done:
             if session.get(PatientRow, pseudonym) is not None:

@@ -21,6 +21,7 @@ from pathlib import PurePath
 from typing import Any
 
 from cardiotwin.errors import InputError
+from cardiotwin.privacy import find_identifying_key
 
 logger = logging.getLogger(__name__)
 
@@ -250,20 +251,7 @@ def _normalise_json(name: str, value: Any) -> Any:
 
 
 def _find_identifying_key(value: Any, path: str) -> str | None:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            norm = re.sub(r"[\s_\-]", "", str(k)).lower()
-            if norm in _IDENTIFYING_KEYS:
-                return f"{path}.{k}"
-            found = _find_identifying_key(v, f"{path}.{k}")
-            if found:
-                return found
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            found = _find_identifying_key(v, f"{path}[{i}]")
-            if found:
-                return found
-    return None
+    return find_identifying_key(value, path, _IDENTIFYING_KEYS)
 
 
 _JSON_FIELDS = ("anatomy", "mesh", "parameters", "results", "history", "provenance")
