@@ -8,6 +8,7 @@ is audited in the store (``--store``, default ``./cardiotwin-data`` or ``$CARDIO
 from __future__ import annotations
 
 import getpass
+import json
 import logging
 import os
 import sys
@@ -283,21 +284,61 @@ def phantom_write(
 
 
 # ----------------------------------------------------------------------------------------- dicom
+_SCAN_COLS = ("#", "patient", "series_uid", "modality", "description", "type", "size",
+              "spacing_mm", "contrast", "phases", "kernel")
+
+
 @dicom_app.command("scan")
-def dicom_scan(path: Annotated[Path, typer.Argument(help="Folder to scan recursively.")]) -> None:
-    """List the DICOM series found under a folder."""
-    from cardiotwin.imaging import dicom
+def dicom_scan(
+    path: Annotated[Path, typer.Argument(help="Folder to scan recursively (DICOMDIR is followed).")],
+    select: Annotated[str | None, typer.Option(
+        "--select", help="Report the series a rule picks: largest-contrast-ct, largest-ct, "
+        "phase=75, trigger=350 or uid-prefix=1.2.3.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the catalog as JSON.")] = False,
+) -> None:
+    """List patients (pseudonymised), studies and series under a folder; reads headers only.
+
+    \b
+    Examples:
+      cardiotwin dicom scan /media/pacs-export
+      cardiotwin dicom scan /media/pacs-export --select largest-contrast-ct
+      cardiotwin dicom scan /media/cine --select phase=75 --json
+    """
+    from cardiotwin.imaging import discovery
 
     with _errors():
-        rows = dicom.list_series(path)
-        t = Table(title=f"DICOM series in {path}")
-        for col in ("series_uid", "modality", "description", "n_files"):
-            t.add_column(col)
-        for r in rows:
-            d = r if isinstance(r, dict) else r.__dict__
-            t.add_row(str(d.get("series_uid", "")), str(d.get("modality", "")),
-                      str(d.get("description", "")), str(d.get("n_files", "")))
-        console.print(t)
+        if as_json:
+            catalog = discovery.scan_tree(path)
+        else:
+            with _progress("scan") as prog:
+                catalog = discovery.scan_tree(path, progress=prog)
+        sel = discovery.select_series(catalog, rule=select) if select else None
+        if as_json:
+            out = catalog.to_dict()
+            if sel is not None:
+                out["selection"] = {"series_uid": sel.series_uid, "reason": sel.reason,
+                                    "files": [str(f) for f in sel.files]}
+            typer.echo(json.dumps(out, indent=2))
+            return
+        table = Table(title=f"DICOM series in {path} ({catalog.n_files} files)")
+        for col in _SCAN_COLS:
+            table.add_column(col, overflow="fold")
+        rows = catalog.to_rows()
+        for i, row in enumerate(rows, 1):
+            uid = str(row["series_uid"])
+            shown = {**row, "#": str(i), "series_uid": uid if len(uid) <= 20 else "…" + uid[-19:]}
+            table.add_row(*(str(shown[c]) for c in _SCAN_COLS))
+        console.print(table)
+        for i, row in enumerate(rows, 1):
+            if row.get("problems"):
+                console.print(f"[yellow]series {i}:[/] {row['problems']}", highlight=False)
+        for line in catalog.problems:
+            console.print(f"[yellow]problem:[/] {line}", highlight=False)
+        if catalog.skipped:
+            console.print(f"{len(catalog.skipped)} file(s) skipped (not DICOM or unreadable); "
+                          "--json lists them with the reason")
+        if sel is not None:
+            console.print(f"[bold]selected[/] {sel.series_uid}: {sel.reason}", highlight=False)
 
 
 # ----------------------------------------------------------------------------------------- twin

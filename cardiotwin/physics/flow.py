@@ -232,13 +232,14 @@ class FlowMesh:
     mesh : dolfinx mesh, coordinates in **m** (LPS).
     facet_tags : dolfinx MeshTags of the boundary facets.
     names : boundary name (``"wall"``, ``"inlet"``, ``"outlet:<name>"``) → tag value.
-    domain : the :class:`FluidDomain` it was read from (mm).
+    domain : the :class:`FluidDomain` it was read from (mm); ``None`` for meshes built directly
+        in dolfinx (verification cases, 2-D benchmarks).
     """
 
     mesh: Any
     facet_tags: Any
     names: dict[str, int]
-    domain: FluidDomain
+    domain: FluidDomain | None = None
 
     @property
     def outlet_names(self) -> list[str]:
