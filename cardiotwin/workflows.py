@@ -12,6 +12,9 @@ build_twin
 rehearse
     A device of the catalog placed on the twin's annulus → flow with the device → before/after
     comparison, stored as a result.
+deidentify_dicom
+    A folder of identified DICOM → de-identified copies (PS3.15 Annex E) with the store's
+    pseudonym key, so the pseudonyms match the twins; audited.
 """
 
 from __future__ import annotations
@@ -298,6 +301,46 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
                          twin_version=twin.version, actor=actor, purpose=purpose)
     progress(1.0, "twin stored")
     return twin
+
+
+def deidentify_dicom(in_dir: str | Path, out_dir: str | Path, *, store: Store, actor: Actor,
+                     retain_dates: bool = False, clean_descriptors: bool = False,
+                     record_path: str | Path | None = None, key: bytes | None = None,
+                     purpose: str = "de-identification"):
+    """De-identify a DICOM folder (PS3.15 Annex E Basic profile) and audit it.
+
+    The pseudonyms are keyed with the store's key (or ``key``), so a patient de-identified here
+    maps to the same twin as one scanned by :func:`build_twin`. The audit record names the
+    pseudonyms, the file counts and the hash of the de-identification record, never a name or
+    an input path. A refusal (e.g. burned-in annotation) is audited as a failure and re-raised;
+    nothing is left in ``out_dir`` then.
+
+    Returns
+    -------
+    cardiotwin.imaging.deid.DeidReport
+    """
+    from cardiotwin.errors import CardiotwinError
+    from cardiotwin.imaging import deid
+    from cardiotwin.provenance import sha256_file
+
+    store.check_permission("dicom.deidentify", actor=actor, purpose=purpose, obj="dicom")
+    try:
+        report = deid.deidentify_tree(
+            in_dir, out_dir, key=key if key is not None else store.pseudonym_key(),
+            retain_dates=retain_dates, clean_descriptors=clean_descriptors,
+            record_path=record_path)
+    except CardiotwinError as exc:
+        store.record_event("dicom.deidentify", actor=actor, purpose=purpose, action="deidentify",
+                           obj="dicom", outcome="failure",
+                           details={"error": type(exc).__name__})
+        raise
+    store.record_event(
+        "dicom.deidentify", actor=actor, purpose=purpose, action="deidentify", obj="dicom",
+        details={"files": len(report.files), "skipped": len(report.skipped),
+                 "pseudonyms": sorted({f.pseudonym for f in report.files}),
+                 "retain_dates": retain_dates, "clean_descriptors": clean_descriptors,
+                 "record_sha256": sha256_file(report.record_path)})
+    return report
 
 
 def open_twin(pseudonym: str, *, store: Store, actor: Actor,

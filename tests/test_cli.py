@@ -39,3 +39,38 @@ def test_dicom_scan_table_names_problems_and_bad_paths(shared_data, tmp_path):
     missing = runner.invoke(app, ["dicom", "scan", str(tmp_path / "nowhere")])
     assert missing.exit_code == 1
     assert "Traceback" not in missing.output
+
+
+def test_dicom_deid_uses_the_store_key_and_is_audited(shared_data, tmp_path):
+    from pydicom import dcmread
+
+    from cardiotwin.imaging.deid import pseudonym
+    from cardiotwin.store import Actor
+    from cardiotwin.workflows import open_store
+
+    src = shared_data / "dicom" / "dcm_qa_ct_ge"
+    store_dir, out = tmp_path / "store", tmp_path / "deid"
+    res = runner.invoke(app, ["dicom", "deid", str(src), str(out), "--store", str(store_dir),
+                              "--shift-dates"])
+    assert res.exit_code == 0, res.output
+    written = sorted(out.rglob("*.dcm"))
+    assert len(written) == 28  # the GE head CT has 28 slices (data README)
+    st = open_store(store_dir)
+    original = dcmread(next(p for p in sorted(src.rglob("*")) if p.is_file()
+                            and p.suffix.lower() not in (".json", ".txt", ".md")),
+                       stop_before_pixels=True)
+    expected = pseudonym(str(original.PatientID), st.pseudonym_key())
+    assert {str(dcmread(p, stop_before_pixels=True).PatientID) for p in written} == {expected}
+    officer = Actor(username="po", role="privacy_officer", client="test")
+    recs = [r for r in st.audit_records(actor=officer, purpose="audit review")
+            if r["action"] == "deidentify"]
+    assert len(recs) == 1 and recs[0]["outcome"] == "success"
+    assert recs[0]["details"]["files"] == 28 and recs[0]["details"]["pseudonyms"] == [expected]
+    assert st.verify_audit().ok
+
+    # A researcher may not de-identify identified data: refused, audited, nothing written.
+    denied = runner.invoke(app, ["dicom", "deid", str(src), str(tmp_path / "deid2"), "--store",
+                                 str(store_dir), "--role", "researcher"])
+    assert denied.exit_code == 1 and "may not" in denied.output
+    assert not (tmp_path / "deid2").exists()
+    assert st.verify_audit().ok

@@ -31,6 +31,8 @@ PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType(
         "result.write": frozenset({"clinician", "admin", "researcher", "device_engineer"}),
         # Who saw what: privacy officer and admin.
         "audit.read": frozenset({"privacy_officer", "admin"}),
+        # Reading identified DICOM to write de-identified copies: care team and privacy officer.
+        "dicom.deidentify": frozenset({"clinician", "admin", "privacy_officer"}),
         "user.manage": frozenset({"admin"}),
     }
 )

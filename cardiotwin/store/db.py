@@ -755,6 +755,42 @@ class Store:
         self._anchor(head)
         return value
 
+    def record_event(
+        self,
+        permission: str,
+        *,
+        actor: Actor,
+        purpose: str,
+        action: str,
+        obj: str,
+        details: Mapping[str, Any] | None = None,
+        outcome: str = "success",
+    ) -> None:
+        """Audit an action done outside the store (e.g. de-identifying a DICOM folder).
+
+        Call :meth:`check_permission` before doing the work and this afterwards, with
+        ``outcome="failure"`` when it failed. ``details`` go through the same identifier check
+        as every audit record: counts, pseudonyms and hashes, never names or paths of
+        identified data.
+        """
+        if outcome not in ("success", "failure"):
+            raise InputError(f"outcome must be 'success' or 'failure'; got {outcome!r}")
+        if permission not in PERMISSIONS:
+            raise InputError(f"unknown permission {permission!r}; known: {sorted(PERMISSIONS)}")
+        if outcome == "failure":
+            _check_actor(actor)
+            self._record_only(actor=actor, action=action, pseudonym=None, obj=obj,
+                              purpose=_check_purpose(purpose), outcome="failure",
+                              details=dict(details or {}))
+            return
+        payload = dict(details or {})
+
+        def op(session: Session) -> _Done:
+            return _Done(None, details=payload)
+
+        self._audited(op, actor=actor, purpose=purpose, action=action, permission=permission,
+                      pseudonym=None, obj=obj)
+
     # ---- patients -------------------------------------------------------------------------
 
     def create_patient(
