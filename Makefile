@@ -36,9 +36,11 @@ demo: venv
 	$(VENV)/bin/cardiotwin demo --out $(OUT)/demo
 
 test: venv
+	bash scripts/install-test-tools.sh $(VENV)
 	$(PY) -m pytest
 
 validate: venv
+	bash scripts/install-test-tools.sh $(VENV)
 	$(PY) -m pytest -m "slow or validation" -o addopts="-ra --strict-markers" tests validation
 
 bench: venv

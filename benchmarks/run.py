@@ -5,7 +5,9 @@ Figures are wall-clock medians over ``--repeat`` runs on this machine; ratios (o
 what to compare across machines, never the absolute seconds.
 
 Baselines in the same run:
-* DICOM series read: SimpleITK ``ImageSeriesReader`` on the same files.
+* DICOM series read: SimpleITK ``ImageSeriesReader`` on the same files (the phantom's 212 small
+  slices). ``--dicom-read`` also runs ``benchmarks/dicom_read.py``: a 512 x 512 x 400 CT in three
+  transfer syntaxes against SimpleITK and dcm2niix, with peak memory, in fresh processes.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ def main() -> None:
     ap.add_argument("--spacing", type=float, default=1.0, help="phantom voxel size (mm)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--dicom-read", action="store_true",
+                    help="also run benchmarks/dicom_read.py (512x512x400 CT; several minutes)")
     args = ap.parse_args()
 
     import SimpleITK as sitk
@@ -88,6 +92,13 @@ def main() -> None:
         extra = "  ".join(f"{a}={b:.3g}" for a, b in v.items() if a != "s")
         print(f"{k:16s} {v['s']:8.2f} s  {extra}")
     print(f"written {path}")
+    if args.dicom_read:
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        import dicom_read
+
+        dicom_read.main(["--repeat", str(args.repeat), "--out", str(args.out)])
 
 
 if __name__ == "__main__":

@@ -228,7 +228,7 @@ def test_totalseg_labels_overlay_the_ct(j2k_volume, shared_data):
 
 
 # ---------------------------------------------------------------------------------------------
-# dcm_qa_ct_ge: gantry tilt + uneven spacing → refused (resampling is later work)
+# dcm_qa_ct_ge: gantry tilt + uneven spacing → refused, or resampled with resample=True
 # ---------------------------------------------------------------------------------------------
 
 
@@ -243,3 +243,97 @@ def test_tilted_uneven_ge_ct_is_refused(shared_data):
     assert "gantry tilt" in msg and "uneven slice spacing" in msg
     # the tilt angle reported is the header's GantryDetectorTilt (18.5°) = acos(0.948324)
     assert "18.50°" in msg
+
+
+def _bilinear(img: np.ndarray, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bilinear samples of a 2-D image at continuous (column i, row j); NaN-free + validity."""
+    nj, ni = img.shape
+    ok = (i >= -1e-6) & (i <= ni - 1 + 1e-6) & (j >= -1e-6) & (j <= nj - 1 + 1e-6)
+    i, j = np.clip(i, 0, ni - 1), np.clip(j, 0, nj - 1)
+    i0, j0 = np.minimum(np.floor(i).astype(int), ni - 2), np.minimum(np.floor(j).astype(int), nj - 2)
+    fi, fj = i - i0, j - j0
+    val = (
+        img[j0, i0] * (1 - fi) * (1 - fj)
+        + img[j0, i0 + 1] * fi * (1 - fj)
+        + img[j0 + 1, i0] * (1 - fi) * fj
+        + img[j0 + 1, i0 + 1] * fi * fj
+    )
+    return val, ok
+
+
+def test_tilted_uneven_ge_ct_resampled(shared_data):
+    folder = shared_data / "dicom" / "dcm_qa_ct_ge" / "In" / "GE"
+    vol = read_series(folder, resample=True)
+    # Geometry as dcm2niix's tilt correction + equalisation (_Tilt_Eq_1) produces it: dcm2niix
+    # v1.0.20220720 on these files writes 512 x 611 x 56 voxels, slice step 2.619787 mm (its
+    # nii_saveNII3Deq rule: smallest step 1.081 mm would exceed 2 x 28 slices, so 56 slices over
+    # the 144.09 mm extent), in-plane axes = the sidecar's ImageOrientationPatientDICOM.
+    assert vol.shape == (56, 611, 512)
+    np.testing.assert_allclose(vol.spacing_mm, (0.4882812, 0.4882812, 2.619787), atol=1e-5)
+    iop = json.loads((shared_data / "dicom" / "dcm_qa_ct_ge" / "Ref" / "_2.json").read_text())[
+        "ImageOrientationPatientDICOM"
+    ]
+    np.testing.assert_allclose(vol.direction[:, 0], iop[:3], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(vol.direction[:, 1], iop[3:], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(vol.direction.T @ vol.direction, np.eye(3), atol=1e-9)
+    # Physical-point check, independent of the reader: for random voxels, the value at the voxel
+    # centre's LPS position interpolated from the original slices (decoded by pydicom, bilinear
+    # in the two slices bracketing it along the normal, linear between them).
+    dss = [pydicom.dcmread(f) for f in sorted(folder.glob("*.dcm"))]
+    ipp = np.array([[float(v) for v in ds.ImagePositionPatient] for ds in dss])
+    # the files' own cosines (7 digits): the sidecar's 6-digit ones move bone edges (~4000 HU/mm)
+    # by up to 0.3 HU
+    cos = np.array([float(v) for v in dss[0].ImageOrientationPatient])
+    r, c = cos[:3] / np.linalg.norm(cos[:3]), cos[3:] / np.linalg.norm(cos[3:])
+    n = np.cross(r, c)
+    s = ipp @ n
+    order = np.argsort(s)
+    s, ipp = s[order], ipp[order]
+    imgs = [dss[k].pixel_array * float(dss[k].RescaleSlope) + float(dss[k].RescaleIntercept)
+            for k in order]
+    di, dj = (float(v) for v in reversed(dss[0].PixelSpacing))
+    rng = np.random.default_rng(0)
+    kji = np.stack([rng.integers(0, m, 4000) for m in vol.shape], axis=1)
+    xyz = vol.index_to_physical(kji[:, ::-1])
+    sx = xyz @ n
+    m = np.clip(np.searchsorted(s, sx, side="right") - 1, 0, len(s) - 2)
+    w = np.clip((sx - s[m]) / (s[m + 1] - s[m]), 0, 1)
+    ref, ok = np.zeros(len(xyz)), np.ones(len(xyz), bool)
+    for side, weight in ((m, 1 - w), (m + 1, w)):
+        for k in np.unique(side):
+            sel = side == k
+            rel = xyz[sel] - ipp[k]
+            val, inside = _bilinear(imgs[k], rel @ r / di, rel @ c / dj)
+            ref[sel] += weight[sel] * val
+            ok[sel] &= inside | (weight[sel] < 1e-9)
+    ours = vol.array[tuple(kji.T)]
+    assert ok.mean() > 0.5
+    np.testing.assert_allclose(ours[ok], ref[ok], atol=1e-2, rtol=1e-6)
+    # outside every original slice: air (-1000 HU), the CT fill value
+    assert np.all(ours[~ok] == -1000.0)
+
+
+def test_fast_header_path_agrees_with_pydicom(ts_files, shared_data):
+    # The reader's struct-based header walk (plain little-endian files) must decode the same
+    # values as pydicom's parser, which handles every other file.
+    ge = sorted((shared_data / "dicom" / "dcm_qa_ct_ge" / "In" / "GE").glob("*.dcm"))[:3]
+    j2k = sorted((shared_data / "dicom" / "totalseg_ct_j2k" / "dicom").iterdir())[:2]
+    n_fast = 0
+    for f in [*ts_files, *ge, *j2k]:
+        fast, _ = dicom_mod._read_header(f, fast=True)
+        slow, _ = dicom_mod._read_header(f, fast=False)
+        n_fast += isinstance(fast.ds, dicom_mod._FastHeader)
+        assert fast.pixel_offset == slow.pixel_offset, f.name
+        (a,), (b,) = dicom_mod._frames_of(fast), dicom_mod._frames_of(slow)
+        for attr in ("ipp", "iop", "psp"):
+            np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr), err_msg=f.name)
+        for attr in ("rows", "cols", "slope", "intercept", "trigger_ms", "temporal_index",
+                     "thickness_mm"):
+            assert getattr(a, attr) == getattr(b, attr), (f.name, attr)
+        for kw in ("Modality", "SeriesInstanceUID", "SeriesDescription", "StudyInstanceUID",
+                   "PatientID", "Manufacturer", "PhotometricInterpretation"):
+            assert dicom_mod._text(fast.ds, kw) == dicom_mod._text(slow.ds, kw), (f.name, kw)
+        assert dicom_mod._pixel_format(fast.ds) == dicom_mod._pixel_format(slow.ds), f.name
+    # explicit and implicit VR little endian MR files + the GE CT files take the fast path;
+    # big endian, deflate and the encapsulated syntaxes go through pydicom
+    assert n_fast == 2 + len(ge)
