@@ -1,0 +1,369 @@
+"""Pulsatile Navier–Stokes (IPCS P2–P1) with Windkessel outlets: Womersley flow, RCR agreement
+with the 0-D model, mass conservation, restart, input errors, divergence guard, MPI."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import dolfinx_solver  # noqa: F401
+import numpy as np
+import pytest
+
+from cardiotwin.errors import InputError, SolverError
+from cardiotwin.physics.flow import Blood, FlowMesh, OutletResistance, load_domain
+from cardiotwin.physics.pulsatile import (
+    Inflow,
+    PulsatileSettings,
+    ValvePlanes,
+    boundary_force,
+    solve_pulsatile,
+)
+from cardiotwin.physics.waveforms import (
+    AorticFlowWaveform,
+    FourierFlow,
+    womersley_gradient_for_flow,
+    womersley_profile_for_flow,
+)
+from cardiotwin.physics.windkessel import RCR, TwoElement, simulate
+
+from .conftest import make_pipe, make_tee, save_domain
+
+REPO = Path(__file__).resolve().parents[2]
+BLOOD = Blood()
+
+
+# ----------------------------------------------------------------------------------------------
+# Womersley (shared with validation/womersley)
+# ----------------------------------------------------------------------------------------------
+def womersley_case(fm, *, radius_m: float, length_m: float, alpha: float, steps_per_period: int,
+                   u_mean_m_s: float = 0.01, blood: Blood = BLOOD, periods: float = 1.0):
+    """Pipe flow Q(t) = Q̄(1 + cos ωt) with the analytic Womersley inlet profile, started from the
+    exact solution; returns (space-time relative L2 velocity error over the run, result).
+
+    The exact solution (Womersley 1955: Poiseuille mode + one Womersley mode) satisfies every
+    boundary condition of the discrete problem: the inlet profile, no slip, and the do-nothing
+    outlet with p = 0 (∂u/∂n = 0 for fully developed flow). Backflow stabilisation is off
+    because the near-wall flow reverses during the cycle and the exact solution does not satisfy
+    the stabilised outlet condition there.
+    """
+    import ufl
+    from dolfinx import fem
+    from mpi4py import MPI
+
+    R, L = radius_m, length_m
+    nu = blood.viscosity_pa_s / blood.density_kg_m3
+    omega = alpha**2 * nu / R**2
+    T = 2 * math.pi / omega
+    A = math.pi * R**2
+    wf = FourierFlow((u_mean_m_s * A, u_mean_m_s * A), T)
+    G1 = womersley_gradient_for_flow(wf.coefficients[1], radius_m=R, omega_rad_s=omega,
+                                     density_kg_m3=blood.density_kg_m3,
+                                     viscosity_pa_s=blood.viscosity_pa_s)
+    G0 = 8 * blood.viscosity_pa_s * wf.coefficients[0].real / (math.pi * R**4)
+
+    def u_exact(x, t):
+        r = np.minimum(np.sqrt(x[0] ** 2 + x[1] ** 2), R)
+        w = womersley_profile_for_flow(r, t, wf.coefficients, radius_m=R, period_s=T,
+                                       density_kg_m3=blood.density_kg_m3,
+                                       viscosity_pa_s=blood.viscosity_pa_s)
+        return np.vstack([0 * w, 0 * w, w])
+
+    def p_exact(x, t):
+        return (G0 + (G1 * np.exp(1j * omega * t)).real) * (L - x[2])
+
+    acc = {"e": 0.0, "r": 0.0}
+    ue = None
+
+    def callback(st):
+        nonlocal ue
+        if ue is None:
+            ue = fem.Function(st.u.function_space)
+        ue.interpolate(lambda x: u_exact(x, st.t_s))
+        comm = st.u.function_space.mesh.comm
+        acc["e"] += comm.allreduce(fem.assemble_scalar(fem.form(ufl.inner(st.u - ue, st.u - ue) * ufl.dx)), op=MPI.SUM)
+        acc["r"] += comm.allreduce(fem.assemble_scalar(fem.form(ufl.inner(ue, ue) * ufl.dx)), op=MPI.SUM)
+
+    res = solve_pulsatile(
+        fm, inflow=Inflow(flow_m3_s=wf, profile="womersley"), outlets={"out": "open"},
+        dt_s=T / steps_per_period, t_end_s=periods * T, blood=blood,
+        settings=PulsatileSettings(backflow_beta=0.0), initial_velocity=u_exact,
+        initial_pressure=p_exact, callback=callback)
+    return math.sqrt(acc["e"] / acc["r"]), res
+
+
+@pytest.fixture(scope="module")
+def short_pipe(physics_tmp):
+    dom = make_pipe(physics_tmp / "pulsatile_pipe_10mm.msh", radius_mm=5.0, length_mm=10.0,
+                    h_mm=1.25)
+    return load_domain(dom)
+
+
+def test_womersley_alpha4_pipe(short_pipe):
+    """α = 4, 40 steps per period, h = 1.25 mm (4 cells per radius), P2: space-time relative L2
+    velocity error over one period < 2 % (issue target). Measured 1.32 % (0.78 % at h = 0.9 mm,
+    validation/womersley has α = 4 and 10 on finer meshes)."""
+    err, res = womersley_case(short_pipe, radius_m=5e-3, length_m=10e-3, alpha=4.0,
+                              steps_per_period=40)
+    print(f"Womersley α=4: L2 {err:.4f}, dofs {res.n_dofs}, {res.timings_s['per_step']:.3f} s/step")
+    assert err < 0.02, err
+    # flow imposed exactly: inlet flux = Q(t) of the Fourier series
+    q = res.inlet_flow_m3_s
+    t = res.times_s
+    A = math.pi * 25e-6
+    assert np.allclose(q, 0.01 * A * (1 + np.cos(2 * math.pi * t / (t[-1]))), rtol=0,
+                       atol=1e-9 * A)
+    # rigid pipe: conservative outflow = inflow to the solver tolerance; the raw outlet face flux
+    # differs by the divergence of the outlet cell layer (reported, measured 0.5 %)
+    assert np.max(np.abs(res.mass_imbalance)) < 1e-6
+    print(f"face-flux imbalance {np.max(np.abs(res.face_mass_imbalance)):.2e}")
+
+
+# ----------------------------------------------------------------------------------------------
+# RCR outlet on a pipe against the 0-D model
+# ----------------------------------------------------------------------------------------------
+HR, SV_ML = 75.0, 2.0
+WAVE = AorticFlowWaveform(heart_rate_bpm=HR, stroke_volume_ml=SV_ML)
+# small flow, large resistances: pipe resistance 8μL/(πR⁴) ≈ 2.9e5 ≪ Rp (about 0.1 % of it)
+PIPE_RCR = RCR(Rp=4.0e8, C=5.0e-10, Rd=4.0e9, p_d=0.0)
+P0_PA = 8000.0
+DT_RCR = 0.008
+
+
+@pytest.fixture(scope="module")
+def rcr_pipe(physics_tmp):
+    dom = make_pipe(physics_tmp / "pulsatile_pipe_20mm.msh", radius_mm=5.0, length_mm=20.0,
+                    h_mm=2.5)
+    return load_domain(dom)
+
+
+@pytest.fixture(scope="module")
+def rcr_run(rcr_pipe):
+    return solve_pulsatile(rcr_pipe, inflow=Inflow(flow_m3_s=WAVE, profile="parabolic"),
+                           outlets={"out": PIPE_RCR}, dt_s=DT_RCR, t_end_s=1.25 * WAVE.period_s,
+                           initial_outlet_pressures_pa={"out": P0_PA})
+
+
+def test_rcr_outlet_matches_0d_model(rcr_run):
+    """Inlet and outlet pressure traces of the 3-D pipe with an RCR outlet against
+    windkessel.simulate driven by the same inflow from the same capacitor pressure: the outlet
+    pressure agrees to 1e-6 of the pulse pressure (same trapezoidal update, and the conservative
+    outlet flow equals the inflow), the inlet pressure to 3 % (it adds the pipe's resistive and inertial drop,
+    ρL/A·dQ/dt ≈ 50 Pa at peak acceleration, and the IPCS pressure boundary layer at the inlet).
+    """
+    r = rcr_run
+    trace = simulate(PIPE_RCR, WAVE, r.times_s[-1], DT_RCR, p0=P0_PA)
+    p0d = np.interp(r.times_s, trace.t, trace.p_inlet)
+    pulse = float(np.ptp(p0d))
+    out_err = np.max(np.abs(r.outlet_pressures_pa["out"] - p0d)) / pulse
+    # 0-D pressure at the half steps where the field pressure lives: fine 0-D run
+    fine = simulate(PIPE_RCR, WAVE, r.times_s[-1], DT_RCR / 16, p0=P0_PA)
+    p_half = np.interp(r.pressure_times_s, fine.t, fine.p_inlet)
+    late = r.times_s > 0.1  # after the start-up of the first steps
+    in_err = np.max(np.abs(r.boundary_pressures_pa["inlet"] - p_half)[late]) / pulse
+    print(f"RCR: pulse {pulse:.0f} Pa, outlet err {out_err:.2e}, inlet err {in_err:.2e}, "
+          f"imbalance {np.max(np.abs(r.mass_imbalance)):.2e}, dofs {r.n_dofs}, "
+          f"{r.timings_s['per_step']:.3f} s/step")
+    assert out_err < 1e-6, out_err
+    assert in_err < 0.03, in_err
+    assert np.max(np.abs(r.mass_imbalance)) < 1e-6
+    s = r.summary()
+    json.dumps(s)
+    assert s["stroke_volume_ml"] == pytest.approx(SV_ML, rel=0.01)
+
+
+# ----------------------------------------------------------------------------------------------
+# Tee with two RCR outlets: implicit coupling, mass conservation, valve metrics, WSS
+# ----------------------------------------------------------------------------------------------
+# SV 1 mL: peak Reynolds number ≈ 300 in the 8 mm trunk. At SV 3 mL (Re ≈ 1000) this 2 mm mesh
+# (1.5 cells per branch radius) develops spurious jets at the sharp junction edge during
+# deceleration and the CFL guard stops the run; see docs/pulsatile.md.
+TEE_WAVE = AorticFlowWaveform(heart_rate_bpm=75.0, stroke_volume_ml=1.0)
+r_ = 1.333e8  # 1 mmHg·s/mL in Pa·s/m³
+TEE_OUTLETS = {"main": RCR(Rp=0.5 * r_, C=1e-9, Rd=10 * r_), "branch": RCR(Rp=1.0 * r_, C=5e-10, Rd=20 * r_)}
+TEE_DT, TEE_T = 0.004, 0.28
+
+
+@pytest.fixture(scope="module")
+def tee_fm(physics_tmp):
+    return load_domain(make_tee(physics_tmp / "pulsatile_tee.msh", h_mm=2.0))
+
+
+@pytest.fixture(scope="module")
+def tee_run(tee_fm):
+    return solve_pulsatile(tee_fm, inflow=Inflow(flow_m3_s=TEE_WAVE), outlets=TEE_OUTLETS,
+                           dt_s=TEE_DT, t_end_s=TEE_T, period_s=TEE_T,
+                           initial_outlet_pressures_pa={"main": 1.0e4, "branch": 1.0e4},
+                           valve=ValvePlanes((0, 0, 10), (0, 0, 1), 4.0, upstream_mm=6.0,
+                                             downstream_mm=8.0))
+
+
+def test_tee_mass_conservation_and_coupling(tee_run):
+    """Systole and valve closure through a tee with RCR outlets whose Rp is ~10x the tee's 3-D
+    resistance: no oscillation, Σ outlet flows = inflow within 0.5 % at every step, each outlet
+    pressure = its RCR law exactly (implicit coupling)."""
+    r = tee_run
+    imb = np.max(np.abs(r.mass_imbalance))
+    print(f"tee: max imbalance {imb:.2e}, dofs {r.n_dofs}, {r.timings_s['per_step']:.3f} s/step")
+    assert imb < 5e-3, imb
+    # replay each outlet's RCR with its recorded flow (from the same initial state)
+    for name, model in TEE_OUTLETS.items():
+        q = r.outlet_flows_m3_s[name]
+        pc, qp = 1.0e4, 0.0
+        p = []
+        for qq in q:
+            pc = model.step(pc, qq, TEE_DT, q_prev=qp)
+            qp = qq
+            p.append(model.pressure(pc, qq))
+        assert np.allclose(r.outlet_pressures_pa[name], p, rtol=1e-12, atol=1e-9)
+    # smooth split: flows do not alternate in sign of their increments late in the run
+    qb = r.outlet_flows_m3_s["branch"][-10:]
+    d2 = np.diff(qb, 2)
+    assert np.all(np.abs(d2) < 0.05 * np.max(np.abs(qb))), d2
+    s = r.summary()
+    assert set(s["valve"]) >= {"mean_gradient_mmhg", "peak_gradient_mmhg", "eoa_gorlin_cm2",
+                               "eoa_continuity_cm2"}
+    # an open pipe: continuity EOA is bounded by the lumen area (0.50 cm²) and above half of it
+    assert 0.1 < s["valve"]["eoa_continuity_cm2"] < 0.503
+    assert s["wall_shear"]["tawss_pa_mean"] > 0 and 0 <= s["wall_shear"]["osi_max"] <= 0.5
+
+
+# ----------------------------------------------------------------------------------------------
+# Restart, input errors, divergence guard, outputs
+# ----------------------------------------------------------------------------------------------
+def test_restart_reproduces_uninterrupted_run(rcr_pipe, tmp_path):
+    kw = dict(inflow=Inflow(flow_m3_s=WAVE), outlets={"out": PIPE_RCR}, dt_s=DT_RCR,
+              t_end_s=16 * DT_RCR, initial_outlet_pressures_pa={"out": P0_PA})
+    calls = []
+    full = solve_pulsatile(rcr_pipe, out_dir=tmp_path / "a", checkpoint_every=8, write_every=8,
+                           progress=lambda k, n: calls.append((k, n)), **kw)
+    assert calls[0] == (1, 16) and calls[-1] == (16, 16)
+    ck = tmp_path / "a" / "checkpoints" / "step_000008"
+    assert (ck / "state.json").is_file()
+    assert (tmp_path / "a" / "velocity.bp").is_dir()
+    again = solve_pulsatile(rcr_pipe, restart_from=ck, **kw)
+    assert len(again.times_s) == 16
+    np.testing.assert_allclose(again.outlet_flows_m3_s["out"], full.outlet_flows_m3_s["out"],
+                               rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(again.outlet_pressures_pa["out"], full.outlet_pressures_pa["out"],
+                               rtol=1e-9)
+    np.testing.assert_allclose(again.u.x.array, full.u.x.array, rtol=0,
+                               atol=1e-9 * np.abs(full.u.x.array).max())
+
+
+def test_input_errors_name_the_parameter(rcr_pipe, tee_fm):
+    inflow = Inflow(flow_m3_s=WAVE)
+    with pytest.raises(InputError, match="heart_rate_bpm"):
+        AorticFlowWaveform(heart_rate_bpm=0, stroke_volume_ml=70)
+    with pytest.raises(InputError, match="Rp"):
+        RCR(Rp=-1.0, C=1e-9, Rd=1e9)
+    with pytest.raises(InputError, match="C"):
+        TwoElement(R=1e9, C=-1e-9)
+    with pytest.raises(InputError, match="resistance"):
+        OutletResistance(-5.0)
+    with pytest.raises(InputError, match="dt_s"):
+        solve_pulsatile(rcr_pipe, inflow=inflow, outlets={"out": PIPE_RCR}, dt_s=0.0, t_end_s=1.0)
+    with pytest.raises(InputError, match="dt_s"):
+        solve_pulsatile(rcr_pipe, inflow=inflow, outlets={"out": PIPE_RCR}, dt_s=-1e-3, t_end_s=1.0)
+    with pytest.raises(InputError, match="branch"):
+        solve_pulsatile(tee_fm, inflow=inflow, outlets={"main": TEE_OUTLETS["main"]}, dt_s=1e-3,
+                        t_end_s=1e-2)
+    with pytest.raises(InputError, match="aorta"):
+        solve_pulsatile(rcr_pipe, inflow=inflow, outlets={"out": PIPE_RCR, "aorta": "open"},
+                        dt_s=1e-3, t_end_s=1e-2)
+    with pytest.raises(InputError, match="cylinder"):
+        solve_pulsatile(rcr_pipe, inflow=inflow, outlets={"out": PIPE_RCR}, dt_s=1e-3,
+                        t_end_s=1e-2, no_slip=("wall", "cylinder"))
+    with pytest.raises(InputError, match="womersley"):
+        Inflow(flow_m3_s=lambda t: 1e-6, profile="womersley")
+
+
+def test_forced_divergence_raises_solver_error(rcr_pipe, tmp_path):
+    """dt = 0.2 s at peak systole: CFL ≫ 10 at the first step; nothing is written."""
+    with pytest.raises(SolverError, match=r"CFL .* at step 1 .*reduce dt_s below"):
+        solve_pulsatile(rcr_pipe, inflow=Inflow(flow_m3_s=lambda t: 2e-4), outlets={"out": "open"},
+                        dt_s=0.2, t_end_s=1.0, out_dir=tmp_path / "bad", write_every=1)
+    assert not any((tmp_path / "bad").glob("**/*.npz"))
+
+
+def test_2d_channel_velocity_inflow_and_boundary_force():
+    """2-D mesh built in dolfinx (FlowMesh without a FluidDomain), inflow given as a velocity
+    expression of (x, t), ramped: the settled plane Poiseuille flow has the exact pressure drop
+    12μLU/H² and the wall force balances it (F_x = Δp·H); flows are conserved."""
+    from dolfinx import mesh
+    from mpi4py import MPI
+
+    L, H, U = 0.02, 0.005, 0.01
+    msh = mesh.create_rectangle(MPI.COMM_WORLD, [[0, 0], [L, H]], [32, 8],
+                                cell_type=mesh.CellType.triangle)
+    msh.topology.create_connectivity(1, 2)
+    groups = {"inlet": (1, lambda x: np.isclose(x[0], 0)), "outlet:out": (2, lambda x: np.isclose(x[0], L)),
+              "wall": (3, lambda x: np.isclose(x[1], 0) | np.isclose(x[1], H))}
+    facets = {k: mesh.locate_entities_boundary(msh, 1, f) for k, (_, f) in groups.items()}
+    idx = np.concatenate(list(facets.values()))
+    val = np.concatenate([np.full(len(facets[k]), t, dtype=np.int32) for k, (t, _) in groups.items()])
+    order = np.argsort(idx)
+    fm = FlowMesh(msh, mesh.meshtags(msh, 1, idx[order], val[order]),
+                  {k: t for k, (t, _) in groups.items()})
+    blood = Blood(viscosity_pa_s=0.05)
+
+    def inflow(x, t):
+        return np.vstack([6 * U * x[1] * (H - x[1]) / H**2 * min(1.0, t / 0.05), 0 * x[0]])
+
+    r = solve_pulsatile(fm, inflow=Inflow(velocity=inflow), outlets={"out": "open"}, dt_s=0.01,
+                        t_end_s=0.5, blood=blood)
+    dp_exact = 12 * blood.viscosity_pa_s * L * U / H**2
+    dp = r.pressure_drop_pa("inlet", "outlet:out")[-1]
+    force = boundary_force(r.u, r.p, mu=blood.viscosity_pa_s, fm=fm, boundary="wall")
+    print(f"2-D channel: dp {dp:.5f} vs {dp_exact:.5f}, F {force}, dofs {r.n_dofs}")
+    assert dp == pytest.approx(dp_exact, rel=2e-3)       # measured −0.03 %
+    assert force[0] == pytest.approx(dp_exact * H, rel=2e-3)
+    assert abs(force[1]) < 1e-3 * force[0]
+    assert r.inlet_flow_m3_s[-1] == pytest.approx(U * H, rel=1e-12)
+    assert np.max(np.abs(r.mass_imbalance)) < 1e-8
+
+
+# ----------------------------------------------------------------------------------------------
+# MPI
+# ----------------------------------------------------------------------------------------------
+MPI_SCRIPT = """
+import json, sys
+import dolfinx_solver
+from mpi4py import MPI
+from cardiotwin.geometry.volume_mesh import FluidDomain
+from cardiotwin.physics.flow import load_domain
+from cardiotwin.physics.pulsatile import Inflow, solve_pulsatile
+from cardiotwin.physics.waveforms import AorticFlowWaveform
+from cardiotwin.physics.windkessel import RCR
+d = FluidDomain.from_dict(json.load(open(sys.argv[1])))
+fm = load_domain(d, comm=MPI.COMM_WORLD)
+outs = {{k: RCR(**v) for k, v in {outs}.items()}}
+r = solve_pulsatile(fm, inflow=Inflow(flow_m3_s=AorticFlowWaveform(heart_rate_bpm=75.0,
+                    stroke_volume_ml=1.0)), outlets=outs, dt_s={dt}, t_end_s={t_end},
+                    initial_outlet_pressures_pa={{"main": 1.0e4, "branch": 1.0e4}})
+if MPI.COMM_WORLD.rank == 0:
+    json.dump({{k: v.tolist() for k, v in r.outlet_flows_m3_s.items()}}, open(sys.argv[2], "w"))
+"""
+
+
+@pytest.mark.mpi
+def test_mpi_two_ranks_match_serial(tee_fm, tee_run, physics_tmp, tmp_path):
+    from dataclasses import asdict
+
+    dom = save_domain(tee_fm.domain, tmp_path / "tee.json")
+    script = tmp_path / "run.py"
+    n = 15
+    script.write_text(MPI_SCRIPT.format(outs={k: asdict(v) for k, v in TEE_OUTLETS.items()},
+                                         dt=TEE_DT, t_end=n * TEE_DT))
+    out = tmp_path / "flows.json"
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    proc = subprocess.run([str(mpiexec), "-n", "2", sys.executable, str(script), str(dom), str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    par = json.loads(out.read_text())
+    for k in TEE_OUTLETS:  # same discrete problem; iterative solves at rtol 1e-10
+        np.testing.assert_allclose(par[k], tee_run.outlet_flows_m3_s[k][:n], rtol=1e-6,
+                                   atol=1e-6 * np.max(np.abs(tee_run.outlet_flows_m3_s[k][:n])))
