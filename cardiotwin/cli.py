@@ -398,7 +398,11 @@ def dicom_deid(
 # ----------------------------------------------------------------------------------------- twin
 @twin_app.command("build")
 def twin_build(
-    dicom_dir: Annotated[Path, typer.Argument(help="Folder with one contrast CT series.")],
+    dicom_dir: Annotated[Path, typer.Argument(help="Folder with the contrast CT (it may hold "
+                                              "other series too; see --series).")],
+    series: Annotated[str | None, typer.Option(
+        "--series", help="SeriesInstanceUID or rule (largest-contrast-ct, phase=75, ...; see "
+        "'cardiotwin dicom scan'). Default: the only series, else largest-contrast-ct.")] = None,
     store: StoreOpt = None,
     role: RoleOpt = "clinician",
     heart_rate: Annotated[float, typer.Option("--hr", help="Heart rate, bpm.")] = 70.0,
@@ -420,7 +424,7 @@ def twin_build(
                 physiology=_physiology(heart_rate, stroke_volume, systolic, diastolic),
                 settings=workflows.BuildSettings(h_max_mm=h_max, h_min_mm=h_min,
                                                  run_baseline=not no_flow),
-                progress=prog)
+                progress=prog, series=series)
         _print_anatomy(twin.anatomy["landmarks"], None, twin.mesh)
         console.print(f"twin [bold]{twin.pseudonym}[/] version {twin.version} stored in {st.root}")
 

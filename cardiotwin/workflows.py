@@ -220,16 +220,22 @@ def run_flow(domain: FluidDomain, landmarks: AorticRootLandmarks, physiology: Ph
 
 def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
                physiology: Physiology | None = None, settings: BuildSettings = BuildSettings(),
-               purpose: str = "treatment planning", progress: Progress = _noop) -> PatientTwin:
+               purpose: str = "treatment planning", progress: Progress = _noop,
+               series: str | None = None) -> PatientTwin:
     """Build (or rebuild) the twin of the patient in a DICOM series and store it.
 
     Returns the stored twin (its ``version`` set). The patient is known only by the keyed pseudonym
     of its DICOM PatientID from here on.
+
+    ``dicom_dir`` may hold several series: ``series`` is a SeriesInstanceUID or a selection rule
+    of :func:`cardiotwin.imaging.discovery.select_series` (``"largest-contrast-ct"``,
+    ``"phase=75"``...); without it a folder with one series is read as it is and a folder with
+    several uses ``"largest-contrast-ct"``. The series must be CT.
     """
     from cardiotwin.geometry import landmarks as lm_mod
     from cardiotwin.geometry import surface as surface_mod
     from cardiotwin.geometry import volume_mesh
-    from cardiotwin.imaging import deid, dicom, segment
+    from cardiotwin.imaging import deid, dicom, discovery, segment
 
     physiology = physiology or default_physiology()
     store.check_permission("twin.write", actor=actor, purpose=purpose, obj="twin/build")
@@ -237,9 +243,18 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
                                                 "physiology": physiology.to_dict()})
     progress(0.0, "reading DICOM")
     with prov.timed("read_dicom"):
-        ct_raw = dicom.read_series(dicom_dir)
-        files = sorted(p for p in Path(dicom_dir).rglob("*") if p.is_file())
+        catalog = discovery.scan_tree(dicom_dir)
+        if series is None and len(catalog.series) > 1:
+            series = "largest-contrast-ct"
+        is_uid = series is not None and series[:1].isdigit() and "=" not in series
+        chosen = discovery.select_series(catalog, uid=series if is_uid else None,
+                                         rule=None if is_uid else series)
+        log.info("reading series …%s (%s)", chosen.series_uid[-12:], chosen.reason)
+        uid = None if chosen.series_uid.startswith("<") else chosen.series_uid
+        files = sorted(Path(f) for f in chosen.files)
+        ct_raw = dicom.read_series(files, series_uid=uid, modality="CT")
         prov.inputs["dicom"] = sha256_tree(files)
+        prov.parameters["series_selection"] = chosen.reason
     key = store.pseudonym_key()
     ct = deid.deidentify_volume(ct_raw, key)
     del ct_raw

@@ -68,3 +68,19 @@ def test_logs_carry_pseudonyms_not_identity(coarse_demo):
     # the phantom's DICOM identity (cardiotwin.imaging.dicom.write_ct_series defaults)
     for ident in ("PHANTOM^DEMO", "CT-PHANTOM-0001"):
         assert ident not in text
+
+
+def test_build_twin_refuses_a_series_that_is_not_ct(shared_data, tmp_path):
+    """A folder with only an MR series: the CT-only step says so before any work is stored."""
+    import shutil
+
+    from cardiotwin.errors import DicomError
+
+    folder = tmp_path / "mr"
+    folder.mkdir()
+    shutil.copy(shared_data / "dicom" / "dcm_qa_ts" / "In" / "1.dcm", folder / "mr.dcm")
+    store = workflows.open_store(tmp_path / "store")
+    actor = Actor(username="dr-a", role="clinician", client="test")
+    with pytest.raises(DicomError, match="is MR, not CT"):
+        workflows.build_twin(folder, store=store, actor=actor)
+    assert workflows.list_patients(store=store, actor=actor) == []
