@@ -74,3 +74,77 @@ def test_dicom_deid_uses_the_store_key_and_is_audited(shared_data, tmp_path):
     assert denied.exit_code == 1 and "may not" in denied.output
     assert not (tmp_path / "deid2").exists()
     assert st.verify_audit().ok
+
+
+# --------------------------------------------------------------------------------- dicom convert
+
+
+def test_dicom_convert_tilted_ge_ct_needs_resample_and_matches_the_reader(shared_data, tmp_path):
+    import nibabel as nib
+    import numpy as np
+
+    from cardiotwin.imaging.dicom import read_series
+
+    src = shared_data / "dicom" / "dcm_qa_ct_ge"  # 18.5° gantry tilt, uneven steps (README)
+    out = tmp_path / "ge.nii.gz"
+    refused = runner.invoke(app, ["dicom", "convert", str(src), str(out)])
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    text = " ".join(refused.output.split())
+    assert "gantry tilt" in text and "--resample" in text and not out.exists()
+
+    res = runner.invoke(app, ["dicom", "convert", str(src), str(out), "--resample"])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "512 x 611 x 56" in text and "resampled uneven slice spacing" in text
+    ref = read_series(src, resample=True)
+    img = nib.load(str(out))
+    # NIfTI sform/qform: voxel (i, j, k) -> RAS mm = diag(-1, -1, 1) LPS (NIfTI-1 standard);
+    # the affine is stored in float32 (1.5e-5 mm ulp at 200 mm: half of it is the rounding).
+    ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ ref.affine
+    assert img.shape == ref.shape[::-1]
+    np.testing.assert_allclose(img.affine, ras, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(img.get_qform(), ras, atol=1e-5, rtol=0)
+    assert int(img.header["sform_code"]) == int(img.header["qform_code"]) == 1
+    assert np.array_equal(np.asarray(img.dataobj).transpose(2, 1, 0), ref.array)
+    # nothing of the patient in the header: the description is generic
+    assert img.header["descrip"].tobytes().rstrip(b"\0") == b"cardiotwin CT volume"
+    exists = runner.invoke(app, ["dicom", "convert", str(src), str(out), "--resample"])
+    assert exists.exit_code == 1 and "--force" in exists.output
+
+
+def test_dicom_convert_jpeg2000_ct_to_nrrd_reads_back_equal(shared_data, tmp_path):
+    import numpy as np
+
+    from cardiotwin.imaging.dicom import read_series
+    from cardiotwin.imaging.export import read_nrrd
+
+    src = shared_data / "dicom" / "totalseg_ct_j2k" / "dicom"  # 20 slices, JPEG 2000 (README)
+    out = tmp_path / "ct.nrrd"
+    res = runner.invoke(app, ["dicom", "convert", str(src), str(out)])
+    assert res.exit_code == 0, res.output
+    assert "512 x 512 x 20" in res.output and "no (voxels as stored)" in res.output
+    ref, back = read_series(src), read_nrrd(out)
+    assert np.array_equal(back.array, ref.array)
+    # NRRD stores the geometry as decimal text in float64: equal to 1e-9 mm
+    np.testing.assert_allclose(back.origin_mm, ref.origin_mm, atol=1e-9, rtol=0)
+    np.testing.assert_allclose(back.spacing_mm, ref.spacing_mm, atol=1e-9, rtol=0)
+    np.testing.assert_allclose(back.direction, ref.direction, atol=1e-9, rtol=0)
+    header = out.read_bytes().split(b"\n\n", 1)[0]
+    assert b"Anonymized" not in header and b"patient" not in header.lower()
+
+
+def test_dicom_convert_mosaic_file_and_wrong_inputs(shared_data, tmp_path):
+    import nibabel as nib
+
+    ts = shared_data / "dicom" / "dcm_qa_ts" / "In"
+    res = runner.invoke(app, ["dicom", "convert", str(ts / "1.dcm"), str(tmp_path / "m.nii")])
+    assert res.exit_code == 0, res.output
+    assert nib.load(str(tmp_path / "m.nii")).shape == (64, 64, 35)  # Siemens mosaic, 35 slices
+    # the folder holds the mosaic 9 times (data README): refused, pointing at one file
+    dup = runner.invoke(app, ["dicom", "convert", str(ts), str(tmp_path / "d.nii")])
+    assert dup.exit_code == 1 and "one file" in " ".join(dup.output.split())
+    many = runner.invoke(app, ["dicom", "convert", str(shared_data / "dicom"),
+                               str(tmp_path / "x.nii")])
+    assert many.exit_code == 1 and "--select" in many.output and "Traceback" not in many.output
+    bad = runner.invoke(app, ["dicom", "convert", str(ts), str(tmp_path / "x.txt")])
+    assert bad.exit_code == 1 and ".nii.gz" in bad.output

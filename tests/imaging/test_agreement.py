@@ -5,8 +5,9 @@ Independent references, run live in each test:
 * **dcm2niix** (Rorden; ``-z n -b y``, the PyPI wheel installed by
   ``scripts/install-test-tools.sh``). Its NIfTI sform maps voxel ``(x, y, z)`` to RAS mm; we turn it
   into LPS (negate the first two rows) and undo dcm2niix's row flip and any axis permutation (it
-  stores rows bottom-up so the image looks "RAS-ish"). For ``dcm_qa_ts`` also the NIfTIs shipped
-  in ``Ref/`` (made by the upstream authors).
+  stores rows bottom-up so the image looks "RAS-ish"). For ``dcm_qa_ts`` (a Siemens mosaic,
+  which cardiotwin splits into its 35 slices itself) also the NIfTIs shipped in ``Ref/`` (made
+  by the upstream authors).
 * **SimpleITK** (GDCM) ``ImageSeriesReader`` / ``ReadImage``.
 
 Tolerances (DESIGN.md §5 Imaging): origin and spacing 1e-3 mm, direction cosines 1e-5. Voxels
@@ -48,6 +49,8 @@ TS_FILES = [f"{n}.dcm" for n in range(1, 10)]
 #: Siemens mosaic of the dcm_qa_ts image: 35 tiles of 64 x 64 in a 384 x 384 image (header
 #: NumberOfImagesInMosaic = 35, (0019,100A)); tiles run left to right, top to bottom.
 MOSAIC_TILES, MOSAIC_TILE = 35, 64
+#: geometry deviations from dcm2niix of every mosaic comparison, filled by the tests below
+MOSAIC_DEVIATIONS: dict[str, dict[str, float]] = {}
 
 
 def _assert_geometry(affine: np.ndarray, vol: Volume, what: str, *, axes: int = 3
@@ -220,42 +223,55 @@ def test_jpeg2000_ct_agrees_with_dcm2niix_and_simpleitk(shared_data, dcm2niix, t
     assert np.array_equal(sitk.GetArrayFromImage(img).astype(np.float32), vol.array)
 
 
-def _demosaic(vol: Volume) -> tuple[np.ndarray, np.ndarray]:
-    """Tiles of a Siemens mosaic as a ``[k, j, i]`` stack and the LPS affine of the stack.
-
-    cardiotwin reads a mosaic as the 2-D image it is stored as. Its ImagePositionPatient is the
-    corner of the whole mosaic, centred like each tile, so tile 0 starts half the size difference
-    further along the row and column cosines (the rule dcm2niix and nibabel's MosaicWrapper use).
-    Tiles are stacked along the slice normal ``row x column`` at SpacingBetweenSlices.
-    """
-    image = vol.array[0]
-    per_row = image.shape[1] // MOSAIC_TILE
-    tiles = np.stack([
-        image[(z // per_row) * MOSAIC_TILE:(z // per_row + 1) * MOSAIC_TILE,
-              (z % per_row) * MOSAIC_TILE:(z % per_row + 1) * MOSAIC_TILE]
-        for z in range(MOSAIC_TILES)])
-    di, dj, dk = vol.spacing_mm
-    row, col, normal = vol.direction.T
-    affine = vol.affine.copy()
-    affine[:3, 3] += ((image.shape[1] - MOSAIC_TILE) / 2 * di * row
-                      + (image.shape[0] - MOSAIC_TILE) / 2 * dj * col)
-    return tiles, affine
-
-
 @pytest.mark.parametrize("name", TS_FILES)
-def test_transfer_syntax_file_agrees_with_dcm2niix_live_and_reference(
+def test_transfer_syntax_mosaic_agrees_with_dcm2niix_live_and_reference(
     name, shared_data, dcm2niix, tmp_path
 ):
+    # cardiotwin splits the Siemens mosaic itself (CSA NumberOfImagesInMosaic = 35 tiles of 64 x 64
+    # in the 384 x 384 image); dcm2niix's NIfTI (live, and upstream's Ref/) is the reference.
     folder = shared_data / "dicom" / "dcm_qa_ts"
-    vol = read_series(folder / "In" / name, min_slices=1)
-    tiles, affine = _demosaic(vol)
-    mosaic = Volume(tiles, vol.spacing_mm, tuple(affine[:3, 3]), vol.direction)
+    vol = read_series(folder / "In" / name)
+    assert vol.shape == (MOSAIC_TILES, MOSAIC_TILE, MOSAIC_TILE)
     (live,) = run_dcm2niix(dcm2niix, folder / "In" / name, tmp_path, Path(name).stem)
     for nii in (live, folder / "Ref" / f"{Path(name).stem}.nii"):
-        arr, nii_affine = _dcm2niix_as_volume_grid(nii, mosaic)
-        _assert_geometry(nii_affine, mosaic, f"dcm2niix {nii}")
-        assert np.array_equal(arr, tiles), nii
-    # SimpleITK reads the file as one 2-D image too: same in-plane geometry and pixels
-    img = sitk.ReadImage(str(folder / "In" / name))
-    _assert_geometry(_sitk_affine(img), vol, f"SimpleITK {name}")
-    assert np.array_equal(sitk.GetArrayFromImage(img).astype(np.float32), vol.array)
+        arr, nii_affine = _dcm2niix_as_volume_grid(nii, vol)
+        dev = _assert_geometry(nii_affine, vol, f"dcm2niix {nii}")
+        assert np.array_equal(arr, vol.array), nii
+        MOSAIC_DEVIATIONS[f"{name} {'live' if nii == live else 'Ref'}"] = dev
+    # SimpleITK (GDCM) decodes the file as the 384 x 384 mosaic: its tiles are our slices
+    # (tiles left to right, top to bottom; the 36th tile of the 6 x 6 grid is empty).
+    mosaic = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "In" / name)))[0]
+    grid = mosaic.shape[0] // MOSAIC_TILE
+    tiles = mosaic.reshape(grid, MOSAIC_TILE, grid, MOSAIC_TILE).transpose(0, 2, 1, 3)
+    tiles = tiles.reshape(grid * grid, MOSAIC_TILE, MOSAIC_TILE)
+    assert np.array_equal(tiles[:MOSAIC_TILES].astype(np.float32), vol.array)
+    assert not tiles[MOSAIC_TILES:].any()
+
+
+def test_mosaic_with_reversed_slice_order_agrees_with_dcm2niix(shared_data, dcm2niix, tmp_path):
+    # Negating the column cosine makes the CSA SliceNormalVector point against row x column:
+    # the tiles then run against the normal of our volume (we stack them in reverse). dcm2niix
+    # is the reference for the sign convention.
+    ds = pydicom.dcmread(shared_data / "dicom" / "dcm_qa_ts" / "In" / "1.dcm")
+    iop = [float(v) for v in ds.ImageOrientationPatient]
+    ds.ImageOrientationPatient = [f"{v:.10g}" for v in iop[:3] + [-v for v in iop[3:]]]
+    f = tmp_path / "flipped.dcm"
+    ds.save_as(f, enforce_file_format=True)
+    vol = read_series(f)
+    (nii,) = run_dcm2niix(dcm2niix, f, tmp_path / "out", "flipped")
+    arr, nii_affine = _dcm2niix_as_volume_grid(nii, vol)
+    MOSAIC_DEVIATIONS["1.dcm column cosine negated"] = _assert_geometry(
+        nii_affine, vol, "dcm2niix flipped")
+    assert np.array_equal(arr, vol.array)
+    original = read_series(shared_data / "dicom" / "dcm_qa_ts" / "In" / "1.dcm")
+    assert np.array_equal(vol.array[::-1], original.array)  # the same tiles in reverse order
+
+
+def test_mosaic_geometry_summary():
+    """Runs after the mosaic tests (file order): the worst deviations from dcm2niix."""
+    assert len(MOSAIC_DEVIATIONS) == 2 * len(TS_FILES) + 1
+    worst = {k: max(d[k] for d in MOSAIC_DEVIATIONS.values()) for k in ("origin_mm",
+                                                                         "spacing_mm",
+                                                                         "direction")}
+    print("mosaic vs dcm2niix, worst deviation:", worst)
+    assert worst["origin_mm"] <= ORIGIN_TOL_MM

@@ -2,7 +2,8 @@
 
 Data (see ``shared/data/README.md``), found only through the ``shared_data`` fixture:
 
-* ``dicom/dcm_qa_ts`` — one Siemens MR image in nine transfer syntaxes (neurolabusc/dcm_qa_ts).
+* ``dicom/dcm_qa_ts`` — one Siemens MR mosaic (35 slices) in nine transfer syntaxes
+  (neurolabusc/dcm_qa_ts).
   Independent references: the uncompressed Explicit VR Little Endian file decoded by pydicom's
   native decoder, SimpleITK (GDCM) ``ReadImage``, and dcm2niix's JSON sidecars in ``Ref/``.
 * ``dicom/totalseg_ct_j2k`` — a JPEG 2000 abdominal CT (20 slices) and TotalSegmentator's
@@ -93,32 +94,80 @@ def test_corpus_covers_the_lossless_syntaxes(ts_files):
     assert set(ts_files.values()) == {str(u) for u in LOSSLESS}
 
 
+def _tiles(mosaic: np.ndarray, n: int = 35, size: int = 64) -> np.ndarray:
+    """The first ``n`` ``size`` x ``size`` tiles of a mosaic, left to right, top to bottom."""
+    g = mosaic.shape[-1] // size
+    return mosaic.reshape(g, size, g, size).transpose(0, 2, 1, 3).reshape(g * g, size, size)[:n]
+
+
 def test_every_transfer_syntax_decodes_to_the_raw_pixels(ts_files, ts_reference):
+    # The image is a Siemens mosaic (ImageType MOSAIC, 35 slices of 64 x 64 in 384 x 384, Ref/
+    # JSON of dcm2niix): the reader splits it into a 35-slice volume.
     assert ts_reference.shape == (384, 384) and ts_reference.max() > 0
     for f, ts in ts_files.items():
-        vol = read_series(f, min_slices=1)
-        assert vol.shape == (1, 384, 384), f.name
-        assert vol.metadata["transfer_syntax"] == ts
+        vol = read_series(f)
+        assert vol.shape == (35, 64, 64), f.name
+        assert vol.metadata["transfer_syntax"] == ts and vol.metadata["n_slices"] == 35
         # exact equality: lossless syntaxes, no rescale in these MR files
-        assert np.array_equal(vol.array[0], ts_reference.astype(np.float32)), f"{f.name} ({ts})"
+        assert np.array_equal(vol.array, _tiles(ts_reference).astype(np.float32)), f.name
         # and the same as GDCM's decoder (independent implementation)
-        assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(f))), vol.array), f.name
+        gdcm = sitk.GetArrayFromImage(sitk.ReadImage(str(f)))[0]
+        assert np.array_equal(_tiles(gdcm), vol.array), f.name
 
 
-def test_single_image_geometry_matches_simpleitk_and_dcm2niix(ts_files, shared_data):
+def test_mosaic_geometry_matches_simpleitk_and_dcm2niix(ts_files, shared_data):
     ref_dir = shared_data / "dicom" / "dcm_qa_ts" / "Ref"
     for f in ts_files:
-        vol = read_series(f, min_slices=1)
-        _assert_geometry(vol, sitk.ReadImage(str(f)))  # slice spacing = SpacingBetweenSlices
+        vol = read_series(f)
+        img = sitk.ReadImage(str(f))  # GDCM: the mosaic as one 384 x 384 image
+        # same in-plane axes and spacing; slice step = SpacingBetweenSlices (3.6 mm, Ref/ JSON)
+        np.testing.assert_allclose(vol.spacing_mm[:2], img.GetSpacing()[:2], atol=1e-3, rtol=0)
+        np.testing.assert_allclose(vol.direction, np.reshape(img.GetDirection(), (3, 3)),
+                                   atol=1e-5, rtol=0)
+        ref = json.loads((ref_dir / f"{f.stem}.json").read_text())
+        assert abs(vol.spacing_mm[2] - ref["SpacingBetweenSlices"]) < 1e-3
+        # tile 0 starts (384 - 64) / 2 pixels along the row and column cosines from the mosaic's
+        # ImagePositionPatient (dcm2niix / nibabel MosaicWrapper rule; the full comparison with
+        # dcm2niix's NIfTI is in test_agreement.py)
+        d, (di, dj, _) = vol.direction, vol.spacing_mm
+        expect = np.asarray(img.GetOrigin()) + 160 * di * d[:, 0] + 160 * dj * d[:, 1]
+        np.testing.assert_allclose(vol.origin_mm, expect, atol=1e-3, rtol=0)
         # dcm2niix's sidecar keeps the raw ImageOrientationPatient (row cosine, column cosine)
-        iop = json.loads((ref_dir / f"{f.stem}.json").read_text())["ImageOrientationPatientDICOM"]
+        iop = ref["ImageOrientationPatientDICOM"]
         np.testing.assert_allclose(vol.direction[:, 0], iop[:3], atol=1e-5, rtol=0)
         np.testing.assert_allclose(vol.direction[:, 1], iop[3:], atol=1e-5, rtol=0)
 
 
-def test_single_image_needs_min_slices(ts_files):
+def test_mosaics_at_one_position_are_refused_and_min_slices_counts_tiles(ts_files):
+    files = list(ts_files)
+    assert read_series([files[0]]).shape == (35, 64, 64)  # one file of the folder: fine
+    # the folder holds the same mosaic 9 times (one series UID): duplicate positions
+    with pytest.raises(DicomError, match="duplicate slice positions.*tile 1/35"):
+        read_series(files[0].parent)
+    with pytest.raises(DicomError, match="35 slices; at least 36"):
+        read_series(files[0], min_slices=36)
+
+
+def test_mosaic_without_private_headers(ts_files, tmp_path):
+    raw = next(f for f, ts in ts_files.items() if ts == ExplicitVRLittleEndian)
+    ds = pydicom.dcmread(raw)
+    del ds[0x00291010]  # no CSA image header: (0019,100A) NumberOfImagesInMosaic = 35 is used
+    ds.save_as(tmp_path / "no_csa.dcm", enforce_file_format=True)
+    vol = read_series(tmp_path / "no_csa.dcm")
+    ref = read_series(raw)
+    assert vol.shape == ref.shape and np.array_equal(vol.array, ref.array)
+    assert np.allclose(vol.affine, ref.affine, atol=1e-9)  # CSA normal = row x column here
+    del ds[0x0019100A]
+    ds.save_as(tmp_path / "no_count.dcm", enforce_file_format=True)
+    with pytest.raises(DicomError, match="no_count.dcm is a Siemens mosaic.*NumberOfImagesIn"):
+        read_series(tmp_path / "no_count.dcm")
+
+
+def test_single_image_needs_min_slices(shared_data):
+    one = sorted((shared_data / "dicom" / "totalseg_ct_j2k" / "dicom").iterdir())[0]
     with pytest.raises(DicomError, match="single slice.*min_slices=1"):
-        read_series(next(iter(ts_files)))
+        read_series(one)
+    assert read_series(one, min_slices=1).shape == (1, 512, 512)
 
 
 def test_undecodable_syntax_names_file_syntax_and_remedy(ts_files, tmp_path):
@@ -324,12 +373,14 @@ def test_fast_header_path_agrees_with_pydicom(ts_files, shared_data):
         slow, _ = dicom_mod._read_header(f, fast=False)
         n_fast += isinstance(fast.ds, dicom_mod._FastHeader)
         assert fast.pixel_offset == slow.pixel_offset, f.name
-        (a,), (b,) = dicom_mod._frames_of(fast), dicom_mod._frames_of(slow)
-        for attr in ("ipp", "iop", "psp"):
-            np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr), err_msg=f.name)
-        for attr in ("rows", "cols", "slope", "intercept", "trigger_ms", "temporal_index",
-                     "thickness_mm"):
-            assert getattr(a, attr) == getattr(b, attr), (f.name, attr)
+        fa, fb = dicom_mod._frames_of(fast), dicom_mod._frames_of(slow)
+        assert len(fa) == len(fb) == (35 if f in ts_files else 1), f.name  # mosaic tiles
+        for a, b in zip(fa, fb, strict=True):
+            for attr in ("ipp", "iop", "psp"):
+                np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr), err_msg=f.name)
+            for attr in ("rows", "cols", "slope", "intercept", "trigger_ms", "temporal_index",
+                         "thickness_mm", "tile"):
+                assert getattr(a, attr) == getattr(b, attr), (f.name, attr)
         for kw in ("Modality", "SeriesInstanceUID", "SeriesDescription", "StudyInstanceUID",
                    "PatientID", "Manufacturer", "PhotometricInterpretation"):
             assert dicom_mod._text(fast.ds, kw) == dicom_mod._text(slow.ds, kw), (f.name, kw)
