@@ -435,12 +435,40 @@ def _drop_repeating_groups(ds: Dataset, ctx: _Context, prefix: str) -> None:
             ctx.add(f"{prefix}({g:04X},{tag.element:04X})", "X")
 
 
+# Private attributes kept (the Retain Safe Private idea of PS3.15 E.3.10, judged per attribute):
+# group, private creator, element within the block. Each holds one number without which the
+# pixel data cannot be reconstructed into a volume.
+SAFE_PRIVATE: frozenset[tuple[int, str, int]] = frozenset({
+    (0x0019, "SIEMENS MR HEADER", 0x0A),  # NumberOfImagesInMosaic (US): slices in a mosaic
+})
+
+
+def _safe_private_tags(ds: Dataset) -> set[int]:
+    """Tags of ``SAFE_PRIVATE`` data elements in ``ds`` and of their private creators."""
+    keep: set[int] = set()
+    for group, creator, element in SAFE_PRIVATE:
+        for block in range(0x10, 0x100):
+            ctag = (group << 16) | block
+            if ctag not in ds:
+                continue
+            if str(ds[ctag].value).strip() != creator:
+                continue
+            dtag = (group << 16) | (block << 8) | element
+            if dtag in ds and ds[dtag].VR in ("US", "UL", "SS", "SL", "IS") and ds[dtag].VM == 1:
+                keep.update((ctag, dtag))
+    return keep
+
+
 def _walk(ds: Dataset, ctx: _Context, prefix: str) -> None:
     _drop_repeating_groups(ds, ctx, prefix)
+    safe = _safe_private_tags(ds) if not prefix else set()
     for tag in list(ds.keys()):
         elem = ds[tag]
         name = prefix + _label(elem)
         if tag.is_private:
+            if int(tag) in safe:
+                ctx.add(name, "K")
+                continue
             del ds[tag]
             ctx.add(name, "X")
             continue

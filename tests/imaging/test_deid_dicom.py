@@ -320,7 +320,11 @@ def test_real_files_obey_every_present_row(corpus_runs, name, mode):
             problem = _check(entry, elem, ds_out, options, KEY, shift, rec.pseudonym)
             assert problem is None, f"{name} {src.name} {entry.keyword}: {problem}"
             n_checked += 1
-        assert not [e.tag for e in ds_out.iterall() if e.tag.is_private]
+        # only the safe private attributes (deid.SAFE_PRIVATE: a mosaic's slice count) remain
+        private = [e for e in ds_out.iterall() if e.tag.is_private]
+        assert all(e.tag.group == 0x0019 and (
+            e.tag.element & 0xFF == 0x0A or str(e.value) == "SIEMENS MR HEADER")
+            for e in private), private
         assert ds_out.file_meta.MediaStorageSOPInstanceUID == ds_out.SOPInstanceUID
         assert ds_out.PatientIdentityRemoved == "YES"
     assert n_checked >= 10 * len(run[mode].files)  # 14 to 40 listed attributes per file
@@ -620,3 +624,23 @@ def test_key_file_formats(tmp_path):
     (tmp_path / "short.key").write_text("abcd")
     with pytest.raises(InputError, match="at least 16"):
         deid.read_key_file(tmp_path / "short.key")
+
+
+def test_deidentified_siemens_mosaic_still_reads_as_a_volume(shared_data, tmp_path):
+    """The mosaic's slice count is kept (deid.SAFE_PRIVATE), so the volume survives Annex E."""
+    import shutil
+
+    from cardiotwin.imaging.dicom import read_series
+
+    src = shared_data / "dicom" / "dcm_qa_ts" / "In" / "1.dcm"
+    (tmp_path / "in").mkdir()
+    shutil.copy(src, tmp_path / "in" / "1.dcm")
+    report = deid.deidentify_tree(tmp_path / "in", tmp_path / "out", key=KEY)
+    out = report.out_dir / report.files[0].output
+    before, after = read_series([src]), read_series([out])
+    assert after.shape == before.shape == (35, 64, 64)  # 35 tiles of 64 x 64 (dcm2niix agrees)
+    assert np.array_equal(after.array, before.array)
+    # the orientation may fall back from the CSA slice normal to row x column (docs/dicom.md)
+    assert np.allclose(after.affine, before.affine, atol=1e-6)
+    kept = [a for a in report.files[0].actions if a.action == "K" and a.attribute.startswith("(0019")]
+    assert kept
