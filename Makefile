@@ -18,7 +18,7 @@ help:
 	@echo "make demo      create .venv, install, run the whole pipeline on the embedded phantom"
 	@echo "make test      run the test suite (fast subset; < 10 min on 2 cores)"
 	@echo "make validate  slow verification/validation tests"
-	@echo "make bench     benchmarks (results in benchmarks/results/)"
+	@echo "make bench     benchmarks, ~40 min (results in benchmarks/results/, docs/performance.md)"
 	@echo "make app       start the clinician app on the demo data"
 	@echo "make lint      ruff"
 
@@ -44,7 +44,10 @@ validate: venv
 	$(PY) -m pytest -m "slow or validation" -o addopts="-ra --strict-markers" tests validation
 
 bench: venv
-	$(PY) benchmarks/run.py
+	bash scripts/install-test-tools.sh $(VENV)
+	@# oasisx (the pulsatile baseline) declares fenics-dolfinx, which pip would build from source
+	$(PY) -m pip install --quiet --no-deps oasisx==1.3.0
+	$(PY) benchmarks/run.py --dicom-read --pulsatile
 
 app: venv
 	$(PY) -m app.seed --store $(OUT)/demo/store

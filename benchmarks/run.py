@@ -8,6 +8,8 @@ Baselines in the same run:
 * DICOM series read: SimpleITK ``ImageSeriesReader`` on the same files (the phantom's 212 small
   slices). ``--dicom-read`` also runs ``benchmarks/dicom_read.py``: a 512 x 512 x 400 CT in three
   transfer syntaxes against SimpleITK and dcm2niix, with peak memory, in fresh processes.
+* Pulsatile flow solver: ``--pulsatile`` runs ``benchmarks/pulsatile.py`` (time per IPCS step
+  against oasisx on the same meshes at three sizes, PETSc share, peak memory, cost exponent).
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--dicom-read", action="store_true",
                     help="also run benchmarks/dicom_read.py (512x512x400 CT; several minutes)")
+    ap.add_argument("--pulsatile", action="store_true",
+                    help="also run benchmarks/pulsatile.py (IPCS vs oasisx at three mesh sizes; "
+                         "~25 minutes on 2 cores)")
     args = ap.parse_args()
 
     import SimpleITK as sitk
@@ -99,6 +104,13 @@ def main() -> None:
         import dicom_read
 
         dicom_read.main(["--repeat", str(args.repeat), "--out", str(args.out)])
+    if args.pulsatile:
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        import pulsatile
+
+        pulsatile.main(["--out", str(args.out)])
 
 
 if __name__ == "__main__":
