@@ -19,6 +19,14 @@ CFL ≲ 0.5). The Brinkman drag ``σχ u`` (``σ = μ/κ``) is implicit (backwar
 ``−β ρ/2 min(B·n, 0) u*·v`` (Esmaily-Moghadam et al. 2011). The pressure-Poisson and mass
 matrices never change and are assembled once.
 
+Shear-thinning blood (``rheology=CarreauYasuda()``)
+--------------------------------------------------
+μ(γ̇) is evaluated from the Adams–Bashforth velocity ``B`` (lagged, semi-implicit) and step 1
+becomes one vector system with Crank–Nicolson on the full stress ``2μ(B) ε(u)``, reassembled
+every step. An explicit ``∇uᵀ`` term on the scalar matrix was unstable: it acts as an explicit
+grad-div term on the tentative velocity. See ``docs/pulsatile.md``. The Newtonian path
+(``rheology=None``) is unchanged.
+
 Outlet coupling (implicit, exact per step)
 ------------------------------------------
 Every outlet is a pressure (Dirichlet) boundary of step 2. For a Windkessel, the trapezoidal
@@ -77,6 +85,7 @@ from cardiotwin import units
 from cardiotwin.errors import InputError, SolverError
 from cardiotwin.physics.brinkman import BrinkmanRegion
 from cardiotwin.physics.flow import Blood, FlowMesh, OutletResistance, _indicator_dg0
+from cardiotwin.physics.rheology import shear_rate
 from cardiotwin.physics.windkessel import RCR, TwoElement
 from cardiotwin.provenance import Provenance, sha256_file
 
@@ -242,6 +251,7 @@ class StepState:
 
     ``u`` is the velocity at ``t_s``; ``p`` the pressure at ``t_s − dt_s/2`` (the scheme keeps
     pressure at half steps); :meth:`pressure_at_velocity_time` extrapolates it to ``t_s``.
+    ``mu`` is the (Newtonian) viscosity, or μ_∞ for a shear-thinning ``rheology``.
     """
 
     step: int
@@ -562,6 +572,7 @@ def solve_pulsatile(
     checkpoint_every: int = 0, restart_from: str | Path | None = None,
     callback: Callable[[StepState], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    rheology: Any = None,
 ) -> PulsatileResult:
     """Solve pulsatile Navier–Stokes from ``t = 0`` to ``t_end_s`` with Windkessel outlets.
 
@@ -597,6 +608,16 @@ def solve_pulsatile(
         before the restart.
     callback : called after every step with a :class:`StepState`.
     progress : called as ``progress(step, n_steps)`` after every step.
+    rheology : viscosity law, :class:`~cardiotwin.physics.rheology.Newtonian` or
+        :class:`~cardiotwin.physics.rheology.CarreauYasuda` (any object with ``ufl_viscosity``,
+        ``viscosity``, ``reference_viscosity_pa_s`` and ``is_newtonian``). ``None`` (default):
+        Newtonian with ``blood.viscosity_pa_s``. A Newtonian law replaces
+        ``blood.viscosity_pa_s`` by its constant viscosity and runs the same scheme. A
+        shear-thinning law evaluates ``μ(γ̇)`` from the extrapolated velocity
+        ``3/2 uⁿ − 1/2 u^{n−1}`` every step (semi-implicit, lagged) and solves the momentum
+        step as one vector system with the full stress ``2μ ε(u)``, reassembled every step
+        (3–5× the Newtonian step cost; see ``docs/pulsatile.md``); the Brinkman drag and ``StepState.mu`` then use
+        ``reference_viscosity_pa_s`` (μ_∞) and the wall shear stress uses ``μ(γ̇)``.
 
     Returns
     -------
@@ -605,8 +626,10 @@ def solve_pulsatile(
     Raises
     ------
     InputError
-        Bad time step/end time, unknown or missing outlets, invalid outlet models or inflow,
-        unknown boundary names, unusable checkpoint.
+        Bad time step/end time (or a time step longer than ``period_s``), a flow waveform
+        that is not finite at the first step, unknown or missing
+        outlets, invalid outlet models or inflow, unknown boundary names, a rheology object
+        without the viscosity methods, unusable checkpoint.
     SolverError
         NaN, runaway velocity, a CFL above ``settings.cfl_max`` or a failed linear solve, naming
         the step, time and likely cause. Nothing non-finite is written to files.
@@ -668,9 +691,38 @@ def solve_pulsatile(
         period_s = float(getattr(inflow.flow_m3_s, "period_s", 0.0) or t_end_s)
     if not (math.isfinite(period_s) and period_s > 0):
         raise InputError(f"period_s must be > 0; got {period_s!r}")
+    if dt_s > period_s * (1 + 1e-12):
+        raise InputError(f"dt_s ({dt_s:g} s) is longer than the cycle period_s ({period_s:g} s): "
+                         "a cycle needs many steps (40 or more); reduce dt_s")
+    if inflow.flow_m3_s is not None:
+        try:
+            q_first = float(inflow.flow_m3_s(float(dt_s)))
+        except (TypeError, ValueError) as e:
+            raise InputError(f"Inflow.flow_m3_s must map a time in s to a flow in m³/s; calling "
+                             f"it at t = {dt_s:g} s failed: {e}") from e
+        if not math.isfinite(q_first):
+            raise InputError(f"Inflow.flow_m3_s({dt_s:g}) = {q_first!r} is not finite; check the "
+                             "waveform parameters (heart rate, stroke volume)")
+    variable_mu = False
+    if rheology is not None:
+        missing_attrs = [a for a in ("ufl_viscosity", "viscosity", "reference_viscosity_pa_s",
+                                     "is_newtonian") if not hasattr(rheology, a)]
+        if missing_attrs:
+            raise InputError(f"rheology must provide ufl_viscosity(), viscosity(), "
+                             f"reference_viscosity_pa_s and is_newtonian (use "
+                             f"cardiotwin.physics.rheology.Newtonian or CarreauYasuda); "
+                             f"{type(rheology).__name__} lacks {missing_attrs}")
+        variable_mu = not bool(rheology.is_newtonian)
     names = list(models)
     m = len(names)
     rho, mu = blood.density_kg_m3, blood.viscosity_pa_s
+    if rheology is not None:
+        # Newtonian: its constant viscosity (μ(0) is μ_0 also for a Carreau–Yasuda law with
+        # n = 1); shear-thinning: μ_∞ for the Brinkman drag and the callback's StepState.mu
+        mu = float(rheology.reference_viscosity_pa_s if variable_mu
+                   else np.asarray(rheology.viscosity(np.zeros(1))).ravel()[0])
+        if not (math.isfinite(mu) and mu > 0):
+            raise InputError(f"rheology gives a viscosity of {mu!r} Pa·s; it must be > 0")
     msh = fm.mesh
     comm = msh.comm
     tdim = msh.topology.dim
@@ -688,6 +740,8 @@ def solve_pulsatile(
         "no_slip": list(no_slip), "settings": asdict(s), "mpi_size": comm.size,
         "valve": asdict(valve) if valve is not None else None,
     }
+    if rheology is not None:
+        prov.parameters["rheology"] = {type(rheology).__name__: dict(vars(rheology))}
     facet_tags = fm.facet_tags
     mesh_facets = {nm: facet_tags.find(tag) for nm, tag in fm.names.items()}
     fm_local_counts = comm.allreduce(np.array([len(mesh_facets[nm]) for nm in
@@ -739,7 +793,7 @@ def solve_pulsatile(
 
         # inflow profile
         inflow_update = _make_inflow(fm, V, g_in, inflow, in_dofs, wall_dofs, mesh_facets, ds,
-                                     nrm, blood, s)
+                                     nrm, blood, s, mu_pa_s=mu if rheology is not None else None)
 
         # Brinkman drag σχ (sum over regions)
         sigma = None
@@ -793,6 +847,11 @@ def solve_pulsatile(
             a1 += sigma * u * v * ufl.dx
         a1_c = fem.form(a1)
         L1_c = [fem.form(Li) for Li in L1]
+        if variable_mu:
+            a1v_c, L1v_c = _shear_thinning_momentum_forms(
+                rheology, V=V, u_n=u_n, u_nm1=u_nm1, p_h=p_h, B=B, rho_c=rho_c, dt_c=dt_c,
+                beta=beta, Bn_minus=Bn_minus, sigma=sigma, nrm=nrm, ds=ds, out_ids=out_ids,
+                convection=s.convection, backflow=s.backflow_beta > 0)
         a2_c = fem.form(ufl.inner(ufl.grad(pt), ufl.grad(q)) * ufl.dx)
         L2_c = fem.form(-rho_c / dt_c * ufl.div(u_star) * q * ufl.dx)
         a3_c = fem.form(u * v * ufl.dx)
@@ -838,6 +897,14 @@ def solve_pulsatile(
         ksp1 = _KSP(comm, A1, s.momentum_petsc_options, pre + "mom_", "momentum")
         ksp2 = _KSP(comm, A2, s.pressure_petsc_options, pre + "pre_", "pressure Poisson")
         ksp3 = _KSP(comm, A3, s.mass_petsc_options, pre + "cor_", "velocity correction")
+        A1v = b1v = ksp1v = None
+        if variable_mu:
+            # shear-thinning: one vector momentum system (the stress couples the components)
+            zero_v = fem.Function(V)
+            bcs_v = [fem.dirichletbc(g_in, in_dofs), fem.dirichletbc(zero_v, wall_dofs)]
+            A1v = fpetsc.create_matrix(a1v_c)
+            b1v = fpetsc.create_vector(V)
+            ksp1v = _KSP(comm, A1v, s.momentum_petsc_options, pre + "momv_", "momentum")
 
         def flux_vec(tag, expr):
             vec = fpetsc.assemble_vector(fem.form(expr * ds(tag)))
@@ -940,7 +1007,8 @@ def solve_pulsatile(
     q_scale = 0.0
 
     # wall shear accumulators (P1 vector / scalar on wall nodes, lumped projection)
-    wss = _WallShear(fm, mu, u_n) if "wall" in fm.names else None
+    mu_wall = rheology.ufl_viscosity(shear_rate(u_n)) if variable_mu else mu
+    wss = _WallShear(fm, mu_wall, u_n) if "wall" in fm.names else None
     last_cycle_start = n_steps - int(round(period_s / dt_s))
     restart_dir = Path(restart_from) if restart_from is not None else None
     if restart_dir is not None:
@@ -992,16 +1060,31 @@ def solve_pulsatile(
             g_arr = g_in.x.array.reshape(-1, gdim)
             for i in range(gdim):
                 g_c[i].x.array[:] = g_arr[:, i]
-            # (1) tentative velocity, component by component
-            if s.convection == "semi-implicit":
+            # (1) tentative velocity: vector system (shear-thinning) or component by component
+            if variable_mu:
+                A1v.zeroEntries()
+                fpetsc.assemble_matrix(A1v, a1v_c, bcs=bcs_v)
+                A1v.assemble()
+                with b1v.localForm() as bl:
+                    bl.set(0.0)
+                fpetsc.assemble_vector(b1v, L1v_c)
+                fpetsc.apply_lifting(b1v, [a1v_c], bcs=[bcs_v])
+                b1v.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+                fpetsc.set_bc(b1v, bcs_v)
+                t_asm_v = time.perf_counter()
+                u_star.x.petsc_vec.set(0.0)
+                ksp1v.solve(b1v, u_star.x.petsc_vec, step, t)
+                for bc in bcs_v:  # Dirichlet values exactly (wall after inlet, as the scalar path)
+                    bc.set(u_star.x.array)
+            elif s.convection == "semi-implicit":
                 A1f.zeroEntries()
                 fpetsc.assemble_matrix(A1f, a1_c)
                 A1f.assemble()
                 A1f.copy(A1, structure=PETSc.Mat.Structure.SAME_NONZERO_PATTERN)
                 A1.zeroRowsColumns(bc_rows, 1.0)
-            tb = time.perf_counter()
+            tb = time.perf_counter() if not variable_mu else t_asm_v
             t_assemble += tb - ta
-            for i in range(gdim):
+            for i in range(gdim if not variable_mu else 0):
                 tb1 = time.perf_counter()
                 with b1.localForm() as bl:
                     bl.set(0.0)
@@ -1139,10 +1222,13 @@ def solve_pulsatile(
     finally:
         for wr in writers:
             wr.close()
-        for k_ in (ksp1, ksp2, ksp3):
-            k_.destroy()
-        for obj in [A1, A1f, A2, A3, A3f, lift_tmp, b1, b2, b3, c_in, *c_out, *d_out, *c_face, *p_mean_vecs.values()]:
-            obj.destroy()
+        for k_ in (ksp1, ksp2, ksp3, ksp1v):
+            if k_ is not None:
+                k_.destroy()
+        for obj in [A1, A1f, A2, A3, A3f, lift_tmp, b1, b2, b3, c_in, *c_out, *d_out, *c_face,
+                    *p_mean_vecs.values(), A1v, b1v]:
+            if obj is not None:
+                obj.destroy()
 
     tawss = osi = None
     if wss is not None and n_steps - last_cycle_start >= 1 and last_cycle_start >= 0:
@@ -1156,7 +1242,7 @@ def solve_pulsatile(
                     "total": time.perf_counter() - t_start,
                     "per_step": (time.perf_counter() - t_start) / max(1, n_steps - step0)})
     prov.timings_s = timings
-    prov.parameters["linear_iterations"] = {"momentum": ksp1.iterations,
+    prov.parameters["linear_iterations"] = {"momentum": (ksp1v if variable_mu else ksp1).iterations,
                                             "pressure": ksp2.iterations,
                                             "correction": ksp3.iterations}
     times = np.array(rec["t"])
@@ -1179,10 +1265,59 @@ def solve_pulsatile(
         tawss_pa=tawss, osi=osi, paths=paths, face_mass_imbalance=np.array(rec["imb_face"]))
 
 
+def _shear_thinning_momentum_forms(rheology, *, V, u_n, u_nm1, p_h, B, rho_c, dt_c, beta,
+                                   Bn_minus, sigma, nrm, ds, out_ids, convection: str,
+                                   backflow: bool):
+    """Vector momentum forms (step 1) for a shear-thinning viscosity ``μ(γ̇(B))``.
+
+    Crank–Nicolson on the full stress ``2μ ε(u)`` with μ lagged at the Adams–Bashforth velocity
+    ``B`` (t^{n+1/2}). At the outlets ``∫μ(∇uᵀn)·v`` is subtracted so that the natural
+    condition stays ``μ ∂u/∂n = 0`` (as the Newtonian Laplace form and ``newton.py``); fully
+    developed flow satisfies it. Convection, backflow and Brinkman terms as the scalar path.
+    """
+    import ufl
+    from dolfinx import fem
+
+    msh = V.mesh
+    u, v = ufl.TrialFunction(V), ufl.TestFunction(V)
+    mu = rheology.ufl_viscosity(shear_rate(B))
+    # μ(γ̇) is not polynomial: quadrature degree 3k − 1 as in newton.py
+    md = {"quadrature_degree": 5}
+    dxq = ufl.Measure("dx", domain=msh, metadata=md)
+
+    def eps(w):
+        return ufl.sym(ufl.grad(w))
+
+    def outlet_term(w):
+        return sum(mu * ufl.inner(ufl.dot(ufl.grad(w).T, nrm), v) * ds(oid, metadata=md)
+                   for oid in out_ids)
+
+    a = (rho_c / dt_c * ufl.inner(u, v) * ufl.dx + mu * ufl.inner(eps(u), eps(v)) * dxq
+         - 0.5 * outlet_term(u))
+    L = (rho_c / dt_c * ufl.inner(u_n, v) * ufl.dx - mu * ufl.inner(eps(u_n), eps(v)) * dxq
+         + 0.5 * outlet_term(u_n) - ufl.inner(ufl.grad(p_h), v) * ufl.dx)
+    if convection == "semi-implicit":
+        a += 0.5 * rho_c * ufl.inner(ufl.dot(ufl.grad(u), B), v) * ufl.dx
+        L -= 0.5 * rho_c * ufl.inner(ufl.dot(ufl.grad(u_n), B), v) * ufl.dx
+        if backflow:
+            for oid in out_ids:
+                a += -beta * rho_c / 2 * Bn_minus * ufl.inner(u, v) * ds(oid)
+    else:
+        L -= rho_c * ufl.inner(1.5 * ufl.dot(ufl.grad(u_n), u_n)
+                               - 0.5 * ufl.dot(ufl.grad(u_nm1), u_nm1), v) * ufl.dx
+        if backflow:
+            for oid in out_ids:
+                L += beta * rho_c / 2 * Bn_minus * ufl.inner(B, v) * ds(oid)
+    if sigma is not None:
+        a += sigma * ufl.inner(u, v) * ufl.dx
+    return fem.form(a), fem.form(L)
+
+
 # ----------------------------------------------------------------------------------------------
 # Inflow profiles
 # ----------------------------------------------------------------------------------------------
-def _make_inflow(fm, V, g, inflow: Inflow, in_dofs, wall_dofs, facets, ds, nrm, blood, s):
+def _make_inflow(fm, V, g, inflow: Inflow, in_dofs, wall_dofs, facets, ds, nrm, blood, s, *,
+                 mu_pa_s: float | None = None):
     """Return ``update(t)`` that sets the inflow Dirichlet function ``g`` at time ``t``."""
     import ufl
     from dolfinx import fem
@@ -1253,7 +1388,8 @@ def _make_inflow(fm, V, g, inflow: Inflow, in_dofs, wall_dofs, facets, ds, nrm, 
             sh = (1.0 - r**2).astype(complex)
         else:
             alpha = womersley_number(radius, k * omega, density_kg_m3=blood.density_kg_m3,
-                                     viscosity_pa_s=blood.viscosity_pa_s)
+                                     viscosity_pa_s=blood.viscosity_pa_s if mu_pa_s is None
+                                     else mu_pa_s)
             sh = _shape(r, alpha) / _flow_factor(alpha)
         flux = unit_flux(sh.real) + 1j * unit_flux(sh.imag)
         modes.append(c * sh / flux)
@@ -1329,7 +1465,8 @@ class _WallShear:
     with the rectangle rule over the steps of the last cycle.
     """
 
-    def __init__(self, fm: FlowMesh, mu: float, u):
+    def __init__(self, fm: FlowMesh, mu: Any, u):
+        """``mu``: viscosity in Pa·s, a number or a UFL expression (μ(γ̇) of ``u``)."""
         import ufl
         from dolfinx import fem, la
 
