@@ -539,3 +539,50 @@ def test_brinkman_plate_is_impermeable_and_valve_metrics(physics_tmp):
     assert math.isfinite(vm["eoa_gorlin_cm2"]) and 1 / 3 < vm["eoa_gorlin_cm2"] / hole_cm2 < 3
     assert 0.8 < bern < 1.5, bern
     assert np.max(np.abs(r.mass_imbalance)) < 1e-6
+
+
+def test_fluid_function_initial_velocity_and_u_previous():
+    """Generic ``Fluid`` (ρ = 1, not a blood range), an initial velocity given as a Function on
+    the same mesh (velocity and pressure), and ``StepState.u_previous``: plane Poiseuille flow
+    started from the exact solution (P2 velocity and P1 pressure represent it exactly) stays
+    exact: u and u_previous agree to 1e-8 relative, pressure drop 12μLU/H² to 1e-6."""
+    from dolfinx import fem, mesh
+    from mpi4py import MPI
+
+    from cardiotwin.physics.pulsatile import Fluid
+
+    with pytest.raises(InputError, match="density_kg_m3"):
+        Fluid(0.0, 1e-3)
+    L, H, U = 2.0, 0.5, 1.0
+    msh = mesh.create_rectangle(MPI.COMM_WORLD, [[0, 0], [L, H]], [16, 4],
+                                cell_type=mesh.CellType.triangle)
+    msh.topology.create_connectivity(1, 2)
+    groups = {"inlet": (1, lambda x: np.isclose(x[0], 0)), "outlet:out": (2, lambda x: np.isclose(x[0], L)),
+              "wall": (3, lambda x: np.isclose(x[1], 0) | np.isclose(x[1], H))}
+    facets = {k: mesh.locate_entities_boundary(msh, 1, f) for k, (_, f) in groups.items()}
+    idx = np.concatenate(list(facets.values()))
+    val = np.concatenate([np.full(len(facets[k]), t, dtype=np.int32) for k, (t, _) in groups.items()])
+    order = np.argsort(idx)
+    fm = FlowMesh(msh, mesh.meshtags(msh, 1, idx[order], val[order]),
+                  {k: t for k, (t, _) in groups.items()})
+    fluid = Fluid(density_kg_m3=1.0, viscosity_pa_s=0.05)
+
+    def prof(x, t=0.0):
+        return np.vstack([6 * U * x[1] * (H - x[1]) / H**2, 0 * x[0]])
+
+    u0 = fem.Function(fem.functionspace(msh, ("Lagrange", 2, (2,))))
+    u0.interpolate(prof)
+    dp_exact = 12 * fluid.viscosity_pa_s * L * U / H**2
+    p0 = fem.Function(fem.functionspace(msh, ("Lagrange", 1)))
+    p0.interpolate(lambda x: dp_exact * (L - x[0]) / L)
+    seen = []
+
+    def callback(st):
+        seen.append(float(np.max(np.abs(st.u.x.array - st.u_previous.x.array))))
+
+    r = solve_pulsatile(fm, inflow=Inflow(velocity=prof), outlets={"out": "open"}, dt_s=0.05,
+                        t_end_s=0.5, blood=fluid, initial_velocity=u0, initial_pressure=p0,
+                        callback=callback)
+    assert r.pressure_drop_pa("inlet", "outlet:out")[-1] == pytest.approx(dp_exact, rel=1e-6)
+    assert len(seen) == 10 and max(seen) < 1e-8 * 1.5 * U, seen
+    assert r.blood is fluid
