@@ -70,6 +70,10 @@ PERTURBATION = 1.0          # peak speed of the start vortex / U_mean
 # lift-peak drift 0.12 %; h 0.02/0.005 (31,075 dofs, t_end 7, perturbation 0.5): 3.2250, 0.9841,
 # 0.3014, 2.4743, drift 6e-5. c_L,max is below the published interval (0.99) by 0.0032 / 0.0059
 # and rises under refinement; the test therefore accepts c_L,max ≥ C_L_MAX_LOWER_ACCEPTED.
+# Follow-up runs (2026-11-25, out/validation/): h 0.01/0.0025 (122,285 dofs, t_end 4): c_D,max
+# 3.2274, c_L,max 0.9860, St 0.3020, Δp 2.4821; h 0.015 with dt 1/1600: 3.2262, 0.9840, 0.3018,
+# 2.4848. Neither mesh nor time step closes the lift gap: it is a scheme/evaluation effect (see
+# the strict xfail test and docs/pulsatile.md).
 C_L_MAX_LOWER_ACCEPTED = 0.98
 OUT_DIR = Path(__file__).resolve().parents[2] / "out" / "validation" / "schafer_turek_2d2"
 
@@ -344,16 +348,21 @@ def save(result: dict, out_dir: Path = OUT_DIR) -> None:
     plt.close(fig)
 
 
-@pytest.mark.slow
-@pytest.mark.validation
-def test_schafer_turek_2d2_intervals():
-    """Schäfer & Turek (1996) test 2D-2: c_D,max, St and Δp(t0 + 1/(2f)) inside the published
-    intervals (INTERVALS_2D2); c_L,max inside [0.98, 1.01] (the published lower bound 0.99 is
-    missed by 0.003 on this mesh, see the measured values above); a periodic lift (peak drift
-    < 0.5 %); volume and boundary forms agree within 1 %."""
+@pytest.fixture(scope="module")
+def result_2d2() -> dict:
     result = run_2d2()
     save(result)
-    q = result["quantities"]
+    return result
+
+
+@pytest.mark.slow
+@pytest.mark.validation
+def test_schafer_turek_2d2_intervals(result_2d2):
+    """Schäfer & Turek (1996) test 2D-2: c_D,max, St and Δp(t0 + 1/(2f)) inside the published
+    intervals (INTERVALS_2D2); a periodic lift (peak drift < 0.5 %); volume and boundary forms
+    agree within 1 %; c_L,max not below C_L_MAX_LOWER_ACCEPTED (a regression floor: the
+    published interval itself is the strict xfail test below)."""
+    q = result_2d2["quantities"]
     assert q["lift_peak_drift"] < 5e-3, q
     for k, (lo, hi) in INTERVALS_2D2.items():
         if k == "lift_coefficient_max":
@@ -361,6 +370,18 @@ def test_schafer_turek_2d2_intervals():
         assert lo <= q[k] <= hi, (k, q[k], (lo, hi), q)
     assert q["drag_coefficient_max_boundary"] == pytest.approx(q["drag_coefficient_max"], rel=1e-2)
     assert q["lift_coefficient_max_boundary"] == pytest.approx(q["lift_coefficient_max"], rel=1e-2)
+
+
+@pytest.mark.slow
+@pytest.mark.validation
+@pytest.mark.xfail(strict=True, reason=(
+    "known gap (issue 5): c_L,max 0.9868 at 54,923 dofs, 0.9860 at 122,285 dofs, 0.9840 with "
+    "half the time step -- 0.4-0.6 % below the published lower bound 0.99 and not closed by "
+    "refining h or dt; the lift also carries a mean offset (c_L,min -1.022). strict: when the "
+    "solver reaches the interval this test XPASSes and fails, so the floor above is raised"))
+def test_schafer_turek_2d2_lift_in_published_interval(result_2d2):
+    lo, hi = INTERVALS_2D2["lift_coefficient_max"]
+    assert lo <= result_2d2["quantities"]["lift_coefficient_max"] <= hi
 
 
 if __name__ == "__main__":
