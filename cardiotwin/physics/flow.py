@@ -60,7 +60,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -247,6 +248,48 @@ class FlowMesh:
         return sorted(n.split(":", 1)[1] for n in self.names if n.startswith("outlet:"))
 
 
+@contextmanager
+def gmsh_model(name: str, comm: MPI.Comm) -> Iterator[Any]:
+    """A fresh gmsh model on rank 0 for building or reading a mesh; removed afterwards.
+
+    gmsh is initialised non-interruptibly when needed (so this works outside the main thread,
+    e.g. in Streamlit or Dask workers) and finalised again only if this call initialised it; an
+    existing gmsh session is left untouched. Yields the ``gmsh`` module (use it on rank 0 only).
+    """
+    import gmsh
+
+    own = False
+    if comm.rank == 0:
+        if not gmsh.isInitialized():
+            gmsh.initialize(interruptible=False)
+            own = True
+        gmsh.option.setNumber("General.Terminal", 0)
+        gmsh.model.add(name)
+    try:
+        yield gmsh
+    finally:
+        if comm.rank == 0:
+            gmsh.model.remove()
+            if own:
+                gmsh.finalize()
+
+
+def assemble_system(A, b, a_form, L_form, bcs: list) -> None:
+    """Reassemble ``A`` and ``b`` in place with Dirichlet lifting (``b`` ghosts summed, BCs set)."""
+    from dolfinx.fem import petsc as fpetsc
+    from petsc4py import PETSc
+
+    A.zeroEntries()
+    fpetsc.assemble_matrix(A, a_form, bcs=bcs)
+    A.assemble()
+    with b.localForm() as bl:
+        bl.set(0.0)
+    fpetsc.assemble_vector(b, L_form)
+    fpetsc.apply_lifting(b, [a_form], bcs=[bcs])
+    b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+    fpetsc.set_bc(b, bcs)
+
+
 def load_domain(domain: FluidDomain, *, comm: MPI.Comm = MPI.COMM_WORLD) -> FlowMesh:
     """Read a :class:`FluidDomain` mesh (mm) into dolfinx, scaled to metres.
 
@@ -262,7 +305,6 @@ def load_domain(domain: FluidDomain, *, comm: MPI.Comm = MPI.COMM_WORLD) -> Flow
     InputError
         If the file is missing or lacks the ``inlet``/``wall``/``outlet:*`` facet groups.
     """
-    import gmsh
     from dolfinx.io import gmsh as dgmsh
 
     path = Path(domain.mesh_path)
@@ -273,23 +315,10 @@ def load_domain(domain: FluidDomain, *, comm: MPI.Comm = MPI.COMM_WORLD) -> Flow
         raise InputError(
             f"FluidDomain {path.name} must tag 'inlet', 'wall' and at least one 'outlet:<name>'; "
             f"has {sorted(domain.facet_tags)}")
-    # Initialise gmsh ourselves (non-interruptible, so this works outside the main thread, e.g.
-    # in Streamlit or Dask workers) and leave an existing gmsh session untouched.
-    own = False
-    if comm.rank == 0:
-        if not gmsh.isInitialized():
-            gmsh.initialize(interruptible=False)
-            own = True
-        gmsh.option.setNumber("General.Terminal", 0)
-        gmsh.model.add(f"cardiotwin-flow-{path.stem}")
-        gmsh.merge(str(path))
-    try:
-        data = dgmsh.model_to_mesh(gmsh.model, comm, 0, gdim=3)
-    finally:
+    with gmsh_model(f"cardiotwin-flow-{path.stem}", comm) as gmsh:
         if comm.rank == 0:
-            gmsh.model.remove()
-            if own:
-                gmsh.finalize()
+            gmsh.merge(str(path))
+        data = dgmsh.model_to_mesh(gmsh.model, comm, 0, gdim=3)
     mesh = data.mesh
     mesh.geometry.x[:] *= MM_TO_M
     if data.facet_tags is None:
@@ -898,15 +927,7 @@ def solve_steady(fm: FlowMesh, *, inflow_m3_s: float, outlets: dict[str, OutletR
             dt = cfl * h_cells / U_ref
             inv_dt.value = 0.0 if (not math.isfinite(cfl) or cfl > 1e6) else 1.0 / dt
             t0 = time.perf_counter()
-            A.zeroEntries()
-            fpetsc.assemble_matrix(A, a_c, bcs=bcs)
-            A.assemble()
-            with b.localForm() as bl:
-                bl.set(0.0)
-            fpetsc.assemble_vector(b, L_c)
-            fpetsc.apply_lifting(b, [a_c], bcs=[bcs])
-            b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
-            fpetsc.set_bc(b, bcs)
+            assemble_system(A, b, a_c, L_c, bcs)
             # steady residual of the current iterate (the pseudo-time term cancels at u = u_k)
             if it > s.ramp_iterations:
                 A.mult(w.x.petsc_vec, r_vec)

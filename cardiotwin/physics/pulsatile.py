@@ -100,7 +100,13 @@ from mpi4py import MPI
 from cardiotwin import units
 from cardiotwin.errors import InputError, SolverError
 from cardiotwin.physics.brinkman import BrinkmanRegion
-from cardiotwin.physics.flow import Blood, FlowMesh, OutletResistance, _indicator_dg0
+from cardiotwin.physics.flow import (
+    Blood,
+    FlowMesh,
+    OutletResistance,
+    _indicator_dg0,
+    assemble_system,
+)
 from cardiotwin.physics.rheology import shear_rate
 from cardiotwin.physics.windkessel import RCR, TwoElement
 from cardiotwin.provenance import Provenance, sha256_file
@@ -1151,15 +1157,7 @@ def solve_pulsatile(
                 g_c[i].x.array[:] = g_arr[:, i]
             # (1) tentative velocity: vector system (shear-thinning) or component by component
             if variable_mu:
-                A1v.zeroEntries()
-                fpetsc.assemble_matrix(A1v, a1v_c, bcs=bcs_v)
-                A1v.assemble()
-                with b1v.localForm() as bl:
-                    bl.set(0.0)
-                fpetsc.assemble_vector(b1v, L1v_c)
-                fpetsc.apply_lifting(b1v, [a1v_c], bcs=[bcs_v])
-                b1v.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
-                fpetsc.set_bc(b1v, bcs_v)
+                assemble_system(A1v, b1v, a1v_c, L1v_c, bcs_v)
                 t_asm_v = time.perf_counter()
                 u_star.x.petsc_vec.set(0.0)
                 ksp1v.solve(b1v, u_star.x.petsc_vec, step, t)

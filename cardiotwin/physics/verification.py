@@ -26,7 +26,7 @@ import numpy as np
 from mpi4py import MPI
 
 from cardiotwin.errors import InputError
-from cardiotwin.physics.flow import FlowMesh
+from cardiotwin.physics.flow import FlowMesh, gmsh_model
 from cardiotwin.physics.rheology import Newtonian
 
 __all__ = [
@@ -91,7 +91,6 @@ def cylinder_channel_2d(h_m: float = 0.02, *, h_cylinder_m: float | None = None,
         With facet names ``inlet`` (x = 0), ``outlet`` (x = 2.2), ``wall`` (y = 0 and 0.41) and
         ``cylinder``.
     """
-    import gmsh
     from dolfinx.io import gmsh as dgmsh
 
     if not (0 < h_m <= 0.2):
@@ -102,57 +101,46 @@ def cylinder_channel_2d(h_m: float = 0.02, *, h_cylinder_m: float | None = None,
     if geometry_order not in (1, 2):
         raise InputError(f"geometry_order must be 1 or 2; got {geometry_order!r}")
     names = {"inlet": 1, "outlet": 2, "wall": 3, "cylinder": 4}
-    own = False
-    if comm.rank == 0:
-        if not gmsh.isInitialized():
-            gmsh.initialize(interruptible=False)
-            own = True
-        gmsh.option.setNumber("General.Terminal", 0)
-        gmsh.option.setNumber("General.NumThreads", 1)
-        gmsh.model.add("schafer_turek_2d")
-        occ = gmsh.model.occ
-        rect = occ.addRectangle(0, 0, 0, CHANNEL_LENGTH_M, CHANNEL_HEIGHT_M)
-        disk = occ.addDisk(*CYLINDER_CENTRE_M, 0, CYLINDER_RADIUS_M, CYLINDER_RADIUS_M)
-        fluid, _ = occ.cut([(2, rect)], [(2, disk)])
-        occ.synchronize()
-        gmsh.model.addPhysicalGroup(2, [t for _, t in fluid], tag=1, name="fluid")
-        groups: dict[str, list[int]] = {k: [] for k in names}
-        for _, c in gmsh.model.getBoundary(fluid, oriented=False):
-            x, y, _ = gmsh.model.occ.getCenterOfMass(1, c)
-            if abs(x) < 1e-9:
-                groups["inlet"].append(c)
-            elif abs(x - CHANNEL_LENGTH_M) < 1e-9:
-                groups["outlet"].append(c)
-            elif abs(y) < 1e-9 or abs(y - CHANNEL_HEIGHT_M) < 1e-9:
-                groups["wall"].append(c)
-            else:
-                groups["cylinder"].append(c)
-        for k, tag in names.items():
-            gmsh.model.addPhysicalGroup(1, groups[k], tag=tag, name=k)
-        fd = gmsh.model.mesh.field.add("Distance")
-        gmsh.model.mesh.field.setNumbers(fd, "CurvesList", groups["cylinder"])
-        gmsh.model.mesh.field.setNumber(fd, "Sampling", 200)
-        ft = gmsh.model.mesh.field.add("Threshold")
-        gmsh.model.mesh.field.setNumber(ft, "InField", fd)
-        gmsh.model.mesh.field.setNumber(ft, "SizeMin", h_cyl)
-        gmsh.model.mesh.field.setNumber(ft, "SizeMax", h_m)
-        gmsh.model.mesh.field.setNumber(ft, "DistMin", 0.0)
-        gmsh.model.mesh.field.setNumber(ft, "DistMax", refine_radius_m)
-        gmsh.model.mesh.field.setAsBackgroundMesh(ft)
-        gmsh.option.setNumber("Mesh.MeshSizeExtendFromBoundary", 0)
-        gmsh.option.setNumber("Mesh.MeshSizeFromPoints", 0)
-        gmsh.option.setNumber("Mesh.MeshSizeFromCurvature", 0)
-        gmsh.option.setNumber("Mesh.Algorithm", 6)  # Frontal-Delaunay: well-shaped triangles
-        gmsh.model.mesh.generate(2)
-        if geometry_order == 2:
-            gmsh.model.mesh.setOrder(2)
-    try:
-        data = dgmsh.model_to_mesh(gmsh.model, comm, 0, gdim=2)
-    finally:
+    with gmsh_model("schafer_turek_2d", comm) as gmsh:
         if comm.rank == 0:
-            gmsh.model.remove()
-            if own:
-                gmsh.finalize()
+            gmsh.option.setNumber("General.NumThreads", 1)
+            occ = gmsh.model.occ
+            rect = occ.addRectangle(0, 0, 0, CHANNEL_LENGTH_M, CHANNEL_HEIGHT_M)
+            disk = occ.addDisk(*CYLINDER_CENTRE_M, 0, CYLINDER_RADIUS_M, CYLINDER_RADIUS_M)
+            fluid, _ = occ.cut([(2, rect)], [(2, disk)])
+            occ.synchronize()
+            gmsh.model.addPhysicalGroup(2, [t for _, t in fluid], tag=1, name="fluid")
+            groups: dict[str, list[int]] = {k: [] for k in names}
+            for _, c in gmsh.model.getBoundary(fluid, oriented=False):
+                x, y, _ = gmsh.model.occ.getCenterOfMass(1, c)
+                if abs(x) < 1e-9:
+                    groups["inlet"].append(c)
+                elif abs(x - CHANNEL_LENGTH_M) < 1e-9:
+                    groups["outlet"].append(c)
+                elif abs(y) < 1e-9 or abs(y - CHANNEL_HEIGHT_M) < 1e-9:
+                    groups["wall"].append(c)
+                else:
+                    groups["cylinder"].append(c)
+            for k, tag in names.items():
+                gmsh.model.addPhysicalGroup(1, groups[k], tag=tag, name=k)
+            fd = gmsh.model.mesh.field.add("Distance")
+            gmsh.model.mesh.field.setNumbers(fd, "CurvesList", groups["cylinder"])
+            gmsh.model.mesh.field.setNumber(fd, "Sampling", 200)
+            ft = gmsh.model.mesh.field.add("Threshold")
+            gmsh.model.mesh.field.setNumber(ft, "InField", fd)
+            gmsh.model.mesh.field.setNumber(ft, "SizeMin", h_cyl)
+            gmsh.model.mesh.field.setNumber(ft, "SizeMax", h_m)
+            gmsh.model.mesh.field.setNumber(ft, "DistMin", 0.0)
+            gmsh.model.mesh.field.setNumber(ft, "DistMax", refine_radius_m)
+            gmsh.model.mesh.field.setAsBackgroundMesh(ft)
+            gmsh.option.setNumber("Mesh.MeshSizeExtendFromBoundary", 0)
+            gmsh.option.setNumber("Mesh.MeshSizeFromPoints", 0)
+            gmsh.option.setNumber("Mesh.MeshSizeFromCurvature", 0)
+            gmsh.option.setNumber("Mesh.Algorithm", 6)  # Frontal-Delaunay: well-shaped triangles
+            gmsh.model.mesh.generate(2)
+            if geometry_order == 2:
+                gmsh.model.mesh.setOrder(2)
+        data = dgmsh.model_to_mesh(gmsh.model, comm, 0, gdim=2)
     msh = data.mesh
     msh.topology.create_connectivity(1, 2)
     return FlowMesh(mesh=msh, facet_tags=data.facet_tags, names=names)
