@@ -254,16 +254,26 @@ def schafer_turek_2d1(result: Any) -> dict[str, float]:
 # Plane channel (generalised Newtonian reference)
 # ----------------------------------------------------------------------------------------------
 def channel_2d(length_m: float, height_m: float, nx: int, ny: int, *,
-               comm: MPI.Comm = MPI.COMM_WORLD) -> FlowMesh:
+               comm: MPI.Comm = MPI.COMM_WORLD, outlet_name: str = "outlet",
+               diagonal: str = "crossed") -> FlowMesh:
     """Rectangle ``[0, L] × [0, H]`` of triangles with ``inlet`` (x = 0), ``outlet`` (x = L) and
-    ``wall`` (y = 0, H) facet names."""
+    ``wall`` (y = 0, H) facet names.
+
+    ``outlet_name`` renames the outlet (``"outlet:out"`` for the pulsatile solver's Windkessel
+    outlets); ``diagonal`` is dolfinx's cell diagonal (``"crossed"``, ``"right"``, ``"left"``...).
+    """
     from dolfinx import mesh as dmesh
 
     if not (length_m > 0 and height_m > 0 and nx >= 1 and ny >= 1):
         raise InputError(f"channel_2d needs L, H > 0 and nx, ny >= 1; got {length_m}, {height_m}, "
                          f"{nx}, {ny}")
+    try:
+        diag = getattr(dmesh.DiagonalType, diagonal)
+    except AttributeError:
+        raise InputError(f"diagonal must name a dolfinx DiagonalType (crossed, right, left...); "
+                         f"got {diagonal!r}") from None
     msh = dmesh.create_rectangle(comm, [np.zeros(2), np.array([length_m, height_m])], [nx, ny],
-                                 dmesh.CellType.triangle, diagonal=dmesh.DiagonalType.crossed)
+                                 dmesh.CellType.triangle, diagonal=diag)
     fdim = 1
     msh.topology.create_connectivity(fdim, 2)
     tol = 1e-9 * max(length_m, height_m)
@@ -282,7 +292,8 @@ def channel_2d(length_m: float, height_m: float, nx: int, ny: int, *,
     # corner facets cannot belong to two groups: keep the first (inlet/outlet before wall)
     ents_a, first = np.unique(ents_a, return_index=True)
     tags = dmesh.meshtags(msh, fdim, ents_a, vals_a[first])
-    return FlowMesh(mesh=msh, facet_tags=tags, names=names)
+    return FlowMesh(mesh=msh, facet_tags=tags,
+                    names={"inlet": 1, outlet_name: 2, "wall": 3})
 
 
 def channel_flow_profile(rheology: Any, *, height_m: float, flow_per_depth_m2_s: float,

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from cardiotwin.errors import InputError, SolverError
-from cardiotwin.physics.flow import Blood, FlowMesh, OutletResistance, load_domain
+from cardiotwin.physics import verification
+from cardiotwin.physics.flow import Blood, OutletResistance, load_domain
 from cardiotwin.physics.pulsatile import (
     Inflow,
     PulsatileSettings,
@@ -293,21 +294,9 @@ def test_2d_channel_velocity_inflow_and_boundary_force():
     """2-D mesh built in dolfinx (FlowMesh without a FluidDomain), inflow given as a velocity
     expression of (x, t), ramped: the settled plane Poiseuille flow has the exact pressure drop
     12μLU/H² and the wall force balances it (F_x = Δp·H); flows are conserved."""
-    from dolfinx import mesh
-    from mpi4py import MPI
 
     L, H, U = 0.02, 0.005, 0.01
-    msh = mesh.create_rectangle(MPI.COMM_WORLD, [[0, 0], [L, H]], [32, 8],
-                                cell_type=mesh.CellType.triangle)
-    msh.topology.create_connectivity(1, 2)
-    groups = {"inlet": (1, lambda x: np.isclose(x[0], 0)), "outlet:out": (2, lambda x: np.isclose(x[0], L)),
-              "wall": (3, lambda x: np.isclose(x[1], 0) | np.isclose(x[1], H))}
-    facets = {k: mesh.locate_entities_boundary(msh, 1, f) for k, (_, f) in groups.items()}
-    idx = np.concatenate(list(facets.values()))
-    val = np.concatenate([np.full(len(facets[k]), t, dtype=np.int32) for k, (t, _) in groups.items()])
-    order = np.argsort(idx)
-    fm = FlowMesh(msh, mesh.meshtags(msh, 1, idx[order], val[order]),
-                  {k: t for k, (t, _) in groups.items()})
+    fm = verification.channel_2d(L, H, 32, 8, outlet_name="outlet:out", diagonal="right")
     blood = Blood(viscosity_pa_s=0.05)
 
     def inflow(x, t):
@@ -546,25 +535,15 @@ def test_fluid_function_initial_velocity_and_u_previous():
     the same mesh (velocity and pressure), and ``StepState.u_previous``: plane Poiseuille flow
     started from the exact solution (P2 velocity and P1 pressure represent it exactly) stays
     exact: u and u_previous agree to 1e-8 relative, pressure drop 12μLU/H² to 1e-6."""
-    from dolfinx import fem, mesh
-    from mpi4py import MPI
+    from dolfinx import fem
 
     from cardiotwin.physics.pulsatile import Fluid
 
     with pytest.raises(InputError, match="density_kg_m3"):
         Fluid(0.0, 1e-3)
     L, H, U = 2.0, 0.5, 1.0
-    msh = mesh.create_rectangle(MPI.COMM_WORLD, [[0, 0], [L, H]], [16, 4],
-                                cell_type=mesh.CellType.triangle)
-    msh.topology.create_connectivity(1, 2)
-    groups = {"inlet": (1, lambda x: np.isclose(x[0], 0)), "outlet:out": (2, lambda x: np.isclose(x[0], L)),
-              "wall": (3, lambda x: np.isclose(x[1], 0) | np.isclose(x[1], H))}
-    facets = {k: mesh.locate_entities_boundary(msh, 1, f) for k, (_, f) in groups.items()}
-    idx = np.concatenate(list(facets.values()))
-    val = np.concatenate([np.full(len(facets[k]), t, dtype=np.int32) for k, (t, _) in groups.items()])
-    order = np.argsort(idx)
-    fm = FlowMesh(msh, mesh.meshtags(msh, 1, idx[order], val[order]),
-                  {k: t for k, (t, _) in groups.items()})
+    fm = verification.channel_2d(L, H, 16, 4, outlet_name="outlet:out", diagonal="right")
+    msh = fm.mesh
     fluid = Fluid(density_kg_m3=1.0, viscosity_pa_s=0.05)
 
     def prof(x, t=0.0):
