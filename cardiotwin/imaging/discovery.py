@@ -495,6 +495,7 @@ class _Header:
     columns: int
     n_frames: int
     orientation: tuple[float, ...] | None
+    mosaic_images: int  # Siemens NumberOfImagesInMosaic (0 when not a mosaic)
     pixel_spacing: tuple[float, float] | None
     # per frame: (position xyz or None, phase %, trigger ms)
     frames: list[tuple[tuple[float, float, float] | None, float | None, float | None]]
@@ -644,11 +645,27 @@ def _header(path: Path, ds: Dataset) -> _Header:
         columns=int(_float(ds.get("Columns")) or 0),
         n_frames=n_frames,
         orientation=orientation,
+        mosaic_images=_mosaic_images(ds),
         pixel_spacing=pixel_spacing,  # type: ignore[arg-type]
         frames=frames,
         cycle_position=_str(ds, "CardiacCyclePosition"),
         rr_ms=rr,
     )
+
+
+def _mosaic_images(ds: Dataset) -> int:
+    """Slices in a Siemens MOSAIC image, from (0019,xx0A) NumberOfImagesInMosaic; else 0."""
+    if "MOSAIC" not in _str(ds, "ImageType").upper():
+        return 0
+    for block in range(0x10, 0x100):
+        creator = ds.get((0x0019, block))
+        if creator is not None and str(creator.value).strip() == "SIEMENS MR HEADER":
+            elem = ds.get((0x0019, (block << 8) | 0x0A))
+            try:
+                return int(_float(elem.value)) if elem is not None else 0
+            except (TypeError, ValueError):
+                return 0
+    return 0
 
 
 def _pixel_bytes(ds: Dataset) -> int:
@@ -834,7 +851,7 @@ def scan_tree(
     headers: list[_Header] = []
     skipped: list[SkippedFile] = []
     dicomdirs: list[Path] = []
-    tags = list(_HEADER_KEYWORDS)
+    tags: list = list(_HEADER_KEYWORDS) + [0x00190010, 0x0019100A]  # Siemens mosaic count
     step = max(1, len(files) // 100)
     for n, f in enumerate(files):
         if progress is not None and n % step == 0:
@@ -1082,6 +1099,10 @@ def _summarise(
     agent = next((h.contrast_agent for h in hs if h.contrast_agent), "")
     contrast = any(h.contrast_agent.strip().upper() not in _NO_CONTRAST for h in hs)
     localizer = any(t in ("LOCALIZER", "SCOUT", "TOPOGRAM", "SURVIEW") for t in first.image_type)
+    # a Siemens mosaic holds its slices as tiles of one image (dicom.read_series splits them)
+    grid = math.ceil(math.sqrt(first.mosaic_images)) if first.mosaic_images > 1 else 1
+    if grid > 1:
+        n_slices = first.mosaic_images
     di = dj = None
     if spacing is not None:
         dj, di = spacing  # PixelSpacing = [row spacing (between rows, j), column spacing (i)]
@@ -1098,8 +1119,8 @@ def _summarise(
         is_localizer=localizer,
         n_files=len(hs),
         n_frames=sum(h.n_frames for h in hs),
-        rows=first.rows,
-        columns=first.columns,
+        rows=first.rows // grid,
+        columns=first.columns // grid,
         n_slices=n_slices,
         spacing_mm=(di, dj, dk),
         uniform_spacing=uniform,

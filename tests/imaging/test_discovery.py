@@ -350,7 +350,9 @@ def test_corpus_transfer_syntax_set_is_one_series_flagged(corpus, shared_data):
     # by SeriesNumber, Ref/1.json..9.json).
     ts_dir = shared_data / "dicom" / "dcm_qa_ts" / "In"
     se = next(s for s in corpus.series if s.files[0].parent == ts_dir)
-    assert se.n_files == 9 and se.n_slices == 1 and se.modality == "MR"
+    # each file is a Siemens mosaic of 35 tiles of 64 x 64 (dcm2niix's Ref NIfTIs: 64x64x35)
+    assert se.n_files == 9 and se.n_slices == 35 and se.modality == "MR"
+    assert (se.rows, se.columns) == (64, 64)
     assert len(se.transfer_syntaxes) == 7  # 5/6 both JPEG lossless SV1, 7/8 both JPEG-LS
     assert any("9 SeriesNumber values" in p for p in se.problems)
     assert any("duplicate slices" in p for p in se.problems)
