@@ -756,18 +756,6 @@ def _scan_entries(
     return groups, bad
 
 
-def _scan(
-    path: str | Path | Sequence[str | Path], *, with_pixels: bool = False
-) -> dict[str, list[tuple[Path, Dataset]]]:
-    """Headers of the readable DICOM files under ``path``, grouped by series UID.
-
-    Kept for callers of the earlier API: unreadable files are skipped (logged). ``with_pixels``
-    is accepted and ignored (pixel data are read by the reader from the recorded offsets).
-    """
-    groups, _ = _scan_entries(path)
-    return {u: [(e.path, e.ds) for e in es] for u, es in groups.items()}
-
-
 def _short_uid(uid: str) -> str:
     return uid if len(uid) <= 20 else "…" + uid[-14:]
 
@@ -1715,6 +1703,21 @@ def _check_min_slices(min_slices: int) -> None:
         raise InputError(f"min_slices must be >= 1; got {min_slices}")
 
 
+def _select_phases(
+    path: str | Path | Sequence[str | Path],
+    series_uid: str | None,
+    min_slices: int,
+    modality: str | None,
+) -> tuple[str, str, list[_Bad], list[_Frame], list[tuple[float | int, list[_Frame]]] | None]:
+    """The shared start of :func:`read_series` and :func:`read_phases`: the chosen series' UID,
+    display name, skipped files, frames and phases (None for a single 3-D volume)."""
+    _check_min_slices(min_slices)
+    sid, entries, skipped = _select(path, series_uid)
+    name = _series_name(sid, entries)
+    frames = _series_frames(entries, modality, name)
+    return sid, name, skipped, frames, _split_phases(frames, name)
+
+
 def read_series(
     path: str | Path | Sequence[str | Path],
     *,
@@ -1776,11 +1779,7 @@ def read_series(
     InputError
         If ``min_slices`` is less than 1.
     """
-    _check_min_slices(min_slices)
-    sid, entries, skipped = _select(path, series_uid)
-    name = _series_name(sid, entries)
-    frames = _series_frames(entries, modality, name)
-    phases = _split_phases(frames, name)
+    sid, name, skipped, frames, phases = _select_phases(path, series_uid, min_slices, modality)
     picked: float | int | None = None
     if phases is not None:
         labels = [lab for lab, _ in phases]
@@ -1844,11 +1843,8 @@ def read_phases(
     DicomError
         As for :func:`read_series`, or when positions repeat without forming complete phases.
     """
-    _check_min_slices(min_slices)
-    sid, entries, skipped = _select(path, series_uid)
-    name = _series_name(sid, entries)
-    frames = _series_frames(entries, modality, name)
-    phases = _split_phases(frames, name) or [(0, frames)]
+    sid, name, skipped, frames, phases = _select_phases(path, series_uid, min_slices, modality)
+    phases = phases or [(0, frames)]
     out = []
     for label, fr in phases:
         vol = _assemble(

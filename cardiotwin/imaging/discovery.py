@@ -47,7 +47,7 @@ from pydicom.errors import InvalidDicomError
 
 from cardiotwin.errors import DicomError, InputError
 from cardiotwin.imaging.deid import pseudonym
-from cardiotwin.imaging.dicom import NO_SERIES_UID
+from cardiotwin.imaging.dicom import _MR_CREATOR, NO_SERIES_UID, _private_value
 
 __all__ = [
     "RULES",
@@ -657,15 +657,11 @@ def _mosaic_images(ds: Dataset) -> int:
     """Slices in a Siemens MOSAIC image, from (0019,xx0A) NumberOfImagesInMosaic; else 0."""
     if "MOSAIC" not in _str(ds, "ImageType").upper():
         return 0
-    for block in range(0x10, 0x100):
-        creator = ds.get((0x0019, block))
-        if creator is not None and str(creator.value).strip() == "SIEMENS MR HEADER":
-            elem = ds.get((0x0019, (block << 8) | 0x0A))
-            try:
-                return int(_float(elem.value)) if elem is not None else 0
-            except (TypeError, ValueError):
-                return 0
-    return 0
+    value = _private_value(ds, 0x0019, _MR_CREATOR, 0x0A)
+    try:
+        return int(_float(value)) if value is not None else 0
+    except (TypeError, ValueError):
+        return 0
 
 
 def _pixel_bytes(ds: Dataset) -> int:
@@ -897,10 +893,10 @@ def scan_tree(
     problems: list[str] = []
     dir_counts: dict[str, int] = {}
     dir_problems: dict[str, list[str]] = {}
+    by_path = {h.path.resolve(): h for h in headers} if dicomdirs else {}
     for dd in dicomdirs:
         refs, dd_problems = _read_dicomdir(dd)
         problems.extend(dd_problems)
-        by_path = {h.path.resolve(): h for h in headers}
         referenced = set()
         missing = [r for r in refs if r.path is None]
         for r in refs:
