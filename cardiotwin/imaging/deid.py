@@ -734,20 +734,6 @@ def _write_atomic(ds: Dataset, path: Path) -> None:
         raise
 
 
-def _write_text_atomic(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
 def _input_files(in_dir: Path, exclude: list[Path]) -> Iterator[Path]:
     for p in sorted(in_dir.rglob("*")):
         if p.is_file() and not any(p.is_relative_to(e) for e in exclude):
@@ -857,7 +843,11 @@ def deidentify_tree(
            "elapsed_s": round(elapsed, 3), "n_files": len(records), "n_skipped": len(skipped)}
     lines = [json.dumps(run)] + [json.dumps({"kind": "file"} | r.to_json()) for r in records]
     lines += [json.dumps({"kind": "skipped", "path": p, "reason": why}) for p, why in skipped]
-    _write_text_atomic("\n".join(lines) + "\n", record_path)
+    # Lazy import: cardiotwin.store pulls in SQLAlchemy, which plain de-identification never needs.
+    from cardiotwin.store.artifacts import atomic_write_bytes
+
+    # Mode 0600 as before: the record maps output files to source hashes and pseudonyms.
+    atomic_write_bytes(record_path, ("\n".join(lines) + "\n").encode("utf-8"), mode=0o600)
     log.info("de-identified %d DICOM files into %s (%d skipped) in %.1f s",
              len(records), out_dir, len(skipped), elapsed)
     return DeidReport(out_dir, record_path, tuple(records), tuple(skipped), elapsed)
