@@ -101,6 +101,7 @@ from cardiotwin import units
 from cardiotwin.errors import InputError, SolverError
 from cardiotwin.physics.brinkman import BrinkmanRegion
 from cardiotwin.physics.flow import (
+    MM_TO_M,
     Blood,
     FlowMesh,
     OutletResistance,
@@ -113,7 +114,6 @@ from cardiotwin.provenance import Provenance, sha256_file
 
 logger = logging.getLogger(__name__)
 
-MM_TO_M = 1e-3
 OPEN = "open"
 """Outlet model meaning a zero-pressure (traction-free) outlet."""
 
