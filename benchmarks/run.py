@@ -78,11 +78,13 @@ def main() -> None:
         rows["fluid surface"] = {"s": t}
         import numpy as np
 
+        from cardiotwin.workflows import BuildSettings
+
         refine = tuple(np.asarray(lms.annulus_centre_mm) + 8.0 * np.asarray(lms.annulus_normal))
-        # the demo's mesh settings (cardiotwin.workflows.BuildSettings defaults)
+        bs = BuildSettings()  # the demo's mesh settings
         t, dom = _median_time(lambda: volume_mesh.mesh_fluid_domain(
-            fs, tmp / "m.msh", h_max_mm=3.0, h_min_mm=1.2, refine_centre_mm=refine,
-            refine_radius_mm=16.0), 1)
+            fs, tmp / "m.msh", h_max_mm=bs.h_max_mm, h_min_mm=bs.h_min_mm, refine_centre_mm=refine,
+            refine_radius_mm=bs.refine_radius_mm), 1)
         rows["volume mesh"] = {"s": t, "tets": dom.n_cells}
     result = {
         "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -158,3 +158,12 @@ def affine_parts(affine: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     """Origin (mm), spacing (mm) and unit direction columns of a 4x4 voxel-to-LPS affine."""
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     return affine[:3, 3].copy(), spacing, affine[:3, :3] / spacing
+
+
+def rotation(ax_deg: float, ay_deg: float, az_deg: float) -> np.ndarray:
+    """Direction matrix Rz @ Ry @ Rx for rotations (degrees) about x, y, z (oblique test grids)."""
+    ax, ay, az = np.radians([ax_deg, ay_deg, az_deg])
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    return rz @ ry @ rx

@@ -34,7 +34,13 @@ from scipy import ndimage
 
 from cardiotwin.imaging.dicom import read_series, write_ct_series
 from cardiotwin.imaging.volume import Volume
-from tests.imaging.conftest import affine_parts, read_nifti_lps, reorient_like, run_dcm2niix
+from tests.imaging.conftest import (
+    affine_parts,
+    read_nifti_lps,
+    reorient_like,
+    rotation,
+    run_dcm2niix,
+)
 
 ORIGIN_TOL_MM = 1e-3
 SPACING_TOL_MM = 1e-3
@@ -90,14 +96,6 @@ def _dcm2niix_as_volume_grid(nii: Path, vol: Volume) -> tuple[np.ndarray, np.nda
 # ---------------------------------------------------------------------------------------------
 
 
-def _rotation(ax_deg: float, ay_deg: float, az_deg: float) -> np.ndarray:
-    ax, ay, az = np.radians([ax_deg, ay_deg, az_deg])
-    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
-    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
-    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
 @pytest.fixture(scope="module")
 def phantom_series(tmp_path_factory, small_phantom) -> dict[str, Path]:
     """Folders of the small phantom's CT written as: axial, oblique, gantry-tilted, gappy."""
@@ -107,7 +105,7 @@ def phantom_series(tmp_path_factory, small_phantom) -> dict[str, Path]:
     out["axial"] = root / "axial"
     write_ct_series(ct, out["axial"], seed="axial")
     oblique = Volume(ct.array, ct.spacing_mm, (-123.4567, 87.6543, -432.1098),
-                     _rotation(20.0, -15.0, 10.0))
+                     rotation(20.0, -15.0, 10.0))
     out["oblique"] = root / "oblique"
     write_ct_series(oblique, out["oblique"], seed="oblique")
 

@@ -21,6 +21,7 @@ from cardiotwin.errors import DicomError, InputError
 from cardiotwin.imaging import dicom as dicom_mod
 from cardiotwin.imaging.dicom import list_series, read_series, write_ct_series
 from cardiotwin.imaging.volume import Volume
+from tests.imaging.conftest import rotation
 
 
 def _sitk_read(folder: Path) -> sitk.Image:
@@ -39,14 +40,6 @@ def _assert_matches_sitk(vol: Volume, folder: Path) -> None:
     arr = sitk.GetArrayFromImage(img)
     assert arr.shape == vol.shape
     assert np.array_equal(arr.astype(np.float64), np.rint(vol.array).astype(np.float64))
-
-
-def _rotation(ax_deg: float, ay_deg: float, az_deg: float) -> np.ndarray:
-    a, b, c = np.radians([ax_deg, ay_deg, az_deg])
-    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
-    ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
-    rz = np.array([[np.cos(c), -np.sin(c), 0], [np.sin(c), np.cos(c), 0], [0, 0, 1]])
-    return rz @ ry @ rx
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +122,7 @@ def test_writing_is_deterministic(small_phantom, series_dir, tmp_path):
 
 def test_oblique_volume_agrees_with_simpleitk(tmp_path):
     rng = np.random.default_rng(0)
-    direction = _rotation(20.0, -15.0, 35.0)
+    direction = rotation(20.0, -15.0, 35.0)
     vol = Volume(
         rng.integers(-1000, 1500, size=(9, 14, 11)).astype(np.float32),
         (0.7, 0.9, 1.3),

@@ -27,18 +27,10 @@ from cardiotwin.errors import InputError
 from cardiotwin.imaging import export
 from cardiotwin.imaging.dicom import read_series, write_ct_series
 from cardiotwin.imaging.volume import LabelMap, Volume
-from tests.imaging.conftest import read_nifti_lps, reorient_like, run_dcm2niix
+from tests.imaging.conftest import read_nifti_lps, reorient_like, rotation, run_dcm2niix
 
 EXACT_MM = 1e-6
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-
-
-def _rotation(ax_deg: float, ay_deg: float, az_deg: float) -> np.ndarray:
-    ax, ay, az = np.radians([ax_deg, ay_deg, az_deg])
-    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
-    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
-    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
-    return rz @ ry @ rx
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +38,7 @@ def images(small_phantom) -> dict[str, Volume | LabelMap]:
     """The small phantom's CT and labels, on its axial grid and on an oblique one."""
     ct, labels = small_phantom.ct, small_phantom.labels
     oblique = dict(origin_mm=(-123.456789, 87.654321, -432.109876),
-                   direction=_rotation(25.0, -10.0, 35.0))
+                   direction=rotation(25.0, -10.0, 35.0))
     return {
         "ct-axial": ct,
         "labels-axial": labels,
@@ -125,7 +117,7 @@ def test_nrrd_round_trip_matches_simpleitk_and_pynrrd(key, images, tmp_path):
 
 def test_nifti_geometry_equals_dcm2niix_on_the_same_series(small_phantom, dcm2niix, tmp_path):
     oblique = Volume(small_phantom.ct.array, small_phantom.ct.spacing_mm, (10.5, -20.25, 30.125),
-                     _rotation(12.0, 8.0, -20.0))
+                     rotation(12.0, 8.0, -20.0))
     write_ct_series(oblique, tmp_path / "series")
     vol = read_series(tmp_path / "series")
     ours = export.write_nifti(vol, tmp_path / "ours.nii")

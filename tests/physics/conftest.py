@@ -8,6 +8,8 @@ its caps (centre, outward normal, area). Geometries are axis-aligned so analytic
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +158,19 @@ def make_aortic_like(path: Path, *, radius_mm: float = 11.0, length_mm: float = 
             ("outlet:descending", _cap_of(surfs, (0, 0, length_mm)), (0, 0, 1))]
     caps += [(n, _cap_of(surfs, (radius_mm + 25.0, 0, z)), (1, 0, 0)) for n, z, _ in branches]
     return _finish(path, caps, [t for _, t in vols], h_max_mm=h_mm)
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_mpi(script: Path, *args: object, n: int = 2, timeout_s: float = 300.0) -> None:
+    """Run ``script`` under the venv's ``mpiexec -n n`` from the repository root; fail the test
+    with the tail of stderr when it exits non-zero."""
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    proc = subprocess.run([str(mpiexec), "-n", str(n), sys.executable, str(script),
+                           *(str(a) for a in args)],
+                          capture_output=True, text=True, timeout=timeout_s, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 def save_domain(domain: FluidDomain, path: Path) -> Path:

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import dolfinx_solver  # noqa: F401
 import numpy as np
@@ -29,14 +26,13 @@ from cardiotwin.physics.metrics import (
     wall_shear_stress,
 )
 
-from .conftest import save_domain
+from .conftest import run_mpi, save_domain
 
 BLOOD = Blood()
 MU, RHO = BLOOD.viscosity_pa_s, BLOOD.density_kg_m3
 R_PIPE, L_PIPE = 5e-3, 60e-3
 U_MEAN = 10 * MU / (RHO * 2 * R_PIPE)  # Re = ρ U D / μ = 10
 Q_PIPE = U_MEAN * math.pi * R_PIPE**2
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -269,10 +265,7 @@ def test_mpi_two_ranks_match_serial(tee_domain, tee_result, tmp_path):
     script = tmp_path / "run.py"
     script.write_text(MPI_SCRIPT.format(q=TEE_Q, R=TEE_R))
     out = tmp_path / "summary.json"
-    mpiexec = Path(sys.executable).parent / "mpiexec"
-    proc = subprocess.run([str(mpiexec), "-n", "2", sys.executable, str(script), str(dom), str(out)],
-                          capture_output=True, text=True, timeout=300, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_mpi(script, dom, out)
     par = json.loads(out.read_text())
     assert par["converged"]
     for k in TEE_R:  # same discrete problem: agreement to the nonlinear tolerance

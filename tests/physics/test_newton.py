@@ -17,7 +17,7 @@ from cardiotwin.physics.flow import load_domain
 from cardiotwin.physics.newton import NewtonSettings, solve_newton
 from cardiotwin.physics.rheology import CarreauYasuda, Newtonian
 
-from .conftest import make_pipe
+from .conftest import make_pipe, run_mpi
 
 ST_FLUID = {"density_kg_m3": ver.ST_DENSITY_KG_M3, "rheology": Newtonian(ver.ST_VISCOSITY_PA_S)}
 
@@ -273,9 +273,6 @@ def test_mpi_two_ranks_match_serial(coarse_cylinder, tmp_path):
     c_D, c_L and Δp agree to the Newton tolerance (rtol 1e-10 on the residual): within 1e-8
     relative (measured 1e-15 for c_D and Δp, 2e-14 for c_L)."""
     import json
-    import subprocess
-    import sys
-    from pathlib import Path
 
     serial = solve_newton(coarse_cylinder, inflow=ver.schafer_turek_inflow(),
                           reference_length_m=0.1, **ST_FLUID)
@@ -283,11 +280,7 @@ def test_mpi_two_ranks_match_serial(coarse_cylinder, tmp_path):
     script = tmp_path / "run.py"
     script.write_text(NEWTON_MPI_SCRIPT)
     out = tmp_path / "st.json"
-    mpiexec = Path(sys.executable).parent / "mpiexec"
-    repo = Path(__file__).resolve().parents[2]
-    proc = subprocess.run([str(mpiexec), "-n", "2", sys.executable, str(script), str(out)],
-                          capture_output=True, text=True, timeout=300, cwd=repo)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_mpi(script, out)
     par = json.loads(out.read_text())
     assert par["size"] == 2 and min(par["owned"]) > 0  # really distributed over both ranks
     assert par["n_dofs"] == serial.n_dofs

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import dolfinx_solver  # noqa: F401
 import numpy as np
@@ -31,9 +28,8 @@ from cardiotwin.physics.waveforms import (
 )
 from cardiotwin.physics.windkessel import RCR, TwoElement, simulate
 
-from .conftest import make_pipe, make_tee, save_domain
+from .conftest import make_pipe, make_tee, run_mpi, save_domain
 
-REPO = Path(__file__).resolve().parents[2]
 BLOOD = Blood()
 
 
@@ -348,10 +344,7 @@ def test_mpi_two_ranks_match_serial(tee_fm, tee_run, physics_tmp, tmp_path):
     script.write_text(MPI_SCRIPT.format(outs={k: asdict(v) for k, v in TEE_OUTLETS.items()},
                                          dt=TEE_DT, t_end=n * TEE_DT))
     out = tmp_path / "flows.json"
-    mpiexec = Path(sys.executable).parent / "mpiexec"
-    proc = subprocess.run([str(mpiexec), "-n", "2", sys.executable, str(script), str(dom), str(out)],
-                          capture_output=True, text=True, timeout=300, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_mpi(script, dom, out)
     par = json.loads(out.read_text())
     for k in TEE_OUTLETS:  # same discrete problem; iterative solves at rtol 1e-10
         np.testing.assert_allclose(par[k], tee_run.outlet_flows_m3_s[k][:n], rtol=1e-6,
