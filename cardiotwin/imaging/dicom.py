@@ -89,6 +89,7 @@ import shutil
 import struct
 import tempfile
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -121,6 +122,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+try:  # JPEG 2000 decoded with the GIL released (a dependency; pydicom's plugins are the fallback)
+    import imagecodecs as _imagecodecs
+except ImportError:  # pragma: no cover - installed with cardiotwin
+    _imagecodecs = None
+
 _MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # DICOMDIR
 _ORIENTATION_TOL = 1e-4  # cosines
 _POSITION_TOL_MM = 0.01
@@ -132,6 +138,13 @@ _AIR_HU = -1000.0
 #: Native (uncompressed, little endian) transfer syntaxes decoded without pydicom's pixel handlers.
 _NATIVE_LE = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
 _IMPLICIT_LE = "1.2.840.10008.1.2"
+#: Compressed (encapsulated) transfer syntaxes: explicit VR little endian headers, read by the
+#: fast header walk like the native ones.
+_ENCAPSULATED_LE = frozenset(
+    str(u) for u in pydicom.uid.AllTransferSyntaxes if u.is_encapsulated and not u.is_deflated
+)
+#: JPEG 2000 (lossless only, and lossy) transfer syntaxes, decoded by imagecodecs in threads.
+_J2K = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"})
 #: Key of the files whose SeriesInstanceUID is empty or absent (some anonymisers blank it).
 NO_SERIES_UID = "<no SeriesInstanceUID>"
 
@@ -589,7 +602,8 @@ def _fast_value(vr: str, raw: bytes, codec: str) -> Any:
 
 
 def _fast_header(f: Path) -> tuple[_FastHeader, int] | None:
-    """(header, pixel data offset) of a plain little-endian Part 10 file, or None (use pydicom)."""
+    """(header, pixel data offset) of a little-endian Part 10 file (native or encapsulated pixel
+    data), or None (use pydicom)."""
     with open(f, "rb") as fh:
         data = fh.read(1 << 16)
         out = _fast_walk(data)
@@ -623,7 +637,7 @@ def _fast_walk(data: bytes) -> tuple[_FastHeader, int] | None:
         elif elem == 0x0002:
             sop_class = data[start : start + length].decode("ascii", "replace").strip("\x00 ")
         pos = start + length
-    if ts not in _NATIVE_LE:
+    if ts not in _NATIVE_LE and ts not in _ENCAPSULATED_LE:
         return None
     implicit = ts == _IMPLICIT_LE
     raw: dict[str, tuple[str, bytes]] = {}
@@ -1312,6 +1326,121 @@ def _native_pixels(e: _Entry, n_frames: int, rows: int, cols: int) -> np.ndarray
     return arr.reshape(n_frames, rows, cols)
 
 
+def _encapsulated_frames(e: _Entry, n_frames: int) -> list[bytes] | None:
+    """The compressed frames of an encapsulated file read straight from its bytes, or None.
+
+    ``e.pixel_offset`` must point at an explicit-VR (7FE0,0010) element of undefined length;
+    anything else returns None and the file goes through pydicom.
+    """
+    if e.pixel_offset <= 0:
+        return None
+    with open(e.path, "rb") as fh:
+        fh.seek(e.pixel_offset)
+        data = fh.read()
+    if len(data) < 12 or data[:4] != b"\xe0\x7f\x10\x00" or data[4:6] != b"OB":
+        return None
+    if struct.unpack_from("<I", data, 8)[0] != 0xFFFFFFFF:
+        return None
+    frames = list(pydicom.encaps.generate_frames(data[12:], number_of_frames=n_frames))
+    return frames if len(frames) == n_frames else None
+
+
+def _j2k_pixels(e: _Entry, n_frames: int, rows: int, cols: int) -> np.ndarray | None:
+    """Frames of a JPEG 2000 file decoded by imagecodecs (OpenJPEG), or None.
+
+    imagecodecs releases the GIL while decoding, so :func:`_decode_frames` runs several files
+    at once in threads (pydicom's pylibjpeg-openjpeg plugin holds the GIL: one core only). The
+    result is used only when it is exactly what pydicom would return: one sample of 8 or 16
+    bits, the codestream's signedness equal to PixelRepresentation, the expected frame size.
+    Anything else (or any decoding error) returns None, and pydicom decodes the file and
+    reports what is wrong with it.
+    """
+    if _imagecodecs is None:
+        return None
+    ts = str(getattr(getattr(e.ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    if ts not in _J2K:
+        return None
+    try:
+        bits, _, sign, spp = _pixel_format(e.ds)
+        if bits not in (8, 16) or spp != 1:
+            return None
+        expected = np.dtype(f"<{'iu'[sign == 0]}{bits // 8}")
+        frames = _encapsulated_frames(e, n_frames)
+        if frames is None:
+            return None
+        out = np.empty((n_frames, rows, cols), dtype=expected)
+        for k, frame in enumerate(frames):
+            px = _imagecodecs.jpeg2k_decode(frame, numthreads=1)
+            if px.shape != (rows, cols) or px.dtype.newbyteorder("<") != expected:
+                return None
+            out[k] = px
+    except Exception:  # noqa: BLE001 - any failure: pydicom decodes the file and explains
+        log.debug("imagecodecs could not decode %s; using pydicom", e.path, exc_info=True)
+        return None
+    return out
+
+
+def _decode_workers() -> int:
+    """Threads for decoding JPEG 2000 files: the CPUs this process may use, at most 8."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        n = os.cpu_count() or 1
+    return max(1, min(8, n))
+
+
+class _Prefetch:
+    """Decodes the JPEG 2000 files of a series ahead of their use, in a thread pool.
+
+    At most ``window`` files are held decoded or in flight, so memory stays a few slices above
+    the output volume. :meth:`take` returns the frames of a file (None: decode it the usual way).
+    """
+
+    def __init__(self, jobs: list[tuple[_Entry, int, int, int]]) -> None:
+        self._jobs = iter(jobs)
+        self._pending: dict[int, Future[np.ndarray | None]] = {}
+        workers = _decode_workers()
+        self._window = 2 * workers + 2
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="cardiotwin-decode")
+        self._fill()
+
+    def _fill(self) -> None:
+        while len(self._pending) < self._window:
+            job = next(self._jobs, None)
+            if job is None:
+                return
+            self._pending[id(job[0])] = self._pool.submit(_j2k_pixels, *job)
+
+    def take(self, e: _Entry) -> np.ndarray | None:
+        fut = self._pending.pop(id(e), None)
+        if fut is None:
+            return None
+        self._fill()
+        return fut.result()
+
+    def close(self) -> None:
+        for fut in self._pending.values():
+            fut.cancel()
+        self._pool.shutdown(wait=True)
+
+
+def _prefetch(frames: Sequence[_Frame]) -> _Prefetch | None:
+    """A :class:`_Prefetch` over the JPEG 2000 files of ``frames`` when there are several."""
+    if _imagecodecs is None or _decode_workers() < 2:
+        return None
+    jobs, seen = [], set()
+    for fr in frames:
+        e = fr.entry
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        ts = str(getattr(getattr(e.ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+        if ts in _J2K:
+            rows, cols = (fr.rows, fr.cols) if fr.tile is None else fr.tile[2:]
+            jobs.append((e, int(getattr(e.ds, "NumberOfFrames", 1) or 1), rows, cols))
+    return _Prefetch(jobs) if len(jobs) > 1 else None
+
+
 def _file_pixels(e: _Entry, n_frames: int, rows: int, cols: int, name: str) -> np.ndarray:
     """Stored pixel values of every frame of ``e``, shape ``(n_frames, rows, cols)``."""
     ds, f = e.ds, e.path
@@ -1329,6 +1458,8 @@ def _file_pixels(e: _Entry, n_frames: int, rows: int, cols: int, name: str) -> n
             f"reconstructed slices: pick the original greyscale series"
         )
     arr = _native_pixels(e, n_frames, rows, cols)
+    if arr is None:
+        arr = _j2k_pixels(e, n_frames, rows, cols)
     if arr is not None:
         return arr
     try:
@@ -1377,36 +1508,44 @@ def _decode_frames(frames: Sequence[_Frame], name: str) -> np.ndarray:
         counts[id(fr.entry)] = counts.get(id(fr.entry), 0) + 1
     buf = np.empty((nj, ni), dtype=np.float64)  # rescale in float64, then round once to float32
     warned_inversion = False
-    for k, fr in enumerate(frames):
-        e = fr.entry
-        key = id(e)
-        if key not in cache:
-            n_frames = int(getattr(e.ds, "NumberOfFrames", 1) or 1)
-            file_rows, file_cols = (nj, ni) if fr.tile is None else fr.tile[2:]
-            cache[key] = _file_pixels(e, n_frames, file_rows, file_cols, name)
-        px = cache[key][fr.index]
-        if fr.tile is not None:
-            px = px[fr.tile[0] : fr.tile[0] + nj, fr.tile[1] : fr.tile[1] + ni]
-        try:
-            inv = _invert_monochrome1(e.ds)
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise DicomError(f"{name}: {e.path} has an invalid pixel format ({exc})") from exc
-        if (
-            inv is None
-            and fr.slope == 1.0
-            and float(fr.intercept).is_integer()
-            and px.dtype.itemsize <= 2
-            and abs(fr.intercept) < 2**23
-        ):
-            # integers below 2**24 are exact in float32: same result as the float64 path
-            np.add(px, np.float32(fr.intercept), out=out[k])
-        else:
-            _rescale(px, fr, inv, buf, name if not warned_inversion else None)
-            warned_inversion = warned_inversion or inv is not None
-            out[k] = buf
-        counts[key] -= 1
-        if counts[key] == 0:
-            del cache[key]  # the bytes are no longer needed; free them as we go
+    prefetch = _prefetch(frames)
+    try:
+        for k, fr in enumerate(frames):
+            e = fr.entry
+            key = id(e)
+            if key not in cache:
+                n_frames = int(getattr(e.ds, "NumberOfFrames", 1) or 1)
+                file_rows, file_cols = (nj, ni) if fr.tile is None else fr.tile[2:]
+                px_all = None if prefetch is None else prefetch.take(e)
+                if px_all is None:
+                    px_all = _file_pixels(e, n_frames, file_rows, file_cols, name)
+                cache[key] = px_all
+            px = cache[key][fr.index]
+            if fr.tile is not None:
+                px = px[fr.tile[0] : fr.tile[0] + nj, fr.tile[1] : fr.tile[1] + ni]
+            try:
+                inv = _invert_monochrome1(e.ds)
+            except (AttributeError, TypeError, ValueError) as exc:
+                raise DicomError(f"{name}: {e.path} has an invalid pixel format ({exc})") from exc
+            if (
+                inv is None
+                and fr.slope == 1.0
+                and float(fr.intercept).is_integer()
+                and px.dtype.itemsize <= 2
+                and abs(fr.intercept) < 2**23
+            ):
+                # integers below 2**24 are exact in float32: same result as the float64 path
+                np.add(px, np.float32(fr.intercept), out=out[k])
+            else:
+                _rescale(px, fr, inv, buf, name if not warned_inversion else None)
+                warned_inversion = warned_inversion or inv is not None
+                out[k] = buf
+            counts[key] -= 1
+            if counts[key] == 0:
+                del cache[key]  # the bytes are no longer needed; free them as we go
+    finally:
+        if prefetch is not None:
+            prefetch.close()
     if not np.all(np.isfinite(out)):
         raise DicomError(
             f"{name}: the rescaled values overflow 32-bit floats (RescaleSlope/RescaleIntercept "
