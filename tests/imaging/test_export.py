@@ -11,6 +11,7 @@ asserts that bound (1e-6 mm where it is smaller). Voxel and label values exactly
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -249,6 +250,50 @@ def test_seg_has_what_slicer_dcmqi_needs(seg_case):
         assert seg.SegmentAlgorithmType in ("AUTOMATIC", "SEMIAUTOMATIC", "MANUAL")
         assert "RecommendedDisplayCIELabValue" in seg
     assert "ReferencedSeriesSequence" in ds and ds.FrameOfReferenceUID
+
+
+def _dcmqi_read(exe: Path, seg_path: Path, out_dir: Path) -> tuple[list[sitk.Image], dict]:
+    """Run dcmqi's segimage2itkimage on a SEG: its NRRD images (by file number) and meta.json."""
+    out_dir.mkdir()
+    proc = subprocess.run([str(exe), "--inputDICOM", str(seg_path), "--outputDirectory",
+                           str(out_dir), "-t", "nrrd"], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, f"dcmqi refused {seg_path.name}:\n{proc.stdout}{proc.stderr}"
+    files = sorted(out_dir.glob("*.nrrd"), key=lambda f: int(f.stem))
+    return [sitk.ReadImage(str(f)) for f in files], json.loads((out_dir / "meta.json").read_text())
+
+
+@pytest.mark.parametrize("segmentation_type", ["BINARY", "LABELMAP"])
+@pytest.mark.parametrize("grid", ["axial", "oblique"])
+def test_seg_loads_in_dcmqi_as_3d_slicer_does(small_phantom, segimage2itkimage, tmp_path,
+                                              segmentation_type, grid):
+    # 3D Slicer's QuantitativeReporting extension loads a SEG by running dcmqi's
+    # segimage2itkimage (the same converter, here from the PyPI wheel `dcmqi`). It must accept
+    # our file and give back, on the CT's grid (NRRD geometry: 1e-6 mm), exactly our labels
+    # under their names and SNOMED codes.
+    ct_vol = small_phantom.ct
+    if grid == "oblique":
+        ct_vol = Volume(ct_vol.array, ct_vol.spacing_mm, ct_vol.origin_mm, rotation(12, -8, 20))
+    files = write_ct_series(ct_vol, tmp_path / "ct")
+    ct = read_series(tmp_path / "ct")
+    labels = LabelMap(ct.with_array(small_phantom.labels.array), small_phantom.labels.names)
+    seg_path = export.write_dicom_seg(labels, files, tmp_path / "seg.dcm",
+                                      segmentation_type=segmentation_type)
+    images, meta = _dcmqi_read(segimage2itkimage, seg_path, tmp_path / "dcmqi")
+    rebuilt = np.zeros(labels.array.shape, np.int64)
+    for img in images:
+        _assert_sitk_geometry(img, ct, EXACT_MM)
+        a = sitk.GetArrayFromImage(img).astype(np.int64)
+        rebuilt[a != 0] = a[a != 0]  # dcmqi writes each segment with its labelID as the value
+    assert np.array_equal(rebuilt, labels.array)
+    segments = [item for group in meta["segmentAttributes"] for item in group]
+    expected = {v: n for n, v in labels.names.items() if v}
+    assert sorted(s["labelID"] for s in segments) == sorted(expected)
+    for s in segments:
+        assert s["TrackingIdentifier"] == f"cardiotwin {expected[s['labelID']]}"
+        assert s["SegmentedPropertyTypeCodeSequence"]["CodingSchemeDesignator"] == "SCT"
+        assert s["SegmentedPropertyTypeCodeSequence"]["CodeValue"] == \
+            export.SEGMENT_CODES[expected[s["labelID"]]][2][0]
 
 
 def test_seg_passes_dciodvfy(seg_case, dciodvfy):
