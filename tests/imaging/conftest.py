@@ -78,6 +78,16 @@ def dcm2niix() -> Path:
 
 
 @pytest.fixture(scope="session")
+def dcm2niix_debian() -> Path:
+    """The distribution's dcm2niix (Debian package ``dcm2niix``, /usr/bin), whatever its release."""
+    exe = Path("/usr/bin/dcm2niix")
+    if not exe.is_file():
+        pytest.fail("the Debian dcm2niix (/usr/bin/dcm2niix) is not installed: as root, "
+                    f"`apt-get install dcm2niix` or {_INSTALL_HINT}", pytrace=False)
+    return exe
+
+
+@pytest.fixture(scope="session")
 def dciodvfy() -> Path:
     """Path of David Clunie's DICOM validator ``dciodvfy`` (dicom3tools)."""
     found = _find_tool("dciodvfy")

@@ -265,6 +265,31 @@ def test_mosaic_with_reversed_slice_order_agrees_with_dcm2niix(shared_data, dcm2
     assert np.array_equal(vol.array[::-1], original.array)  # the same tiles in reverse order
 
 
+#: What the Debian 12 dcm2niix (v1.0.20220720) can be compared on: it has no JPEG-LS decoder
+#: (dcm_qa_ts 7 and 8) and writes a wrong sform for gantry-tilted CT (rordenlab/dcm2niix#697,
+#: fixed in v1.0.20230411), so the tilted series are compared with the PyPI build above only.
+DEBIAN_CASES = ["phantom-axial", "phantom-oblique", "totalseg_ct_j2k",
+                *(f"dcm_qa_ts/{n}.dcm" for n in (1, 2, 3, 4, 5, 6, 9))]
+
+
+@pytest.mark.parametrize("case", DEBIAN_CASES)
+def test_debian_dcm2niix_agrees_where_it_can(case, phantom_series, shared_data,
+                                             dcm2niix_debian, tmp_path):
+    # The Debian package the issue names (installed by scripts/install-test-tools.sh as root):
+    # same geometry tolerances and exact voxels as with the PyPI build.
+    if case.startswith("phantom-"):
+        source = phantom_series[case.removeprefix("phantom-")]
+    elif case == "totalseg_ct_j2k":
+        source = shared_data / "dicom" / "totalseg_ct_j2k" / "dicom"
+    else:
+        source = shared_data / "dicom" / case.replace("/", "/In/")
+    vol = read_series(source)
+    (nii,) = run_dcm2niix(dcm2niix_debian, source, tmp_path, "debian")
+    arr, affine = _dcm2niix_as_volume_grid(nii, vol)
+    _assert_geometry(affine, vol, f"Debian dcm2niix {case}")
+    assert np.array_equal(arr, vol.array), case
+
+
 def test_mosaic_geometry_summary():
     """Runs after the mosaic tests (file order): the worst deviations from dcm2niix."""
     assert len(MOSAIC_DEVIATIONS) == 2 * len(TS_FILES) + 1
