@@ -295,8 +295,13 @@ def dicom_scan(
         "--select", help="Report the series a rule picks: largest-contrast-ct, largest-ct, "
         "phase=75, trigger=350 or uid-prefix=1.2.3.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the catalog as JSON.")] = False,
+    store: StoreOpt = None,
+    role: RoleOpt = "clinician",
 ) -> None:
     """List patients (pseudonymised), studies and series under a folder; reads headers only.
+
+    Patients appear under the store's keyed pseudonyms (the ones their twins get); the scan is
+    audited in the store (counts and pseudonyms, never names or paths).
 
     \b
     Examples:
@@ -304,15 +309,15 @@ def dicom_scan(
       cardiotwin dicom scan /media/pacs-export --select largest-contrast-ct
       cardiotwin dicom scan /media/cine --select phase=75 --json
     """
-    from cardiotwin.imaging import discovery
+    from cardiotwin.workflows import scan_dicom
 
     with _errors():
+        st, actor = _store(store), _actor(role)
         if as_json:
-            catalog = discovery.scan_tree(path)
+            catalog, sel = scan_dicom(path, store=st, actor=actor, rule=select)
         else:
             with _progress("scan") as prog:
-                catalog = discovery.scan_tree(path, progress=prog)
-        sel = discovery.select_series(catalog, rule=select) if select else None
+                catalog, sel = scan_dicom(path, store=st, actor=actor, rule=select, progress=prog)
         if as_json:
             out = catalog.to_dict()
             if sel is not None:
@@ -423,6 +428,8 @@ def dicom_convert(
         "--phase", help="For a multi-phase (4-D) series: the phase label to convert (trigger "
         "time in ms, else temporal position; the error message lists them).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace OUT if it exists.")] = False,
+    store: StoreOpt = None,
+    role: RoleOpt = "clinician",
 ) -> None:
     """Convert one DICOM series to a NIfTI or NRRD volume (like dcm2niix), printing its geometry.
 
@@ -449,7 +456,7 @@ def dicom_convert(
       cardiotwin dicom convert fmri/0001.dcm vol.nii.gz     (one Siemens mosaic file)
     """
     from cardiotwin.errors import DicomError, InputError
-    from cardiotwin.imaging import dicom, discovery, export
+    from cardiotwin.workflows import convert_dicom
 
     with _errors():
         name = out.name.lower()
@@ -459,14 +466,10 @@ def dicom_convert(
             raise InputError(f"{out} exists; pass --force to replace it")
         if select is not None and series is not None:
             raise InputError("give either --select or --series, not both")
-        source: Path | list[Path] = in_path
-        uid = series
-        picked = ""
-        if select is not None:
-            sel = discovery.select_series(discovery.scan_tree(in_path), rule=select)
-            source, uid, picked = list(sel.files), sel.series_uid, sel.reason
         try:
-            vol = dicom.read_series(source, series_uid=uid, resample=resample, phase=phase)
+            vol, written, picked = convert_dicom(
+                in_path, out, store=_store(store), actor=_actor(role), rule=select,
+                series_uid=series, resample=resample, phase=phase)
         except DicomError as exc:
             msg = str(exc)
             hints = []
@@ -476,14 +479,14 @@ def dicom_convert(
                 hints.append("--series UID or --select RULE (list them: cardiotwin dicom scan)")
             if "phase=<label>" in msg:
                 hints.append("--phase LABEL")
+            if "read_series([" in msg:
+                hints.append("give one mosaic file as IN (one volume per file)")
             if hints:
                 raise DicomError(f"{msg}. On the command line: {'; '.join(hints)}") from None
             raise
         if name.endswith(".nrrd"):
-            written = export.write_nrrd(vol, out)
             header = "NRRD header: space LPS, space directions, space origin, encoding gzip"
         else:
-            written = export.write_nifti(vol, out)
             header = ("NIfTI header: sform = qform (code 1, RAS mm), units mm, descrip "
                       f"'cardiotwin {vol.metadata.get('modality', '')} volume'")
         md = vol.metadata
@@ -493,6 +496,8 @@ def dicom_convert(
             f"  series      {md.get('description') or '-'} ({md.get('modality') or '?'}, "
             f"{md.get('n_frames')} image(s) from {len(md.get('files', []))} file(s))",
         ]
+        if md.get("pseudonym"):
+            lines.append(f"  patient     {md['pseudonym']} (the store's pseudonym)")
         if picked:
             lines.append(f"  selected    {picked}")
         if md.get("phase") is not None:

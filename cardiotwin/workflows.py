@@ -358,6 +358,86 @@ def deidentify_dicom(in_dir: str | Path, out_dir: str | Path, *, store: Store, a
     return report
 
 
+def scan_dicom(path: str | Path, *, store: Store, actor: Actor, rule: str | None = None,
+               purpose: str = "data management", progress: Progress | None = None):
+    """Catalogue the DICOM series under a folder (headers only) and audit the read.
+
+    Patients are labelled with the store's keyed pseudonyms (those their twins get). ``rule``
+    (:func:`cardiotwin.imaging.discovery.select_series`) also picks a series. The audit record
+    holds the counts and the pseudonyms, never a name or the folder's path.
+
+    Returns
+    -------
+    (SeriesCatalog, SeriesSelection or None)
+    """
+    from cardiotwin.errors import CardiotwinError
+    from cardiotwin.imaging import discovery
+
+    store.check_permission("dicom.read", actor=actor, purpose=purpose, obj="dicom")
+    try:
+        catalog = discovery.scan_tree(path, key=store.pseudonym_key(), progress=progress)
+        selection = discovery.select_series(catalog, rule=rule) if rule else None
+    except CardiotwinError as exc:
+        store.record_event("dicom.read", actor=actor, purpose=purpose, action="scan", obj="dicom",
+                           outcome="failure", details={"error": type(exc).__name__})
+        raise
+    store.record_event(
+        "dicom.read", actor=actor, purpose=purpose, action="scan", obj="dicom",
+        details={"files": catalog.n_files, "series": len(catalog.series),
+                 "pseudonyms": sorted({p.label for p in catalog.patients})})
+    return catalog, selection
+
+
+def convert_dicom(source: str | Path, out: str | Path, *, store: Store, actor: Actor,
+                  rule: str | None = None, series_uid: str | None = None,
+                  resample: bool = False, phase: float | None = None,
+                  purpose: str = "research export") -> tuple[Any, Path, str]:
+    """Write one DICOM series as a NIfTI (``.nii``, ``.nii.gz``) or NRRD (``.nrrd``) volume.
+
+    The series is chosen by ``series_uid`` or ``rule`` (else ``source`` must hold one series).
+    The written header carries geometry only (see :mod:`cardiotwin.imaging.export`). The audit
+    record names the patient's pseudonym, the format, the shape and the output's SHA-256, never
+    a name or a path. A refused series is audited as a failure and re-raised; nothing is written.
+
+    Returns
+    -------
+    (Volume, Path, str)
+        The volume (identifying metadata removed, ``metadata["pseudonym"]`` set when the
+        series has a PatientID), the file written and the selection reason ('' without ``rule``).
+    """
+    from cardiotwin.errors import CardiotwinError
+    from cardiotwin.imaging import deid, dicom, discovery, export
+    from cardiotwin.imaging.volume import Volume
+    from cardiotwin.provenance import sha256_file
+
+    out = Path(out)
+    fmt = "nrrd" if out.name.lower().endswith(".nrrd") else "nifti"
+    store.check_permission("dicom.read", actor=actor, purpose=purpose, obj="dicom")
+    try:
+        picked = ""
+        files: str | Path | list[Path] = source
+        if rule is not None:
+            sel = discovery.select_series(discovery.scan_tree(source), rule=rule)
+            files, series_uid, picked = list(sel.files), sel.series_uid, sel.reason
+        raw = dicom.read_series(files, series_uid=series_uid, resample=resample, phase=phase)
+        if raw.metadata.get("patient_id"):
+            vol = deid.deidentify_volume(raw, store.pseudonym_key())
+        else:
+            vol = Volume(raw.array, raw.spacing_mm, raw.origin_mm, raw.direction,
+                         {k: v for k, v in raw.metadata.items() if k not in deid.IDENTIFYING_KEYS})
+        del raw
+        written = export.write_nrrd(vol, out) if fmt == "nrrd" else export.write_nifti(vol, out)
+    except CardiotwinError as exc:
+        store.record_event("dicom.read", actor=actor, purpose=purpose, action="convert",
+                           obj="dicom", outcome="failure", details={"error": type(exc).__name__})
+        raise
+    store.record_event(
+        "dicom.read", actor=actor, purpose=purpose, action="convert", obj="dicom",
+        details={"pseudonym": vol.metadata.get("pseudonym"), "format": fmt,
+                 "shape": list(vol.shape), "output_sha256": sha256_file(written)})
+    return vol, written, picked
+
+
 def open_twin(pseudonym: str, *, store: Store, actor: Actor,
               purpose: str = "treatment planning") -> PatientTwin:
     """Load the latest version of a twin (audited)."""

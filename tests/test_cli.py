@@ -4,11 +4,31 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from cardiotwin.cli import app
 
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def store_home(tmp_path, monkeypatch):
+    """Commands without --store use $CARDIOTWIN_HOME: a fresh store per test, never the repo."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("CARDIOTWIN_HOME", str(home))
+    return home
+
+
+def _audit(store_dir, action: str) -> list[dict]:
+    from cardiotwin.store import Actor
+    from cardiotwin.workflows import open_store
+
+    st = open_store(store_dir)
+    assert st.verify_audit().ok
+    officer = Actor(username="po", role="privacy_officer", client="test")
+    return [r for r in st.audit_records(actor=officer, purpose="audit review")
+            if r["action"] == action]
 
 
 def test_help_lists_every_command_group():
@@ -30,6 +50,26 @@ def test_dicom_scan_json_on_the_real_corpus(shared_data):
     # largest-ct skips the tilted GE series (it cannot be read without resampling) and picks the
     # 512 x 512 x 20 JPEG 2000 CT.
     assert len(out["selection"]["files"]) == 20
+
+
+def test_dicom_scan_uses_the_store_pseudonyms_and_is_audited(shared_data, store_home):
+    from pydicom import dcmread
+
+    from cardiotwin.imaging.deid import pseudonym
+    from cardiotwin.workflows import open_store
+
+    src = shared_data / "dicom" / "dcm_qa_ct_ge"
+    res = runner.invoke(app, ["dicom", "scan", str(src), "--json"])
+    assert res.exit_code == 0, res.output
+    first = next(p for p in sorted(src.rglob("*.dcm")))
+    expected = pseudonym(str(dcmread(first, stop_before_pixels=True).PatientID),
+                         open_store(store_home).pseudonym_key())
+    assert [p["label"] for p in json.loads(res.output)["patients"]] == [expected]
+    (rec,) = _audit(store_home, "scan")
+    assert rec["outcome"] == "success" and rec["details"]["pseudonyms"] == [expected]
+    # 28 slices + Ref/_2.json + LICENSE (files looked at); one series
+    assert rec["details"]["files"] == 30 and rec["details"]["series"] == 1
+    assert str(src) not in json.dumps(rec)  # no path of identified data in the audit trail
 
 
 def test_dicom_scan_table_names_problems_and_bad_paths(shared_data, tmp_path):
@@ -110,6 +150,25 @@ def test_dicom_convert_tilted_ge_ct_needs_resample_and_matches_the_reader(shared
     assert img.header["descrip"].tobytes().rstrip(b"\0") == b"cardiotwin CT volume"
     exists = runner.invoke(app, ["dicom", "convert", str(src), str(out), "--resample"])
     assert exists.exit_code == 1 and "--force" in exists.output
+
+
+def test_dicom_convert_is_audited_with_pseudonym_and_output_hash(shared_data, tmp_path,
+                                                                 store_home):
+    from cardiotwin.provenance import sha256_file
+
+    src = shared_data / "dicom" / "dcm_qa_ct_ge"
+    out = tmp_path / "ge.nrrd"
+    refused = runner.invoke(app, ["dicom", "convert", str(src), str(out)])  # tilted: refused
+    assert refused.exit_code == 1 and not out.exists()
+    res = runner.invoke(app, ["dicom", "convert", str(src), str(out), "--resample"])
+    assert res.exit_code == 0, res.output
+    failed, done = _audit(store_home, "convert")
+    assert failed["outcome"] == "failure" and failed["details"] == {"error": "DicomError"}
+    assert done["outcome"] == "success"
+    assert done["details"]["output_sha256"] == sha256_file(out)
+    assert done["details"]["format"] == "nrrd" and done["details"]["shape"] == [56, 611, 512]
+    assert done["details"]["pseudonym"].startswith("PT-")
+    assert done["details"]["pseudonym"] in res.output
 
 
 def test_dicom_convert_jpeg2000_ct_to_nrrd_reads_back_equal(shared_data, tmp_path):

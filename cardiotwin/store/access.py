@@ -31,6 +31,9 @@ PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType(
         "result.write": frozenset({"clinician", "admin", "researcher", "device_engineer"}),
         # Who saw what: privacy officer and admin.
         "audit.read": frozenset({"privacy_officer", "admin"}),
+        # Reading DICOM to list it (pseudonymised) or convert it to a volume without identity:
+        # everyone with an account (audited, like the pseudonymised reads above).
+        "dicom.read": _ALL,
         # Reading identified DICOM to write de-identified copies: care team and privacy officer.
         "dicom.deidentify": frozenset({"clinician", "admin", "privacy_officer"}),
         "user.manage": frozenset({"admin"}),
