@@ -19,6 +19,7 @@ import copy
 import datetime as _dt
 import hashlib
 import hmac
+import io
 import json
 import logging
 import os
@@ -45,6 +46,7 @@ from cardiotwin import __version__
 from cardiotwin.errors import DicomError, InputError, StoreError
 from cardiotwin.imaging import annex_e
 from cardiotwin.imaging.volume import Volume
+from cardiotwin.store.artifacts import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +70,8 @@ def load_or_create_key(path: str | Path) -> bytes:
             raise StoreError(f"pseudonymisation key {path} is shorter than 32 bytes; restore it from "
                              "backup (a new key would give every patient a new pseudonym)")
         return key
-    path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_bytes(32)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, key, mode=0o600)
     log.info("created a new pseudonymisation key at %s", path)
     return key
 
@@ -720,18 +715,9 @@ def deidentify_file(
 
 
 def _write_atomic(ds: Dataset, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pydicom.dcmwrite(f, ds, enforce_file_format=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    buf = io.BytesIO()
+    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _input_files(in_dir: Path, exclude: list[Path]) -> Iterator[Path]:
@@ -844,8 +830,6 @@ def deidentify_tree(
     lines = [json.dumps(run)] + [json.dumps({"kind": "file"} | r.to_json()) for r in records]
     lines += [json.dumps({"kind": "skipped", "path": p, "reason": why}) for p, why in skipped]
     # Lazy import: cardiotwin.store pulls in SQLAlchemy, which plain de-identification never needs.
-    from cardiotwin.store.artifacts import atomic_write_bytes
-
     # Mode 0600 as before: the record maps output files to source hashes and pseudonyms.
     atomic_write_bytes(record_path, ("\n".join(lines) + "\n").encode("utf-8"), mode=0o600)
     log.info("de-identified %d DICOM files into %s (%d skipped) in %.1f s",
