@@ -19,9 +19,18 @@ What is measured, per mesh size of the demo phantom's fluid domain (the same pat
 * equal accuracy: the relative difference of the outlet-flow and inlet-pressure traces of the
   two solvers over the steps run.
 
-A full cardiac cycle (857 steps at 1 ms for 70 bpm) at three sizes and two solvers does not fit
-the shared 2-core machine: every case runs ``--warmup`` steps (not timed) then ``--steps`` timed
-steps from rest, and the per-cycle cost is projected as ``time/step × period/dt``.
+The comparison runs ``--warmup`` steps (not timed) then ``--steps`` timed steps from rest
+(defaults 5 + 30, i.e. 35 ms). It cannot run a whole cycle: with zero-pressure outlets and no
+stabilisation **both solvers blow up at step 42–44** (t ≈ 42 ms, early systole) on all three
+meshes (measured 2026-11-25): the small arch branches at zero pressure take an unphysiological
+share of the flow (5 m/s at 30 ms), and the unstabilised Galerkin scheme cannot hold the
+under-resolved flow. With resistance outlets ours still blows up at t ≈ 62–69 ms (independent
+of Δt: 1 and 0.5 ms), see ``docs/pulsatile.md``.
+
+``--cycle`` instead runs one whole cycle (857 steps of 1 ms at 70 bpm) of cardiotwin alone in
+the configuration a twin uses (RCR outlets, backflow stabilisation, Smagorinsky LES; constants
+below), at the three sizes: time per step, PETSc share, memory, CFL and mass balance over the
+cycle.
 
 Conditions shared by both solvers (oasisx has neither Windkessel outlets, backflow stabilisation
 nor Brinkman regions): outlets at zero pressure, ``backflow_beta = 0``, no valve region, a
@@ -40,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -107,6 +117,39 @@ def _json_default(o):
     if isinstance(o, Path):
         return str(o)
     return str(o)
+
+
+# The physiological configuration of ``--cycle`` (what a twin runs): three-element Windkessel
+# outlets, total peripheral resistance MAP/CO split by the outlets' flow shares (area^1.5 weights,
+# as cardiotwin.twin.calibrate), proximal resistance 6 % of each outlet's total and total arterial
+# compliance 1.5 mL/mmHg split like the flow (Westerhof, Lankhaar & Westerhof 2009, Med Biol Eng
+# Comput 47:131-141: Rp/R ≈ 5-10 %; Stergiopulos, Segers & Westerhof 1999, Am J Physiol
+# 276:H81-H88: total compliance ≈ 1-2 mL/mmHg), outlets starting at the diastolic pressure;
+# backflow stabilisation β = 1 and the Smagorinsky LES model (C_s = 0.1), without which the
+# Galerkin scheme blows up in early systole on these meshes (docs/pulsatile.md).
+MMHG_PA = 133.322
+MAP_MMHG, P_DIASTOLIC_MMHG = 93.0, 80.0
+P_DIASTOLIC_PA = P_DIASTOLIC_MMHG * MMHG_PA
+PROXIMAL_FRACTION = 0.06
+TOTAL_COMPLIANCE_M3_PA = 1.5e-6 / MMHG_PA
+SMAGORINSKY_CS = 0.1
+
+
+def _physiological_outlets(domain, outlet_names: list[str]) -> dict:
+    """RCR per outlet from the default physiology (see the constants above)."""
+    from cardiotwin.physics.windkessel import RCR
+
+    cardiac_output_m3_s = STROKE_VOLUME_ML * 1e-6 * HEART_RATE_BPM / 60.0
+    r_total = MAP_MMHG * MMHG_PA / cardiac_output_m3_s
+    weights = {c.name: c.area_mm2**1.5 for c in domain.caps if c.name in outlet_names}
+    total = sum(weights.values())
+    rcr = {}
+    for name, w in weights.items():
+        share = w / total
+        r = r_total / share
+        rcr[name] = RCR(Rp=PROXIMAL_FRACTION * r, C=TOTAL_COMPLIANCE_M3_PA * share,
+                        Rd=(1.0 - PROXIMAL_FRACTION) * r)
+    return rcr
 
 
 # ------------------------------------------------------------------------------------------------
@@ -229,16 +272,24 @@ def run_case(domain_json: Path, solver: str, *, warmup: int, steps: int, dt_s: f
                      Path(pulsatile_module.__file__).read_bytes()).hexdigest()}
     t_setup0 = time.perf_counter()
 
-    if solver == "cardiotwin":
+    if solver in ("cardiotwin", "cardiotwin-physiological"):
+        kw: dict = {"outlets": dict.fromkeys(outlets, OPEN)}
+        if solver == "cardiotwin-physiological":
+            settings = PulsatileSettings(convection="semi-implicit", backflow_beta=1.0,
+                                         smagorinsky_cs=SMAGORINSKY_CS, log_every=10**6)
+            kw = {"outlets": _physiological_outlets(domain, outlets),
+                  "initial_outlet_pressures_pa": dict.fromkeys(outlets, P_DIASTOLIC_PA)}
+            out["outlets"] = {k: dataclasses.asdict(v) for k, v in kw["outlets"].items()}
+
         def callback(state):
             stamps.append(time.perf_counter())
             if state.step == warmup:
                 ksp_marks["start"] = _ksp_time()
                 prof.enable()   # profile the timed steps only, as for the baseline
 
-        res = solve_pulsatile(fm, inflow=Inflow(velocity=vel), outlets=dict.fromkeys(outlets, OPEN),
-                              dt_s=dt_s, t_end_s=n_total * dt_s, blood=blood, settings=settings,
-                              callback=callback)
+        res = solve_pulsatile(fm, inflow=Inflow(velocity=vel), dt_s=dt_s,
+                              t_end_s=n_total * dt_s, blood=blood, settings=settings,
+                              callback=callback, **kw)
         prof.disable()
         ksp_marks["end"] = _ksp_time()
         out["dofs"] = int(res.n_dofs["velocity"] + res.n_dofs["pressure"])
@@ -250,6 +301,8 @@ def run_case(domain_json: Path, solver: str, *, warmup: int, steps: int, dt_s: f
         out["solver_timings_s"] = res.timings_s
         out["linear_iterations"] = res.provenance.parameters.get("linear_iterations")
         out["cfl_max"] = float(np.max(res.cfl))
+        out["mass_imbalance_max"] = float(np.max(np.abs(res.mass_imbalance)))
+        out["settings"] = dataclasses.asdict(settings)
         setup_s = stamps[0] - t_setup0 if stamps else float("nan")
     elif solver == "oasisx":
         from oasisx import DirichletBC, FractionalStep_AB_CN, LocatorMethod, PressureBC
@@ -396,18 +449,28 @@ def _fit_exponent(dofs: list[int], times: list[float]) -> float | None:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one coarse mesh, 3 + 5 steps")
-    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--dt", type=float, default=1e-3, help="time step (s)")
     ap.add_argument("--work", type=Path, default=ROOT / "out" / "bench_pulsatile",
                     help="directory for the meshes and per-case files")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--solvers", default="cardiotwin,oasisx")
+    ap.add_argument("--cycle", action="store_true",
+                    help="one whole cardiac cycle of cardiotwin in the physiological "
+                    "configuration (RCR outlets, backflow stabilisation, LES) at each size, "
+                    "instead of the comparison with oasisx")
     ap.add_argument("--case", nargs=2, metavar=("DOMAIN_JSON", "SOLVER"), help=argparse.SUPPRESS)
     ap.add_argument("--case-out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.warmup < 1:
+        ap.error("--warmup must be >= 1 (the first step includes form compilation)")
     if args.quick:
         args.warmup, args.steps = 3, 5
+    if args.cycle:
+        # the whole cycle is run; step 1 (form compilation, first assembly) is not timed
+        args.solvers = "cardiotwin-physiological"
+        args.warmup, args.steps = 1, round(60.0 / HEART_RATE_BPM / args.dt) - 1
 
     if args.case:
         res = run_case(Path(args.case[0]), args.case[1], warmup=args.warmup, steps=args.steps,
@@ -464,19 +527,24 @@ def main(argv: list[str] | None = None) -> None:
                              *(argv if argv is not None else sys.argv[1:])]),
         "settings": {"dt_s": args.dt, "warmup_steps": args.warmup, "timed_steps": args.steps,
                      "heart_rate_bpm": HEART_RATE_BPM, "stroke_volume_ml": STROKE_VOLUME_ML,
-                     "elements": "P2-P1", "outlets": "zero pressure", "backflow_beta": 0.0,
+                     "elements": "P2-P1",
+                     "outlets": "RCR (physiological)" if args.cycle else "zero pressure",
+                     "backflow_beta": 1.0 if args.cycle else 0.0,
+                     "smagorinsky_cs": SMAGORINSKY_CS if args.cycle else 0.0,
                      "convection": "semi-implicit (AB2 advecting velocity, Crank-Nicolson)",
                      "quick": args.quick},
         "cases": cases, "cost_exponent_vs_dofs": exponents,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"pulsatile-{datetime.now(UTC):%Y%m%d-%H%M%S}" + ("-quick" if args.quick else "")
+    stem = (f"pulsatile-{datetime.now(UTC):%Y%m%d-%H%M%S}" + ("-quick" if args.quick else "")
+            + ("-cycle" if args.cycle else ""))
     path = args.out / f"{stem}.json"
     path.write_text(json.dumps(result, indent=1, default=_json_default))
     print(f"\n{'h_max/h_min':>11} {'cells':>7} {'dofs':>8} {'ours ms':>8} {'oasisx ms':>9} "
           f"{'ratio':>6} {'PETSc%':>11} {'RSS MiB':>11} {'dQ':>8} {'dp_in':>8}")
     for c in cases:
-        o, b = c.get("cardiotwin", {}), c.get("oasisx", {})
+        o = c.get("cardiotwin") or c.get("cardiotwin-physiological") or {}
+        b = c.get("oasisx", {})
         acc = c.get("accuracy", {})
         dq = max(acc.get("outlet_flow_rel_l2_timed_steps", {"-": float("nan")}).values())
         print(f"{c['h_max_mm']:>5g}/{c['h_min_mm']:<5g} {c['cells']:>7} {o.get('dofs', 0):>8} "

@@ -249,6 +249,18 @@ class PulsatileSettings:
     brinkman_samples : 11 or 1 sample points per cell for the Brinkman indicator (11 needs
         tetrahedra; 2-D meshes use 1).
     log_every : log progress at INFO every this many steps.
+    smagorinsky_cs : Smagorinsky constant C_s of a large-eddy (LES) eddy viscosity
+        ``ρ (C_s Δ)² γ̇`` added to μ in the momentum step, ``Δ`` the cube (square in 2-D) root
+        of the cell volume and ``γ̇`` the shear rate of the Adams–Bashforth velocity (0: off,
+        the default; 0.1–0.17 are the usual values). Physiological aortic flow on the meshes a
+        twin can afford (cell Reynolds numbers in the thousands) is otherwise unstable: the
+        Galerkin scheme (ours and oasisx alike) blows up in early systole
+        (``docs/pulsatile.md``, "Under-resolved flow"). The eddy viscosity dissipates the energy
+        the mesh cannot resolve; it vanishes as ``Δ → 0``, so refined meshes converge to the
+        Navier–Stokes solution. Newtonian path: the eddy viscosity is assembled with the
+        convection matrix (per-component Laplace form, no ``∇uᵀ`` part; needs
+        ``convection="semi-implicit"``); shear-thinning path: added to μ(γ̇) in the full stress.
+        Wall shear stress uses the molecular viscosity only.
     momentum_petsc_options, pressure_petsc_options, mass_petsc_options : PETSc options of the
         three linear solvers (defaults: GMRES + block-Jacobi/ILU, CG + GAMG, CG + Jacobi; there
         is no hypre in this PETSc; ``{"ksp_type": "preonly", "pc_type": "lu",
@@ -263,6 +275,7 @@ class PulsatileSettings:
     womersley_harmonics: int = 20
     brinkman_samples: int = 11
     log_every: int = 50
+    smagorinsky_cs: float = 0.0
     projection_bcs: bool = True
     momentum_petsc_options: dict[str, Any] = field(default_factory=lambda: _solver_defaults("momentum"))
     pressure_petsc_options: dict[str, Any] = field(default_factory=lambda: _solver_defaults("pressure"))
@@ -285,6 +298,13 @@ class PulsatileSettings:
             raise InputError(f"brinkman_samples must be 1 or 11; got {self.brinkman_samples}")
         if not (isinstance(self.log_every, int) and self.log_every >= 1):
             raise InputError(f"log_every must be an integer >= 1; got {self.log_every!r}")
+        cs = self.smagorinsky_cs
+        if not (isinstance(cs, int | float) and math.isfinite(cs) and 0 <= cs <= 0.5):
+            raise InputError(f"smagorinsky_cs must be in [0, 0.5] (0 = no LES model; 0.1-0.17 "
+                             f"usual); got {cs!r}")
+        if cs > 0 and self.convection == "explicit":
+            raise InputError("smagorinsky_cs needs convection='semi-implicit' (the eddy "
+                             "viscosity is assembled with the convection matrix)")
 
 
 @dataclass
@@ -887,7 +907,16 @@ def solve_pulsatile(
         backflow = s.backflow_beta > 0 and bool(out_ids)
         m_form = fem.form(u * v * ufl.dx)
         k_form = fem.form(ufl.inner(ufl.grad(u), ufl.grad(v)) * ufl.dx)
-        c_form = fem.form(0.5 * rho_c * ufl.dot(B, ufl.grad(u)) * v * ufl.dx)
+        c_expr = 0.5 * rho_c * ufl.dot(B, ufl.grad(u)) * v * ufl.dx
+        if s.smagorinsky_cs > 0 and not variable_mu:
+            # LES eddy viscosity μ_t = ρ(C_s Δ)²γ̇(B), Crank–Nicolson like μ: ½μ_t K_t joins the
+            # per-step matrix C (A = A₀ + C, b = R₀uⁿ − C uⁿ + ...). Per-component Laplace form:
+            # the ∇uᵀ part of the eddy stress is dropped (the vector path keeps it).
+            delta = ufl.CellVolume(msh) ** (1.0 / tdim)
+            mu_t = rho_c * (s.smagorinsky_cs * delta) ** 2 * shear_rate(B)
+            dx4 = ufl.Measure("dx", domain=msh, metadata={"quadrature_degree": 4})
+            c_expr += 0.5 * mu_t * ufl.inner(ufl.grad(u), ufl.grad(v)) * dx4
+        c_form = fem.form(c_expr)
         bf_form = (fem.form(sum(-beta * rho_c / 2 * Bn_minus * u * v * ds(oid) for oid in out_ids))
                    if semi and backflow else None)
         # −∂p/∂x_i v (P1 → P2; also D_i = Δt/ρ G_i) and −ρ/Δt ∂u_i/∂x_i q (P2 → P1)
@@ -907,7 +936,8 @@ def solve_pulsatile(
             a1v_c, L1v_c = _shear_thinning_momentum_forms(
                 rheology, V=V, u_n=u_n, u_nm1=u_nm1, p_h=p_h, B=B, rho_c=rho_c, dt_c=dt_c,
                 beta=beta, Bn_minus=Bn_minus, sigma=sigma, nrm=nrm, ds=ds, out_ids=out_ids,
-                convection=s.convection, backflow=s.backflow_beta > 0)
+                convection=s.convection, backflow=s.backflow_beta > 0,
+                smagorinsky_cs=s.smagorinsky_cs)
         a2_c = fem.form(ufl.inner(ufl.grad(pt), ufl.grad(q)) * ufl.dx)
         L3_resp = [fem.form(-dt_c / rho_c * phi.dx(i) * v * ufl.dx) for i in range(gdim)]
 
@@ -1377,8 +1407,11 @@ def solve_pulsatile(
 
 def _shear_thinning_momentum_forms(rheology, *, V, u_n, u_nm1, p_h, B, rho_c, dt_c, beta,
                                    Bn_minus, sigma, nrm, ds, out_ids, convection: str,
-                                   backflow: bool):
+                                   backflow: bool, smagorinsky_cs: float = 0.0):
     """Vector momentum forms (step 1) for a shear-thinning viscosity ``μ(γ̇(B))``.
+
+    With ``smagorinsky_cs > 0`` the Smagorinsky eddy viscosity ``ρ (C_s Δ)² γ̇(B)`` is added
+    (``Δ`` = cell volume^(1/d)).
 
     Crank–Nicolson on the full stress ``2μ ε(u)`` with μ lagged at the Adams–Bashforth velocity
     ``B`` (t^{n+1/2}). At the outlets ``∫μ(∇uᵀn)·v`` is subtracted so that the natural
@@ -1390,7 +1423,11 @@ def _shear_thinning_momentum_forms(rheology, *, V, u_n, u_nm1, p_h, B, rho_c, dt
 
     msh = V.mesh
     u, v = ufl.TrialFunction(V), ufl.TestFunction(V)
-    mu = rheology.ufl_viscosity(shear_rate(B))
+    gamma = shear_rate(B)
+    mu = rheology.ufl_viscosity(gamma)
+    if smagorinsky_cs > 0:
+        delta = ufl.CellVolume(msh) ** (1.0 / msh.topology.dim)
+        mu = mu + rho_c * (smagorinsky_cs * delta) ** 2 * gamma
     # μ(γ̇) is not polynomial: quadrature degree 3k − 1 as in newton.py
     md = {"quadrature_degree": 5}
     dxq = ufl.Measure("dx", domain=msh, metadata=md)
