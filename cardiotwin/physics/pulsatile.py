@@ -1304,12 +1304,15 @@ def solve_pulsatile(
                 raise SolverError(
                     f"CFL {cfl:.3g} at step {step} (t = {t:.5g} s) exceeds cfl_max = {s.cfl_max:g} "
                     f"(peak speed {vmax:.3g} m/s): the time step is far too large or the flow is "
-                    f"diverging; reduce dt_s below {dt_ok:.3g} s.")
+                    f"diverging; reduce dt_s below {dt_ok:.3g} s. If a smaller dt_s diverges at "
+                    f"the same time, the mesh is too coarse for this Reynolds number: refine it "
+                    f"or use the LES model, PulsatileSettings(smagorinsky_cs=0.1).")
             if vmax > s.max_speed_m_s:
                 raise SolverError(
                     f"velocity {vmax:.3g} m/s at step {step} (t = {t:.5g} s) exceeds max_speed_m_s "
                     f"= {s.max_speed_m_s:g}: the run is diverging; reduce dt_s, check the inflow "
-                    "units (m³/s) and the outlet parameters (SI).")
+                    "units (m³/s) and the outlet parameters (SI); on a coarse mesh at "
+                    "physiological flow use PulsatileSettings(smagorinsky_cs=0.1).")
             u_nm1.x.array[:] = u_n.x.array
             u_n.x.array[:] = ua
             # (6) record
