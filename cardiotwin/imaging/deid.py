@@ -44,9 +44,9 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from cardiotwin import __version__
 from cardiotwin.errors import DicomError, InputError, StoreError
+from cardiotwin.fileio import atomic_write_bytes
 from cardiotwin.imaging import annex_e
 from cardiotwin.imaging.volume import Volume
-from cardiotwin.store.artifacts import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -829,7 +829,6 @@ def deidentify_tree(
            "elapsed_s": round(elapsed, 3), "n_files": len(records), "n_skipped": len(skipped)}
     lines = [json.dumps(run)] + [json.dumps({"kind": "file"} | r.to_json()) for r in records]
     lines += [json.dumps({"kind": "skipped", "path": p, "reason": why}) for p, why in skipped]
-    # Lazy import: cardiotwin.store pulls in SQLAlchemy, which plain de-identification never needs.
     # Mode 0600 as before: the record maps output files to source hashes and pseudonyms.
     atomic_write_bytes(record_path, ("\n".join(lines) + "\n").encode("utf-8"), mode=0o600)
     log.info("de-identified %d DICOM files into %s (%d skipped) in %.1f s",

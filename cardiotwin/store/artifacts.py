@@ -18,6 +18,8 @@ import tempfile
 from pathlib import Path
 
 from cardiotwin.errors import StoreError
+from cardiotwin.fileio import atomic_write_bytes
+from cardiotwin.fileio import fsync_dir as _fsync_dir
 
 logger = logging.getLogger(__name__)
 
@@ -32,35 +34,6 @@ def check_sha256(sha: str) -> str:
     if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
         raise StoreError(f"{sha!r} is not a SHA-256 hex digest (64 lower-case hex characters)")
     return sha
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename durable on POSIX; not possible (nor needed) on Windows.
-    if not hasattr(os, "O_DIRECTORY"):
-        return
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same directory, fsync, replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
 
 
 def _hash_file(path: Path) -> tuple[str, int]:
