@@ -1289,7 +1289,7 @@ def _native_pixels(e: _Entry, n_frames: int, rows: int, cols: int) -> np.ndarray
     through pydicom's decoders.
     """
     ds = e.ds
-    ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    ts = str(_ts_uid(ds) or "")
     if ts not in _NATIVE_LE or e.pixel_offset <= 0:
         return None
     bits, stored, sign, spp = _pixel_format(ds)
@@ -1357,8 +1357,7 @@ def _j2k_pixels(e: _Entry, n_frames: int, rows: int, cols: int) -> np.ndarray | 
     """
     if _imagecodecs is None:
         return None
-    ts = str(getattr(getattr(e.ds, "file_meta", None), "TransferSyntaxUID", "") or "")
-    if ts not in _J2K:
+    if str(_ts_uid(e.ds) or "") not in _J2K:
         return None
     try:
         bits, _, sign, spp = _pixel_format(e.ds)
@@ -1393,7 +1392,9 @@ class _Prefetch:
     """Decodes the JPEG 2000 files of a series ahead of their use, in a thread pool.
 
     At most ``window`` files are held decoded or in flight, so memory stays a few slices above
-    the output volume. :meth:`take` returns the frames of a file (None: decode it the usual way).
+    the output volume. :meth:`take` returns the frames of a file; a file it did not decode, or
+    whose decoding imagecodecs declined, goes through :func:`_file_pixels` (without a second
+    imagecodecs attempt in the latter case).
     """
 
     def __init__(self, jobs: list[tuple[_Entry, int, int, int]]) -> None:
@@ -1411,12 +1412,13 @@ class _Prefetch:
                 return
             self._pending[id(job[0])] = self._pool.submit(_j2k_pixels, *job)
 
-    def take(self, e: _Entry) -> np.ndarray | None:
+    def take(self, e: _Entry) -> tuple[bool, np.ndarray | None]:
+        """(whether ``e`` was decoded here, its frames or None when imagecodecs declined)."""
         fut = self._pending.pop(id(e), None)
         if fut is None:
-            return None
+            return False, None
         self._fill()
-        return fut.result()
+        return True, fut.result()
 
     def close(self) -> None:
         for fut in self._pending.values():
@@ -1434,15 +1436,23 @@ def _prefetch(frames: Sequence[_Frame]) -> _Prefetch | None:
         if id(e) in seen:
             continue
         seen.add(id(e))
-        ts = str(getattr(getattr(e.ds, "file_meta", None), "TransferSyntaxUID", "") or "")
-        if ts in _J2K:
-            rows, cols = (fr.rows, fr.cols) if fr.tile is None else fr.tile[2:]
-            jobs.append((e, int(getattr(e.ds, "NumberOfFrames", 1) or 1), rows, cols))
+        if str(_ts_uid(e.ds) or "") in _J2K:
+            jobs.append((e, *_file_shape(fr)))
     return _Prefetch(jobs) if len(jobs) > 1 else None
 
 
-def _file_pixels(e: _Entry, n_frames: int, rows: int, cols: int, name: str) -> np.ndarray:
-    """Stored pixel values of every frame of ``e``, shape ``(n_frames, rows, cols)``."""
+def _file_shape(fr: _Frame) -> tuple[int, int, int]:
+    """(frames, rows, columns) of the pixel data of the file holding ``fr`` (a whole mosaic
+    image when ``fr`` is one of its tiles)."""
+    rows, cols = (fr.rows, fr.cols) if fr.tile is None else fr.tile[2:]
+    return int(getattr(fr.entry.ds, "NumberOfFrames", 1) or 1), rows, cols
+
+
+def _file_pixels(e: _Entry, n_frames: int, rows: int, cols: int, name: str, *,
+                 try_j2k: bool = True) -> np.ndarray:
+    """Stored pixel values of every frame of ``e``, shape ``(n_frames, rows, cols)``.
+
+    ``try_j2k=False`` skips the imagecodecs JPEG 2000 path (already tried by the prefetch)."""
     ds, f = e.ds, e.path
     try:
         _, _, _, spp = _pixel_format(ds)
@@ -1458,7 +1468,7 @@ def _file_pixels(e: _Entry, n_frames: int, rows: int, cols: int, name: str) -> n
             f"reconstructed slices: pick the original greyscale series"
         )
     arr = _native_pixels(e, n_frames, rows, cols)
-    if arr is None:
+    if arr is None and try_j2k:
         arr = _j2k_pixels(e, n_frames, rows, cols)
     if arr is not None:
         return arr
@@ -1514,11 +1524,9 @@ def _decode_frames(frames: Sequence[_Frame], name: str) -> np.ndarray:
             e = fr.entry
             key = id(e)
             if key not in cache:
-                n_frames = int(getattr(e.ds, "NumberOfFrames", 1) or 1)
-                file_rows, file_cols = (nj, ni) if fr.tile is None else fr.tile[2:]
-                px_all = None if prefetch is None else prefetch.take(e)
+                tried, px_all = (False, None) if prefetch is None else prefetch.take(e)
                 if px_all is None:
-                    px_all = _file_pixels(e, n_frames, file_rows, file_cols, name)
+                    px_all = _file_pixels(e, *_file_shape(fr), name, try_j2k=not tried)
                 cache[key] = px_all
             px = cache[key][fr.index]
             if fr.tile is not None:
