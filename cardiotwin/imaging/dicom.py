@@ -712,7 +712,12 @@ def _read_header(f: Path, *, fast: bool = False) -> tuple[_Entry | None, str]:
             raise ValueError(f"the header ends at byte {offset} before Rows/Columns and pixel data")
         if _text(ds, "SeriesInstanceUID"):
             return None, f"not an image instance (SOP class {pydicom.uid.UID(sop_class).name})"
-    # the values used to group and list series are converted now, so a garbage value fails here
+    # every value the reader uses is converted now, so a garbage value (or a VR pydicom cannot
+    # decode, e.g. a bit-flipped 'LO' → 'LN') fails here, naming the file, and not deep inside
+    # a later read (the fast header holds only values it has already decoded)
+    if parsed is None:
+        for kw in _WANTED_KEYWORDS:
+            getattr(ds, kw, None)
     uid = _text(ds, "SeriesInstanceUID")
     for kw in ("Modality", "SeriesDescription", "StudyInstanceUID"):
         _text(ds, kw)

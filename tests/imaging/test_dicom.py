@@ -170,6 +170,22 @@ def test_patient_name_never_logged(small_phantom, tmp_path, caplog):
     assert caplog.text  # something was logged
 
 
+def test_header_value_pydicom_cannot_decode_is_a_dicom_error(series_copy):
+    # Found by the fuzz test: one flipped bit turns PatientID's VR 'LO' into 'LN', which
+    # pydicom raises NotImplementedError for when the value is first used. The header is not on
+    # the fast path (VR mismatch), so pydicom parses it; every value the reader uses must be
+    # decoded while the file is scanned, so the file is reported by name, not crash the read.
+    victim = sorted(series_copy.iterdir())[4]
+    data = victim.read_bytes()
+    patient_id = b"\x10\x00\x20\x00LO"  # (0010,0020) explicit VR little endian
+    assert data.count(patient_id) == 1
+    victim.write_bytes(data.replace(patient_id, b"\x10\x00\x20\x00LN"))
+    (info,) = list_series(series_copy)
+    assert info.unreadable_files == (victim,)
+    with pytest.raises(DicomError, match=victim.name):
+        read_series(series_copy)
+
+
 def test_truncated_file_is_named(series_copy):
     victim = sorted(series_copy.iterdir())[4]
     data = victim.read_bytes()
