@@ -22,7 +22,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from cardiotwin import units
 from cardiotwin.devices.catalog import load_catalog
 from cardiotwin.devices.placement import device_region, place_device
 from cardiotwin.devices.sizing import SizingReport, assess_sizes
-from cardiotwin.errors import InputError
+from cardiotwin.errors import CardiotwinError, InputError
 from cardiotwin.geometry.landmarks import AorticRootLandmarks
 from cardiotwin.geometry.volume_mesh import FluidDomain
 from cardiotwin.physics.brinkman import BrinkmanRegion, native_valve_region
@@ -318,6 +319,24 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
     return twin
 
 
+@contextmanager
+def _audited_dicom(store: Store, permission: str, action: str, *, actor: Actor,
+                   purpose: str) -> Iterator[dict[str, Any]]:
+    """Check ``permission``, run the block and audit it on the object "dicom": a success with
+    the details the block put in the yielded dict, or a failure naming only the error type
+    (the :class:`CardiotwinError` is re-raised)."""
+    store.check_permission(permission, actor=actor, purpose=purpose, obj="dicom")
+    details: dict[str, Any] = {}
+    try:
+        yield details
+    except CardiotwinError as exc:
+        store.record_event(permission, actor=actor, purpose=purpose, action=action, obj="dicom",
+                           outcome="failure", details={"error": type(exc).__name__})
+        raise
+    store.record_event(permission, actor=actor, purpose=purpose, action=action, obj="dicom",
+                       details=details)
+
+
 def deidentify_dicom(in_dir: str | Path, out_dir: str | Path, *, store: Store, actor: Actor,
                      retain_dates: bool = False, clean_descriptors: bool = False,
                      record_path: str | Path | None = None, key: bytes | None = None,
@@ -334,27 +353,19 @@ def deidentify_dicom(in_dir: str | Path, out_dir: str | Path, *, store: Store, a
     -------
     cardiotwin.imaging.deid.DeidReport
     """
-    from cardiotwin.errors import CardiotwinError
     from cardiotwin.imaging import deid
     from cardiotwin.provenance import sha256_file
 
-    store.check_permission("dicom.deidentify", actor=actor, purpose=purpose, obj="dicom")
-    try:
+    with _audited_dicom(store, "dicom.deidentify", "deidentify", actor=actor,
+                        purpose=purpose) as details:
         report = deid.deidentify_tree(
             in_dir, out_dir, key=key if key is not None else store.pseudonym_key(),
             retain_dates=retain_dates, clean_descriptors=clean_descriptors,
             record_path=record_path)
-    except CardiotwinError as exc:
-        store.record_event("dicom.deidentify", actor=actor, purpose=purpose, action="deidentify",
-                           obj="dicom", outcome="failure",
-                           details={"error": type(exc).__name__})
-        raise
-    store.record_event(
-        "dicom.deidentify", actor=actor, purpose=purpose, action="deidentify", obj="dicom",
-        details={"files": len(report.files), "skipped": len(report.skipped),
-                 "pseudonyms": sorted({f.pseudonym for f in report.files}),
-                 "retain_dates": retain_dates, "clean_descriptors": clean_descriptors,
-                 "record_sha256": sha256_file(report.record_path)})
+        details.update({"files": len(report.files), "skipped": len(report.skipped),
+                        "pseudonyms": sorted({f.pseudonym for f in report.files}),
+                        "retain_dates": retain_dates, "clean_descriptors": clean_descriptors,
+                        "record_sha256": sha256_file(report.record_path)})
     return report
 
 
@@ -370,21 +381,13 @@ def scan_dicom(path: str | Path, *, store: Store, actor: Actor, rule: str | None
     -------
     (SeriesCatalog, SeriesSelection or None)
     """
-    from cardiotwin.errors import CardiotwinError
     from cardiotwin.imaging import discovery
 
-    store.check_permission("dicom.read", actor=actor, purpose=purpose, obj="dicom")
-    try:
+    with _audited_dicom(store, "dicom.read", "scan", actor=actor, purpose=purpose) as details:
         catalog = discovery.scan_tree(path, key=store.pseudonym_key(), progress=progress)
         selection = discovery.select_series(catalog, rule=rule) if rule else None
-    except CardiotwinError as exc:
-        store.record_event("dicom.read", actor=actor, purpose=purpose, action="scan", obj="dicom",
-                           outcome="failure", details={"error": type(exc).__name__})
-        raise
-    store.record_event(
-        "dicom.read", actor=actor, purpose=purpose, action="scan", obj="dicom",
-        details={"files": catalog.n_files, "series": len(catalog.series),
-                 "pseudonyms": sorted({p.label for p in catalog.patients})})
+        details.update({"files": catalog.n_files, "series": len(catalog.series),
+                        "pseudonyms": sorted({p.label for p in catalog.patients})})
     return catalog, selection
 
 
@@ -405,36 +408,24 @@ def convert_dicom(source: str | Path, out: str | Path, *, store: Store, actor: A
         The volume (identifying metadata removed, ``metadata["pseudonym"]`` set when the
         series has a PatientID), the file written and the selection reason ('' without ``rule``).
     """
-    from cardiotwin.errors import CardiotwinError
     from cardiotwin.imaging import deid, dicom, discovery, export
-    from cardiotwin.imaging.volume import Volume
     from cardiotwin.provenance import sha256_file
 
     out = Path(out)
     fmt = "nrrd" if out.name.lower().endswith(".nrrd") else "nifti"
-    store.check_permission("dicom.read", actor=actor, purpose=purpose, obj="dicom")
-    try:
+    with _audited_dicom(store, "dicom.read", "convert", actor=actor, purpose=purpose) as details:
         picked = ""
         files: str | Path | list[Path] = source
         if rule is not None:
             sel = discovery.select_series(discovery.scan_tree(source), rule=rule)
             files, series_uid, picked = list(sel.files), sel.series_uid, sel.reason
         raw = dicom.read_series(files, series_uid=series_uid, resample=resample, phase=phase)
-        if raw.metadata.get("patient_id"):
-            vol = deid.deidentify_volume(raw, store.pseudonym_key())
-        else:
-            vol = Volume(raw.array, raw.spacing_mm, raw.origin_mm, raw.direction,
-                         {k: v for k, v in raw.metadata.items() if k not in deid.IDENTIFYING_KEYS})
+        vol = (deid.deidentify_volume(raw, store.pseudonym_key())
+               if raw.metadata.get("patient_id") else deid.strip_identifiers(raw))
         del raw
         written = export.write_nrrd(vol, out) if fmt == "nrrd" else export.write_nifti(vol, out)
-    except CardiotwinError as exc:
-        store.record_event("dicom.read", actor=actor, purpose=purpose, action="convert",
-                           obj="dicom", outcome="failure", details={"error": type(exc).__name__})
-        raise
-    store.record_event(
-        "dicom.read", actor=actor, purpose=purpose, action="convert", obj="dicom",
-        details={"pseudonym": vol.metadata.get("pseudonym"), "format": fmt,
-                 "shape": list(vol.shape), "output_sha256": sha256_file(written)})
+        details.update({"pseudonym": vol.metadata.get("pseudonym"), "format": fmt,
+                        "shape": list(vol.shape), "output_sha256": sha256_file(written)})
     return vol, written, picked
 
 

@@ -88,14 +88,20 @@ def pseudonym(patient_id: str, key: bytes, *, prefix: str = "PT") -> str:
     return f"{prefix}-{base64.b32encode(digest).decode()[:12]}"
 
 
+def strip_identifiers(volume: Volume, **metadata: Any) -> Volume:
+    """A copy of ``volume`` without the identifying metadata (:data:`IDENTIFYING_KEYS`), with
+    ``metadata`` added."""
+    meta = {k: v for k, v in volume.metadata.items() if k not in IDENTIFYING_KEYS}
+    return Volume(volume.array, volume.spacing_mm, volume.origin_mm, volume.direction,
+                  meta | metadata)
+
+
 def deidentify_volume(volume: Volume, key: bytes) -> Volume:
     """A copy of ``volume`` whose metadata holds the pseudonym and no identifying field."""
-    meta = {k: v for k, v in volume.metadata.items() if k not in IDENTIFYING_KEYS}
     pid = volume.metadata.get("patient_id")
     if pid is None:
         raise InputError("volume metadata has no patient_id: cannot assign it to a twin")
-    meta["pseudonym"] = pseudonym(str(pid), key)
-    return Volume(volume.array, volume.spacing_mm, volume.origin_mm, volume.direction, meta)
+    return strip_identifiers(volume, pseudonym=pseudonym(str(pid), key))
 
 
 # --------------------------------------------------------------------------------------------
