@@ -135,17 +135,17 @@ TOTAL_COMPLIANCE_M3_PA = 1.5e-6 / MMHG_PA
 SMAGORINSKY_CS = 0.1
 
 
-def _physiological_outlets(domain, outlet_names: list[str]) -> dict:
-    """RCR per outlet from the default physiology (see the constants above)."""
+def _physiological_outlets(domain) -> dict:
+    """RCR per outlet: the constants above, split by the outlets' flow shares of
+    :func:`cardiotwin.twin.calibrate.calibrate_outlets` (which depend on the cap areas only)."""
     from cardiotwin.physics.windkessel import RCR
+    from cardiotwin.twin.calibrate import calibrate_outlets
+    from cardiotwin.workflows import default_physiology
 
     cardiac_output_m3_s = STROKE_VOLUME_ML * 1e-6 * HEART_RATE_BPM / 60.0
     r_total = MAP_MMHG * MMHG_PA / cardiac_output_m3_s
-    weights = {c.name: c.area_mm2**1.5 for c in domain.caps if c.name in outlet_names}
-    total = sum(weights.values())
     rcr = {}
-    for name, w in weights.items():
-        share = w / total
+    for name, share in calibrate_outlets(default_physiology(), domain).flow_shares.items():
         r = r_total / share
         rcr[name] = RCR(Rp=PROXIMAL_FRACTION * r, C=TOTAL_COMPLIANCE_M3_PA * share,
                         Rd=(1.0 - PROXIMAL_FRACTION) * r)
@@ -277,7 +277,7 @@ def run_case(domain_json: Path, solver: str, *, warmup: int, steps: int, dt_s: f
         if solver == "cardiotwin-physiological":
             settings = PulsatileSettings(convection="semi-implicit", backflow_beta=1.0,
                                          smagorinsky_cs=SMAGORINSKY_CS, log_every=10**6)
-            kw = {"outlets": _physiological_outlets(domain, outlets),
+            kw = {"outlets": _physiological_outlets(domain),
                   "initial_outlet_pressures_pa": dict.fromkeys(outlets, P_DIASTOLIC_PA)}
             out["outlets"] = {k: dataclasses.asdict(v) for k, v in kw["outlets"].items()}
 

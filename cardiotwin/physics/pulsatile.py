@@ -912,8 +912,7 @@ def solve_pulsatile(
             # LES eddy viscosity μ_t = ρ(C_s Δ)²γ̇(B), Crank–Nicolson like μ: ½μ_t K_t joins the
             # per-step matrix C (A = A₀ + C, b = R₀uⁿ − C uⁿ + ...). Per-component Laplace form:
             # the ∇uᵀ part of the eddy stress is dropped (the vector path keeps it).
-            delta = ufl.CellVolume(msh) ** (1.0 / tdim)
-            mu_t = rho_c * (s.smagorinsky_cs * delta) ** 2 * shear_rate(B)
+            mu_t = _eddy_viscosity(msh, rho_c, s.smagorinsky_cs, B)
             dx4 = ufl.Measure("dx", domain=msh, metadata={"quadrature_degree": 4})
             c_expr += 0.5 * mu_t * ufl.inner(ufl.grad(u), ufl.grad(v)) * dx4
         c_form = fem.form(c_expr)
@@ -1408,6 +1407,14 @@ def solve_pulsatile(
         tawss_pa=tawss, osi=osi, paths=paths, face_mass_imbalance=np.array(rec["imb_face"]))
 
 
+def _eddy_viscosity(msh, rho_c, cs: float, B):
+    """Smagorinsky eddy viscosity ``ρ (C_s Δ)² γ̇(B)`` (UFL, Pa·s), Δ = cell volume^(1/d)."""
+    import ufl
+
+    delta = ufl.CellVolume(msh) ** (1.0 / msh.topology.dim)
+    return rho_c * (cs * delta) ** 2 * shear_rate(B)
+
+
 def _shear_thinning_momentum_forms(rheology, *, V, u_n, u_nm1, p_h, B, rho_c, dt_c, beta,
                                    Bn_minus, sigma, nrm, ds, out_ids, convection: str,
                                    backflow: bool, smagorinsky_cs: float = 0.0):
@@ -1426,11 +1433,9 @@ def _shear_thinning_momentum_forms(rheology, *, V, u_n, u_nm1, p_h, B, rho_c, dt
 
     msh = V.mesh
     u, v = ufl.TrialFunction(V), ufl.TestFunction(V)
-    gamma = shear_rate(B)
-    mu = rheology.ufl_viscosity(gamma)
+    mu = rheology.ufl_viscosity(shear_rate(B))
     if smagorinsky_cs > 0:
-        delta = ufl.CellVolume(msh) ** (1.0 / msh.topology.dim)
-        mu = mu + rho_c * (smagorinsky_cs * delta) ** 2 * gamma
+        mu = mu + _eddy_viscosity(msh, rho_c, smagorinsky_cs, B)
     # μ(γ̇) is not polynomial: quadrature degree 3k − 1 as in newton.py
     md = {"quadrature_degree": 5}
     dxq = ufl.Measure("dx", domain=msh, metadata=md)
