@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import sys
 import time
 from pathlib import Path
@@ -61,6 +60,7 @@ from validation.schafer_turek.test_2d2 import (  # noqa: E402
     _eval_at_points,
     benchmark_quantities,
     check_intervals,
+    start_vortex,
 )
 
 # benchmark units (Schäfer & Turek 1996, test 2D-2)
@@ -71,11 +71,6 @@ U_MEAN_M_S = 1.0
 OUT_ROOT = Path(__file__).resolve().parents[2] / "out" / "validation"
 
 logger = logging.getLogger(__name__)
-
-
-def _parabolic_inflow(x: np.ndarray) -> np.ndarray:
-    H = 0.41
-    return np.vstack([4.0 * U_MAX_M_S * x[1] * (H - x[1]) / H**2, np.zeros(x.shape[1])])
 
 
 def run_monolithic(*, h_m: float = 0.02, h_cylinder_m: float = 0.005,
@@ -119,7 +114,7 @@ def run_monolithic(*, h_m: float = 0.02, h_cylinder_m: float = 0.005,
     from dolfinx.fem import petsc as fpetsc
     from petsc4py import PETSc
 
-    from cardiotwin.physics.verification import cylinder_channel_2d
+    from cardiotwin.physics.verification import cylinder_channel_2d, schafer_turek_inflow
 
     t_wall = time.perf_counter()
     fm = cylinder_channel_2d(h_m, h_cylinder_m=h_cylinder_m, geometry_order=2)
@@ -135,7 +130,7 @@ def run_monolithic(*, h_m: float = 0.02, h_cylinder_m: float = 0.005,
 
     # ---- boundary conditions -----------------------------------------------------------------
     g_in = fem.Function(V)
-    g_in.interpolate(_parabolic_inflow)
+    g_in.interpolate(schafer_turek_inflow(U_MAX_M_S))
     zero_v = fem.Function(V)
     facets = {k: fm.facet_tags.find(v) for k, v in fm.names.items()}
     bcs = [fem.dirichletbc(g_in, fem.locate_dofs_topological((W.sub(0), V), fdim,
@@ -224,17 +219,8 @@ def run_monolithic(*, h_m: float = 0.02, h_cylinder_m: float = 0.005,
             steady.solve()
             logger.info("steady Newton at Re %.0f: %d iterations", 100 / factor,
                         steady.solver.getIterationNumber())
-        # start vortex ψ = A exp(−r²/s²) above the wake axis, as run_2d2
-        xc, yc, sv = 0.3, 0.23, 0.03
-        amp = perturbation * U_MEAN_M_S * sv * math.exp(0.5) / math.sqrt(2)
-
-        def vortex(x):
-            dx, dy = x[0] - xc, x[1] - yc
-            e = amp * np.exp(-(dx**2 + dy**2) / sv**2) * (-2.0 / sv**2)
-            return np.vstack([e * dy, -e * dx])
-
-        pert = fem.Function(V)
-        pert.interpolate(vortex)
+        pert = fem.Function(V)   # the start vortex of run_2d2
+        pert.interpolate(start_vortex(perturbation * U_MEAN_M_S))
         w.x.array[V_to_W] += pert.x.array
         w_n.x.array[:] = w.x.array
         w_prev = w.x.array.copy()

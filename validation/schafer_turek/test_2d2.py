@@ -220,6 +220,20 @@ def shedding_frequency(t: np.ndarray, cl: np.ndarray, *, n_periods: int = 4) -> 
     return float((len(tc) - 1) / (tc[-1] - tc[0]))
 
 
+def start_vortex(peak_speed_m_s: float):
+    """``x → (2, N)`` velocity of the start vortex ψ = A exp(−r²/s²) above the wake axis
+    (centre (0.3, 0.23) m, s = 0.03 m), with peak speed √2 A e^{−1/2}/s = ``peak_speed_m_s``."""
+    xc, yc, sv = 0.3, 0.23, 0.03
+    amp = peak_speed_m_s * sv * math.exp(0.5) / math.sqrt(2)
+
+    def velocity(x: np.ndarray) -> np.ndarray:
+        dx, dy = x[0] - xc, x[1] - yc
+        e = amp * np.exp(-(dx**2 + dy**2) / sv**2) * (-2.0 / sv**2)
+        return np.vstack([e * dy, -e * dx])
+
+    return velocity
+
+
 def benchmark_quantities(s: dict[str, np.ndarray], *, n_periods: int = 4) -> dict[str, float]:
     """c_D,max, c_L,max (over the last ``n_periods`` lift periods, parabolic peak interpolation),
     St = D f / U_mean, and Δp at t0 + 1/(2f) (t0 the last lift maximum that leaves half a
@@ -272,15 +286,10 @@ def run_2d2(*, h_m: float = MESH_H_M, h_cylinder_m: float = MESH_H_CYL_M,
                           density_kg_m3=DENSITY_SIM_KG_M3, rheology=Newtonian(VISCOSITY_SIM_PA_S))
     t_newton = time.perf_counter() - t_wall
     base = sampler(steady.u)
-    # vortex ψ = A exp(−r²/s²) above the wake axis; peak speed √2 A e^{−1/2}/s = ε U_mean
-    xc, yc, sv = 0.3, 0.23, 0.03
-    amp = perturbation * U_MEAN_BENCH_M_S * VELOCITY_SCALE * sv * math.exp(0.5) / math.sqrt(2)
+    vortex = start_vortex(perturbation * U_MEAN_BENCH_M_S * VELOCITY_SCALE)
 
     def initial_velocity(x: np.ndarray, t: float) -> np.ndarray:
-        u = base(x, t)
-        dx, dy = x[0] - xc, x[1] - yc
-        e = amp * np.exp(-(dx**2 + dy**2) / sv**2) * (-2.0 / sv**2)
-        return u + np.vstack([e * dy, -e * dx])
+        return base(x, t) + vortex(x)
 
     rec = ForceRecorder(fm, density_kg_m3=DENSITY_SIM_KG_M3, mu_pa_s=VISCOSITY_SIM_PA_S,
                         dump_to=partial_series)
