@@ -324,7 +324,8 @@ def _audited_dicom(store: Store, permission: str, action: str, *, actor: Actor,
                    purpose: str) -> Iterator[dict[str, Any]]:
     """Check ``permission``, run the block and audit it on the object "dicom": a success with
     the details the block put in the yielded dict, or a failure naming only the error type
-    (the :class:`CardiotwinError` is re-raised)."""
+    (the :class:`CardiotwinError` is re-raised). When the details name exactly one patient
+    (``pseudonym``, or a one-element ``pseudonyms``), the record is filed under that patient."""
     store.check_permission(permission, actor=actor, purpose=purpose, obj="dicom")
     details: dict[str, Any] = {}
     try:
@@ -333,8 +334,9 @@ def _audited_dicom(store: Store, permission: str, action: str, *, actor: Actor,
         store.record_event(permission, actor=actor, purpose=purpose, action=action, obj="dicom",
                            outcome="failure", details={"error": type(exc).__name__})
         raise
+    patients = details.get("pseudonyms") or [details.get("pseudonym")]
     store.record_event(permission, actor=actor, purpose=purpose, action=action, obj="dicom",
-                       details=details)
+                       details=details, pseudonym=patients[0] if len(patients) == 1 else None)
 
 
 def deidentify_dicom(in_dir: str | Path, out_dir: str | Path, *, store: Store, actor: Actor,

@@ -67,6 +67,7 @@ def test_dicom_scan_uses_the_store_pseudonyms_and_is_audited(shared_data, store_
     assert [p["label"] for p in json.loads(res.output)["patients"]] == [expected]
     (rec,) = _audit(store_home, "scan")
     assert rec["outcome"] == "success" and rec["details"]["pseudonyms"] == [expected]
+    assert rec["patient_pseudonym"] == expected  # one patient: filed under them
     # 28 slices + Ref/_2.json + LICENSE (files looked at); one series
     assert rec["details"]["files"] == 30 and rec["details"]["series"] == 1
     assert str(src) not in json.dumps(rec)  # no path of identified data in the audit trail
@@ -103,6 +104,7 @@ def test_dicom_deid_uses_the_store_key_and_is_audited(shared_data, tmp_path):
     recs = _audit(store_dir, "deidentify")
     assert len(recs) == 1 and recs[0]["outcome"] == "success"
     assert recs[0]["details"]["files"] == 28 and recs[0]["details"]["pseudonyms"] == [expected]
+    assert recs[0]["patient_pseudonym"] == expected
     assert st.verify_audit().ok
 
     # A researcher may not de-identify identified data: refused, audited, nothing written.
@@ -166,6 +168,8 @@ def test_dicom_convert_is_audited_with_pseudonym_and_output_hash(shared_data, tm
     assert done["details"]["format"] == "nrrd" and done["details"]["shape"] == [56, 611, 512]
     assert done["details"]["pseudonym"].startswith("PT-")
     assert done["details"]["pseudonym"] in res.output
+    assert done["patient_pseudonym"] == done["details"]["pseudonym"]
+    assert failed["patient_pseudonym"] is None  # refused before the patient was known
 
 
 def test_dicom_convert_jpeg2000_ct_to_nrrd_reads_back_equal(shared_data, tmp_path):

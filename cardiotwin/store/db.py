@@ -765,21 +765,25 @@ class Store:
         obj: str,
         details: Mapping[str, Any] | None = None,
         outcome: str = "success",
+        pseudonym: str | None = None,
     ) -> None:
         """Audit an action done outside the store (e.g. de-identifying a DICOM folder).
 
         Call :meth:`check_permission` before doing the work and this afterwards, with
         ``outcome="failure"`` when it failed. ``details`` go through the same identifier check
         as every audit record: counts, pseudonyms and hashes, never names or paths of
-        identified data.
+        identified data. ``pseudonym``: the one patient the action concerned, if it concerned
+        exactly one (the record then appears in :meth:`audit_log` filtered by that patient).
         """
         if outcome not in ("success", "failure"):
             raise InputError(f"outcome must be 'success' or 'failure'; got {outcome!r}")
         if permission not in PERMISSIONS:
             raise InputError(f"unknown permission {permission!r}; known: {sorted(PERMISSIONS)}")
+        if pseudonym is not None:
+            check_pseudonym(pseudonym)
         if outcome == "failure":
             _check_actor(actor)
-            self._record_only(actor=actor, action=action, pseudonym=None, obj=obj,
+            self._record_only(actor=actor, action=action, pseudonym=pseudonym, obj=obj,
                               purpose=_check_purpose(purpose), outcome="failure",
                               details=dict(details or {}))
             return
@@ -789,7 +793,7 @@ class Store:
             return _Done(None, details=payload)
 
         self._audited(op, actor=actor, purpose=purpose, action=action, permission=permission,
-                      pseudonym=None, obj=obj)
+                      pseudonym=pseudonym, obj=obj)
 
     # ---- patients -------------------------------------------------------------------------
 
