@@ -87,6 +87,7 @@ import hashlib
 import json
 import logging
 import math
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass
@@ -261,6 +262,11 @@ class PulsatileSettings:
         convection matrix (per-component Laplace form, no ``∇uᵀ`` part; needs
         ``convection="semi-implicit"``); shear-thinning path: added to μ(γ̇) in the full stress.
         Wall shear stress uses the molecular viscosity only.
+    checkpoint_format : ``"adios4dolfinx"`` (the fields stored against the mesh's input
+        ordering: a run restarts on the same mesh with any number of MPI ranks; needs the
+        MPI-enabled ``adios2`` that ``scripts/build-adios2.sh`` builds), ``"npz"`` (one file
+        per rank: same mesh and same number of ranks) or ``"auto"`` (the default:
+        adios4dolfinx when it can be imported, else npz).
     momentum_petsc_options, pressure_petsc_options, mass_petsc_options : PETSc options of the
         three linear solvers (defaults: GMRES + block-Jacobi/ILU, CG + GAMG, CG + Jacobi; there
         is no hypre in this PETSc; ``{"ksp_type": "preonly", "pc_type": "lu",
@@ -277,6 +283,7 @@ class PulsatileSettings:
     log_every: int = 50
     smagorinsky_cs: float = 0.0
     projection_bcs: bool = True
+    checkpoint_format: str = "auto"
     momentum_petsc_options: dict[str, Any] = field(default_factory=lambda: _solver_defaults("momentum"))
     pressure_petsc_options: dict[str, Any] = field(default_factory=lambda: _solver_defaults("pressure"))
     mass_petsc_options: dict[str, Any] = field(default_factory=lambda: _solver_defaults("mass"))
@@ -302,6 +309,9 @@ class PulsatileSettings:
         if not (isinstance(cs, int | float) and math.isfinite(cs) and 0 <= cs <= 0.5):
             raise InputError(f"smagorinsky_cs must be in [0, 0.5] (0 = no LES model; 0.1-0.17 "
                              f"usual); got {cs!r}")
+        if self.checkpoint_format not in ("auto", "adios4dolfinx", "npz"):
+            raise InputError(f"checkpoint_format must be 'auto', 'adios4dolfinx' or 'npz'; got "
+                             f"{self.checkpoint_format!r}")
         if cs > 0 and self.convection == "explicit":
             raise InputError("smagorinsky_cs needs convection='semi-implicit' (the eddy "
                              "viscosity is assembled with the convection matrix)")
@@ -670,8 +680,9 @@ def solve_pulsatile(
     checkpoint_every : write a restart checkpoint every this many steps into
         ``out_dir/checkpoints/step_<n>`` (0: never).
     restart_from : a checkpoint directory; the run continues from its step with the same
-        arguments (same mesh and number of MPI ranks). The returned traces include the steps
-        before the restart.
+        arguments on the same mesh (adios4dolfinx checkpoints: any number of MPI ranks; npz
+        checkpoints: the same number). The returned traces include the steps before the
+        restart.
     callback : called after every step with a :class:`StepState`.
     progress : called as ``progress(step, n_steps)`` after every step.
     rheology : viscosity law, :class:`~cardiotwin.physics.rheology.Newtonian` or
@@ -1135,8 +1146,9 @@ def solve_pulsatile(
     wss = _WallShear(fm, mu_wall, u_n) if "wall" in fm.names else None
     last_cycle_start = n_steps - int(round(period_s / dt_s))
     restart_dir = Path(restart_from) if restart_from is not None else None
+    ck_format = _checkpoint_format(s.checkpoint_format) if checkpoint_every else None
     if restart_dir is not None:
-        step0, extra = _read_checkpoint(restart_dir, comm, [u_n, u_nm1, p_h], wss)
+        step0, extra = _read_checkpoint(restart_dir, comm, [u_n, u_nm1, p_h], wss, msh)
         for o, st in zip(outs, extra["outlets"], strict=True):
             o.p_c, o.q = st["p_c"], st["q"]
         p_full = np.array(extra["p_full"])
@@ -1348,7 +1360,7 @@ def solve_pulsatile(
                          "q_scale": q_scale, "rec": rec, "rec_q": rec_q, "rec_p": rec_p,
                          "rec_pb": rec_pb}
                 _write_checkpoint(out_path / "checkpoints" / f"step_{step:06d}", comm, step,
-                                  [u_n, u_nm1, p_h], wss, extra)
+                                  [u_n, u_nm1, p_h], wss, extra, fmt=ck_format)
             if callback is not None:
                 callback(StepState(step, t, dt_s, u_n, p_h, p_prev, mu, fm,
                                    dict(zip(names, map(float, q_new), strict=True)),
@@ -1685,8 +1697,35 @@ class _WallShear:
 
 
 # ----------------------------------------------------------------------------------------------
-# Checkpoints: one .npz per rank + a JSON of the scalar state (same mesh, same number of ranks)
+# Checkpoints: a directory with state.json (step, scalar state, format) and the fields, either
+# adios4dolfinx (state.bp, in the mesh's input ordering: any number of ranks on restart) or one
+# .npz per rank (same mesh, same number of ranks)
 # ----------------------------------------------------------------------------------------------
+_CHECKPOINT_FIELDS = ("velocity", "velocity_previous", "pressure")
+
+
+def _checkpoint_format(requested: str) -> str:
+    """Resolve ``PulsatileSettings.checkpoint_format`` to "adios4dolfinx" or "npz"."""
+    if requested == "npz":
+        return "npz"
+    try:
+        import adios2
+        import adios4dolfinx  # noqa: F401
+
+        usable = bool(getattr(adios2, "is_built_with_mpi", False))
+    except ImportError:
+        usable = False
+    if usable:
+        return "adios4dolfinx"
+    if requested == "adios4dolfinx":
+        raise InputError("checkpoint_format='adios4dolfinx' needs adios4dolfinx and an "
+                         "MPI-enabled adios2 Python module; build them into the venv with "
+                         "`bash scripts/build-adios2.sh .venv` (or use checkpoint_format='npz')")
+    logger.info("adios4dolfinx with MPI adios2 is not installed (scripts/build-adios2.sh): "
+                "checkpoints are per-rank .npz files (restart with the same number of ranks)")
+    return "npz"
+
+
 def _layout_signature(funcs) -> str:
     h = hashlib.sha256()
     for f in funcs:
@@ -1695,38 +1734,98 @@ def _layout_signature(funcs) -> str:
     return h.hexdigest()
 
 
-def _write_checkpoint(path: Path, comm, step: int, funcs, wss, extra: dict) -> None:
+def _mesh_fingerprint(msh) -> dict[str, Any]:
+    """Partition-independent summary of a mesh: global cell and node counts and the first two
+    moments of the node coordinates."""
+    n_own = msh.geometry.index_map().size_local
+    x = msh.geometry.x[:n_own, :msh.geometry.dim]
+    cells = msh.topology.index_map(msh.topology.dim).size_global
+    return {"cells": int(cells), "nodes": int(msh.geometry.index_map().size_global),
+            "x_sum": msh.comm.allreduce(x.sum(axis=0), op=MPI.SUM).tolist(),
+            "x2_sum": float(msh.comm.allreduce(float((x * x).sum()), op=MPI.SUM))}
+
+
+def _same_mesh(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return (a["cells"] == b["cells"] and a["nodes"] == b["nodes"]
+            and np.allclose(a["x_sum"], b["x_sum"], rtol=1e-9, atol=1e-12)
+            and math.isclose(a["x2_sum"], b["x2_sum"], rel_tol=1e-9, abs_tol=1e-15))
+
+
+def _wss_functions(wss):
+    """The wall-shear accumulators as (vector, scalar) P1 Functions (owned values valid)."""
+    from dolfinx import fem
+
+    vec, mag = fem.Function(wss.W, name="wss_sum_vec"), fem.Function(wss.S, name="wss_sum_mag")
+    vec.x.array[:] = wss.sum_vec.ravel()
+    mag.x.array[:] = wss.sum_mag
+    return vec, mag
+
+
+def _write_checkpoint(path: Path, comm, step: int, funcs, wss, extra: dict, *,
+                      fmt: str) -> None:
     """Write atomically: into ``<path>.tmp`` and rename when every rank has finished."""
     tmp = path.with_name(path.name + ".tmp")
     if comm.rank == 0:
-        tmp.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
     comm.barrier()
-    arrays = {f"f{i}": f.x.array for i, f in enumerate(funcs)}
-    if wss is not None:
-        arrays.update(wss.state())
-    np.savez(tmp / f"rank{comm.rank:04d}.npz", **arrays)
-    sigs = comm.gather(_layout_signature(funcs), root=0)
+    meta: dict[str, Any] = {"step": step, "format": fmt, "mpi_size": comm.size, "state": extra}
+    if fmt == "adios4dolfinx":
+        import adios2
+        import adios4dolfinx
+
+        fields = list(zip(_CHECKPOINT_FIELDS, funcs, strict=True))
+        if wss is not None:
+            fields += list(zip(("wss_sum_vec", "wss_sum_mag"), _wss_functions(wss), strict=True))
+            meta["wss_time"] = wss.time
+        for k, (name, f) in enumerate(fields):
+            adios4dolfinx.write_function_on_input_mesh(
+                tmp / "state.bp", f, name=name, time=0.0,
+                mode=adios2.Mode.Write if k == 0 else adios2.Mode.Append)
+        meta["mesh"] = _mesh_fingerprint(funcs[0].function_space.mesh)
+    else:
+        arrays = {f"f{i}": f.x.array for i, f in enumerate(funcs)}
+        if wss is not None:
+            arrays.update(wss.state())
+        np.savez(tmp / f"rank{comm.rank:04d}.npz", **arrays)
+        meta["layout"] = comm.gather(_layout_signature(funcs), root=0)
     comm.barrier()
     if comm.rank == 0:
-        meta = {"step": step, "mpi_size": comm.size, "layout": sigs, "state": extra}
         (tmp / "state.json").write_text(json.dumps(meta))
         if path.exists():
-            for f in path.iterdir():
-                f.unlink()
-            path.rmdir()
+            shutil.rmtree(path)
         tmp.rename(path)
     comm.barrier()
 
 
-def _read_checkpoint(path: Path, comm, funcs, wss) -> tuple[int, dict]:
+def _read_checkpoint(path: Path, comm, funcs, wss, msh) -> tuple[int, dict]:
     meta_file = path / "state.json"
     if not meta_file.is_file():
         raise InputError(f"restart_from={path}: no state.json there; give a checkpoint directory "
                          "written with checkpoint_every (out_dir/checkpoints/step_<n>)")
     meta = json.loads(meta_file.read_text())
+    if meta.get("format", "npz") == "adios4dolfinx":
+        _checkpoint_format("adios4dolfinx")   # raises, naming the remedy, when unavailable
+        import adios4dolfinx
+
+        if not _same_mesh(meta["mesh"], _mesh_fingerprint(msh)):
+            raise InputError(f"checkpoint {path} was written on another mesh ({meta['mesh']['cells']} "
+                             "cells); restart on the mesh the run started with")
+        for name, f in zip(_CHECKPOINT_FIELDS, funcs, strict=True):
+            adios4dolfinx.read_function(path / "state.bp", f, time=0.0, name=name)
+        if wss is not None and "wss_time" in meta:
+            vec, mag = _wss_functions(wss)
+            adios4dolfinx.read_function(path / "state.bp", vec, time=0.0, name="wss_sum_vec")
+            adios4dolfinx.read_function(path / "state.bp", mag, time=0.0, name="wss_sum_mag")
+            wss.sum_vec = vec.x.array.reshape(wss.sum_vec.shape).copy()
+            wss.sum_mag = mag.x.array.copy()
+            wss.time = float(meta["wss_time"])
+        return int(meta["step"]), meta["state"]
     if meta["mpi_size"] != comm.size:
         raise InputError(f"checkpoint {path} was written with {meta['mpi_size']} MPI ranks; "
-                         f"restart with the same number (now {comm.size})")
+                         f"restart with the same number (now {comm.size}), or write adios4dolfinx "
+                         "checkpoints (scripts/build-adios2.sh), which restart on any number")
     if meta["layout"][comm.rank] != _layout_signature(funcs):
         raise InputError(f"checkpoint {path} does not match this mesh/partition (dof layout "
                          "differs); restart on the same mesh with the same number of ranks")
