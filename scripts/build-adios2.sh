@@ -11,7 +11,8 @@
 #
 # Needs: a C++ compiler, cmake >= 3.15 and ninja (Debian: build-essential cmake ninja-build; cmake
 # and ninja are taken from PyPI when missing). Idempotent: a second run only re-checks.
-# Usage: bash scripts/build-adios2.sh [VENV]      (VENV defaults to .venv)
+# Usage: bash scripts/build-adios2.sh [VENV]      (VENV defaults to .venv; ADIOS2_SDIST=path of
+#        adios2-2.12.1.1001.tar.gz skips the download)
 set -euo pipefail
 
 VENV=$(realpath "${1:-.venv}")
@@ -69,12 +70,17 @@ mkdir -p "$CACHE"
 
 # 1. the ADIOS2 source (the PyPI sdist, checked against its SHA-256)
 SRC="$CACHE/adios2-$ADIOS2_VERSION"
+if [ ! -f "$SRC/CMakeLists.txt" ] && [ -n "${ADIOS2_SDIST:-}" ]; then
+    tar -xzf "$ADIOS2_SDIST" -C "$CACHE"      # a copy of the sdist, for machines without PyPI
+fi
 if [ ! -f "$SRC/CMakeLists.txt" ]; then
     say "fetching the ADIOS2 $ADIOS2_VERSION source from PyPI"
     "$PY" - "$ADIOS2_SDIST_URL" "$CACHE/adios2.tar.gz" "$ADIOS2_SDIST_SHA256" <<'EOF'
-import hashlib, sys, urllib.request
+import hashlib, os, ssl, sys, urllib.request
 url, dest, sha = sys.argv[1:]
-data = urllib.request.urlopen(url, timeout=120).read()
+cafile = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE")  # as pip is configured
+ctx = ssl.create_default_context(cafile=cafile if cafile and os.path.isfile(cafile) else None)
+data = urllib.request.urlopen(url, timeout=180, context=ctx).read()
 if hashlib.sha256(data).hexdigest() != sha:
     sys.exit(f"build-adios2: {url} does not have the expected SHA-256 {sha}")
 open(dest, "wb").write(data)
