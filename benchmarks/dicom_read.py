@@ -41,6 +41,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from machine import machine_info  # benchmarks/machine.py (scripts run from benchmarks/)
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SYNTAXES = {
@@ -196,28 +198,6 @@ def measure(reader: str, folder: Path) -> dict:
 # ---------------------------------------------------------------------------------------------
 # report
 # ---------------------------------------------------------------------------------------------
-
-
-def machine_info() -> dict:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gib = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                mem_gib = round(int(line.split()[1]) / 2**20, 1)
-    except OSError:
-        pass
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {"host": platform.node(), "cpus": os.cpu_count(), "cpu_model": model,
-            "memory_gib": mem_gib, "load_average_1_5_15": load,
-            "python": platform.python_version(), "platform": platform.platform()}
 
 
 def versions() -> dict:

@@ -54,7 +54,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -62,6 +61,8 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from machine import machine_info  # benchmarks/machine.py (scripts run from benchmarks/)
 
 ROOT = Path(__file__).resolve().parents[1]
 # (h_max_mm, h_min_mm): the demo's 3.0/1.2 (cardiotwin.workflows.BuildSettings) and two coarser
@@ -398,22 +399,14 @@ def _machine() -> dict:
     import dolfinx
     from petsc4py import PETSc
 
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
     try:
         from importlib.metadata import version
         oasisx_version = version("oasisx")
     except Exception:  # noqa: BLE001  (not installed: the report says so)
         oasisx_version = None
-    return {"host": platform.node(), "cores": os.cpu_count(), "cpu_model": cpu,
-            "python": platform.python_version(), "dolfinx": dolfinx.__version__,
+    return {**machine_info(), "dolfinx": dolfinx.__version__,
             "petsc": ".".join(map(str, PETSc.Sys.getVersion())), "oasisx": oasisx_version,
-            "mpi_ranks_per_case": 1,
-            "load_avg_at_start": list(os.getloadavg())}
+            "mpi_ranks_per_case": 1}
 
 
 def _rel_diff(a, b) -> float:

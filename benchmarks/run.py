@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from machine import machine_info  # benchmarks/machine.py (scripts run from benchmarks/)
 
 
 def _median_time(fn, repeat: int) -> tuple[float, object]:
@@ -88,8 +89,7 @@ def main() -> None:
         rows["volume mesh"] = {"s": t, "tets": dom.n_cells}
     result = {
         "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"host": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "processor": platform.processor() or platform.machine()},
+        "machine": machine_info(),
         "spacing_mm": args.spacing, "repeat": args.repeat, "stages": rows,
     }
     args.out.mkdir(parents=True, exist_ok=True)
