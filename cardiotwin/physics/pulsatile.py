@@ -1074,120 +1074,122 @@ def solve_pulsatile(
             vec.scale(1.0 / area)
             p_mean_vecs[nm] = vec
 
-    # ---- outlet responses ψ_j, w_j and K --------------------------------------------------------------
-    with prov.timed("responses"):
-        psi, w_resp = [], []
-        for j in range(m):
-            one = fem.Function(Qsp)
-            one.x.array[out_dofs_p[j]] = 1.0
-            bcs_j = [fem.dirichletbc(one, out_dofs_p[j])] + [
-                fem.dirichletbc(zero_q, out_dofs_p[i]) for i in range(m) if i != j]
-            with b2.localForm() as bl:
-                bl.set(0.0)
-            fpetsc.apply_lifting(b2, [a2_c], bcs=[bcs_j])
-            b2.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
-            fpetsc.set_bc(b2, bcs_j)
-            psi_j = fem.Function(Qsp)
-            ksp2.solve(b2, psi_j.x.petsc_vec, 0, 0.0)
-            psi.append(psi_j)
-            phi.x.array[:] = psi_j.x.array
-            w_j = fem.Function(V)
-            for i in range(gdim):
-                with b3.localForm() as bl:
-                    bl.set(0.0)
-                fpetsc.assemble_vector(b3, L3_resp[i])
-                b3.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
-                if s.projection_bcs:
-                    b3.array[bc_owned_s] = 0.0
-                u_c.x.petsc_vec.set(0.0)
-                ksp3.solve(b3, u_c.x.petsc_vec, 0, 0.0)
-                if s.projection_bcs:
-                    u_c.x.array[bc_dofs_all] = 0.0
-                w_j.x.array.reshape(-1, gdim)[:, i] = u_c.x.array
-            w_resp.append(w_j)
-        K = np.array([[d_out[i].dot(psi[j].x.petsc_vec) for j in range(m)] for i in range(m)])
-        prov.parameters["outlet_response_K_m3_s_pa"] = K.tolist()
-
-    # ---- state ----------------------------------------------------------------------------------------
-    outs = [_Outlet(nm, models[nm], (initial_outlet_pressures_pa or {}).get(
-        nm, (initial_outlet_pressures_pa or {}).get(nm.split(":", 1)[-1]))) for nm in names]
-    if initial_velocity is not None:
-        if hasattr(initial_velocity, "function_space"):
-            u_n.interpolate(initial_velocity)
-        else:
-            u_n.interpolate(lambda x: initial_velocity(x, 0.0))
-        u_n.x.scatter_forward()
-        u_nm1.x.array[:] = u_n.x.array
-    q_init = np.array([c.dot(u_n.x.petsc_vec) for c in c_out])  # ū = u at rest/initial field
-    for o, qq in zip(outs, q_init, strict=True):
-        o.q = float(qq)
-    p_full = np.array([o.pressure(o.q) for o in outs])
-    if initial_pressure is not None:
-        if hasattr(initial_pressure, "function_space"):
-            p_h.interpolate(initial_pressure)
-        else:
-            p_h.interpolate(lambda x: initial_pressure(x, -0.5 * dt_s))
-    else:
-        for j in range(m):
-            p_h.x.array[:] += p_full[j] * psi[j].x.array
-    p_h.x.scatter_forward()
-    p_half_out = np.array([p_mean_vecs[nm].dot(p_h.x.petsc_vec) for nm in names])
-
-    rec: dict[str, list] = {"t": [], "qin": [], "cfl": [], "imb": [], "dp_valve": [], "vjet": [],
-                            "imb_face": []}
-    rec_q = {nm: [] for nm in names}
-    rec_p = {nm: [] for nm in names}
-    rec_pb = {nm: [] for nm in p_names}
-    step0 = 0
-    q_scale = 0.0
-
-    # wall shear accumulators (P1 vector / scalar on wall nodes, lumped projection)
-    mu_wall = rheology.ufl_viscosity(shear_rate(u_n)) if variable_mu else mu
-    wss = _WallShear(fm, mu_wall, u_n) if "wall" in fm.names else None
-    last_cycle_start = n_steps - int(round(period_s / dt_s))
-    restart_dir = Path(restart_from) if restart_from is not None else None
-    ck_format = _checkpoint_format(s.checkpoint_format) if checkpoint_every else None
-    if restart_dir is not None:
-        step0, extra = _read_checkpoint(restart_dir, comm, [u_n, u_nm1, p_h], wss, msh)
-        for o, st in zip(outs, extra["outlets"], strict=True):
-            o.p_c, o.q = st["p_c"], st["q"]
-        p_full = np.array(extra["p_full"])
-        p_half_out = np.array(extra["p_half_out"])
-        q_scale = extra["q_scale"]
-        for k in rec:
-            rec[k] = list(extra["rec"][k])
-        for nm in names:
-            rec_q[nm] = list(extra["rec_q"][nm])
-            rec_p[nm] = list(extra["rec_p"][nm])
-        for nm in p_names:
-            rec_pb[nm] = list(extra["rec_pb"][nm])
-        if step0 >= n_steps:
-            raise InputError(f"checkpoint {restart_dir} is at step {step0}, not before the end "
-                             f"step {n_steps}")
-        logger.info("restarting from %s at step %d", restart_dir, step0)
-
-    # valve sections
-    valve_data = _valve_setup(fm, V, Qsp, valve) if valve is not None else None
-
-    # cell data for CFL
-    _, h_cell = _cell_geometry(msh)
-    n_cells = len(h_cell)
-    cell_dofs = V.dofmap.list[:n_cells]
-
-    # output
-    out_path = Path(out_dir) if out_dir is not None else None
+    # Everything from here on runs in one try: the finally releases the PETSc objects (and the
+    # options of the KSPs) whatever is refused or fails, restart and valve set-up included.
     writers = []
-    paths: dict[str, Path] = {}
-    if out_path is not None and write_every:
-        if comm.rank == 0:
-            out_path.mkdir(parents=True, exist_ok=True)
-        comm.barrier()
-        paths = {"velocity": out_path / "velocity.bp", "pressure": out_path / "pressure.bp"}
-        writers = [io.VTXWriter(comm, str(paths["velocity"]), [u_n], engine="BP4"),
-                   io.VTXWriter(comm, str(paths["pressure"]), [p_h], engine="BP4")]
-
-    t_assemble = t_solve = t_post = 0.0
     try:
+        # ---- outlet responses ψ_j, w_j and K --------------------------------------------------------------
+        with prov.timed("responses"):
+            psi, w_resp = [], []
+            for j in range(m):
+                one = fem.Function(Qsp)
+                one.x.array[out_dofs_p[j]] = 1.0
+                bcs_j = [fem.dirichletbc(one, out_dofs_p[j])] + [
+                    fem.dirichletbc(zero_q, out_dofs_p[i]) for i in range(m) if i != j]
+                with b2.localForm() as bl:
+                    bl.set(0.0)
+                fpetsc.apply_lifting(b2, [a2_c], bcs=[bcs_j])
+                b2.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+                fpetsc.set_bc(b2, bcs_j)
+                psi_j = fem.Function(Qsp)
+                ksp2.solve(b2, psi_j.x.petsc_vec, 0, 0.0)
+                psi.append(psi_j)
+                phi.x.array[:] = psi_j.x.array
+                w_j = fem.Function(V)
+                for i in range(gdim):
+                    with b3.localForm() as bl:
+                        bl.set(0.0)
+                    fpetsc.assemble_vector(b3, L3_resp[i])
+                    b3.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+                    if s.projection_bcs:
+                        b3.array[bc_owned_s] = 0.0
+                    u_c.x.petsc_vec.set(0.0)
+                    ksp3.solve(b3, u_c.x.petsc_vec, 0, 0.0)
+                    if s.projection_bcs:
+                        u_c.x.array[bc_dofs_all] = 0.0
+                    w_j.x.array.reshape(-1, gdim)[:, i] = u_c.x.array
+                w_resp.append(w_j)
+            K = np.array([[d_out[i].dot(psi[j].x.petsc_vec) for j in range(m)] for i in range(m)])
+            prov.parameters["outlet_response_K_m3_s_pa"] = K.tolist()
+
+        # ---- state ----------------------------------------------------------------------------------------
+        outs = [_Outlet(nm, models[nm], (initial_outlet_pressures_pa or {}).get(
+            nm, (initial_outlet_pressures_pa or {}).get(nm.split(":", 1)[-1]))) for nm in names]
+        if initial_velocity is not None:
+            if hasattr(initial_velocity, "function_space"):
+                u_n.interpolate(initial_velocity)
+            else:
+                u_n.interpolate(lambda x: initial_velocity(x, 0.0))
+            u_n.x.scatter_forward()
+            u_nm1.x.array[:] = u_n.x.array
+        q_init = np.array([c.dot(u_n.x.petsc_vec) for c in c_out])  # ū = u at rest/initial field
+        for o, qq in zip(outs, q_init, strict=True):
+            o.q = float(qq)
+        p_full = np.array([o.pressure(o.q) for o in outs])
+        if initial_pressure is not None:
+            if hasattr(initial_pressure, "function_space"):
+                p_h.interpolate(initial_pressure)
+            else:
+                p_h.interpolate(lambda x: initial_pressure(x, -0.5 * dt_s))
+        else:
+            for j in range(m):
+                p_h.x.array[:] += p_full[j] * psi[j].x.array
+        p_h.x.scatter_forward()
+        p_half_out = np.array([p_mean_vecs[nm].dot(p_h.x.petsc_vec) for nm in names])
+
+        rec: dict[str, list] = {"t": [], "qin": [], "cfl": [], "imb": [], "dp_valve": [], "vjet": [],
+                                "imb_face": []}
+        rec_q = {nm: [] for nm in names}
+        rec_p = {nm: [] for nm in names}
+        rec_pb = {nm: [] for nm in p_names}
+        step0 = 0
+        q_scale = 0.0
+
+        # wall shear accumulators (P1 vector / scalar on wall nodes, lumped projection)
+        mu_wall = rheology.ufl_viscosity(shear_rate(u_n)) if variable_mu else mu
+        wss = _WallShear(fm, mu_wall, u_n) if "wall" in fm.names else None
+        last_cycle_start = n_steps - int(round(period_s / dt_s))
+        restart_dir = Path(restart_from) if restart_from is not None else None
+        ck_format = _checkpoint_format(s.checkpoint_format) if checkpoint_every else None
+        if restart_dir is not None:
+            step0, extra = _read_checkpoint(restart_dir, comm, [u_n, u_nm1, p_h], wss, msh)
+            for o, st in zip(outs, extra["outlets"], strict=True):
+                o.p_c, o.q = st["p_c"], st["q"]
+            p_full = np.array(extra["p_full"])
+            p_half_out = np.array(extra["p_half_out"])
+            q_scale = extra["q_scale"]
+            for k in rec:
+                rec[k] = list(extra["rec"][k])
+            for nm in names:
+                rec_q[nm] = list(extra["rec_q"][nm])
+                rec_p[nm] = list(extra["rec_p"][nm])
+            for nm in p_names:
+                rec_pb[nm] = list(extra["rec_pb"][nm])
+            if step0 >= n_steps:
+                raise InputError(f"checkpoint {restart_dir} is at step {step0}, not before the end "
+                                 f"step {n_steps}")
+            logger.info("restarting from %s at step %d", restart_dir, step0)
+
+        # valve sections
+        valve_data = _valve_setup(fm, V, Qsp, valve) if valve is not None else None
+
+        # cell data for CFL
+        _, h_cell = _cell_geometry(msh)
+        n_cells = len(h_cell)
+        cell_dofs = V.dofmap.list[:n_cells]
+
+        # output
+        out_path = Path(out_dir) if out_dir is not None else None
+        paths: dict[str, Path] = {}
+        if out_path is not None and write_every:
+            if comm.rank == 0:
+                out_path.mkdir(parents=True, exist_ok=True)
+            comm.barrier()
+            paths = {"velocity": out_path / "velocity.bp", "pressure": out_path / "pressure.bp"}
+            writers = [io.VTXWriter(comm, str(paths["velocity"]), [u_n], engine="BP4"),
+                       io.VTXWriter(comm, str(paths["pressure"]), [p_h], engine="BP4")]
+
+        t_assemble = t_solve = t_post = 0.0
         for n in range(step0, n_steps):
             step = n + 1
             t = step * dt_s
