@@ -23,11 +23,21 @@ this solver, "IPCS" = ``test_2d2.py``; drift = change of the last two lift maxim
   IPCS    0.015 / 0.00375 54,923   1/800   3.2277   0.9868*  -1.0217  0.3018  2.4857  1.2e-3
   IPCS    0.015 / 0.00375 54,923   1/1600  3.2262   0.9840*  -1.0176  0.3017  2.4848  4.0e-3
   IPCS    0.01 / 0.0025   122,285  1/800   3.2274   0.9860*  -1.0198  0.3020  2.4821  3.9e-3
+  IPCS    0.015 / 0.00375 54,923   1/800   3.2280   0.9881   -1.0227  0.3018  2.4859  6e-5  (t_end 6)
+  IPCS    0.01 / 0.0025   122,285  1/800   3.2285   0.9885   -1.0232  0.3019  2.4829  6e-5  (t_end 6)
+  mono P3–P2  0.02 / 0.005  75,275  1/800  3.2278   0.9873   -1.0218  0.3018  2.4846  8e-5
 
   * not yet periodic (t_end 4–4.5 s, the lift maxima still grow by 0.1–0.4 % per period);
-    compared at equal times with the 1/800 run, the 1/1600 run is 0.0016 lower and the
-    122k-dof run 0.0005 higher, so their periodic values are about 0.988 (1/800),
-    0.987 (1/1600) and 0.989 (122k dofs).
+    compared at equal times with the 1/800 run, the 1/1600 run is 0.0016 lower. The t_end 6
+    rows are the same meshes run to a periodic state.
+
+  The last row is this solver with Taylor–Hood P3–P2 (``--degree 3``) on the coarse mesh: an
+  element order higher in both fields (35 min on the shared machine). Its 0.9873 sits between
+  the P2–P1 values of the two finer meshes. The IPCS values on 55k / 122k dofs (0.9881 / 0.9885),
+  less the IPCS time error at Δt = 1/800 (≈ +0.002, from the coupled 55k run), give the same.
+  Three discretisations (P2–P1 split, P2–P1 coupled, P3–P2 coupled) converge to
+  c_L,max = 0.987 ± 0.001, with c_L,min = −1.022 (the lift oscillates about −0.017, since the
+  cylinder sits 0.01 m below the channel's mid-line).
 
 What the cross-check shows: the coupled solver, which has no splitting and whose force is its
 own discrete residual and is converged in time (Δt 1/800 → 1/1600 changes c_L,max by 1e-4), gives the *same* low lift: c_L,max 0.9820 (31k dofs) and 0.9863 (55k
@@ -36,8 +46,10 @@ at Δt = 1/800 and that difference shrinks about 4× when Δt is halved (second 
 coupled solution) — the IPCS drop under Δt refinement is convergence to the time-continuous
 value, not a drift away from the truth. c_D,max, St and Δp of the two solvers agree to
 0.001/0.0001/0.001. So the IPCS scheme and its force evaluation are not at fault; a converged
-Taylor–Hood discretisation of this geometry gives c_L,max ≈ 0.986–0.987 (mesh increment 55k →
-122k dofs +0.0005), about 0.3 % below the lower bound of the 1996 participants' interval.
+Taylor–Hood discretisation of this geometry gives c_L,max = 0.987 ± 0.001 (P3–P2 0.9873; IPCS mesh
+increment 55k → 122k dofs +0.0004, periodic), about 0.3 % below the lower bound of the 1996
+participants' interval. The peak-to-peak half amplitude, (c_L,max − c_L,min)/2 = 1.005, lies
+inside [0.99, 1.01].
 
 Runtime (measured, ``pytest -m "slow or validation"`` on the shared 2-core machine): 2 passed in
 19 min 25 s — monolithic fixture 784 s (spin-up 4.5 s at Δt 1/200, then 1.75 s at 1/800; chord
