@@ -392,9 +392,12 @@ from cardiotwin.physics.pulsatile import Inflow, PulsatileSettings, solve_pulsat
 from cardiotwin.physics.waveforms import AorticFlowWaveform
 from cardiotwin.physics.windkessel import RCR
 fm = load_domain(FluidDomain.from_dict(json.load(open(sys.argv[1]))), comm=MPI.COMM_WORLD)
+restart = sys.argv[2] != "write"   # "write": a full run that checkpoints into sys.argv[4]
 r = solve_pulsatile(fm, inflow=Inflow(flow_m3_s=AorticFlowWaveform(**{wave})),
                     outlets={{"out": RCR(**{rcr})}}, dt_s={dt}, t_end_s={t_end},
-                    initial_outlet_pressures_pa={{"out": {p0}}}, restart_from=sys.argv[2],
+                    initial_outlet_pressures_pa={{"out": {p0}}},
+                    restart_from=sys.argv[2] if restart else None,
+                    out_dir=None if restart else sys.argv[4], checkpoint_every=0 if restart else 8,
                     settings=PulsatileSettings(checkpoint_format="adios4dolfinx"))
 if MPI.COMM_WORLD.rank == 0:
     json.dump({{"q": r.outlet_flows_m3_s["out"].tolist(), "p": r.outlet_pressures_pa["out"].tolist(),
@@ -405,8 +408,9 @@ if MPI.COMM_WORLD.rank == 0:
 @pytest.mark.mpi
 def test_adios4dolfinx_checkpoint_restarts_on_two_ranks(rcr_pipe, tmp_path):
     """A checkpoint written by a serial run (adios4dolfinx, fields in the mesh's input ordering)
-    restarts under mpiexec -n 2 and continues the serial run: outlet flow and pressure and the
-    inlet pressure equal the uninterrupted serial run within the iterative solvers' tolerance."""
+    restarts under mpiexec -n 2 and continues the serial run, and one written under mpiexec -n 2
+    restarts in serial: outlet flow and pressure and the inlet pressure equal the uninterrupted
+    serial run within the iterative solvers' tolerance."""
     from dataclasses import asdict
 
     _adios_available()
@@ -420,12 +424,20 @@ def test_adios4dolfinx_checkpoint_restarts_on_two_ranks(rcr_pipe, tmp_path):
     out = tmp_path / "restarted.json"
     run_mpi(script, save_domain(rcr_pipe.domain, tmp_path / "pipe.json"),
             tmp_path / "a" / "checkpoints" / "step_000008", out)
-    par = json.loads(out.read_text())
-    assert len(par["q"]) == 16
+    # two ranks write, one rank restarts
+    run_mpi(script, save_domain(rcr_pipe.domain, tmp_path / "pipe.json"), "write",
+            tmp_path / "written_by_2.json", tmp_path / "b")
+    ck2 = tmp_path / "b" / "checkpoints" / "step_000008"
+    assert json.loads((ck2 / "state.json").read_text())["mpi_size"] == 2
+    serial = solve_pulsatile(rcr_pipe, restart_from=ck2, **kw)
     q, p_in = full.outlet_flows_m3_s["out"], full.boundary_pressures_pa["inlet"]
-    np.testing.assert_allclose(par["q"], q, rtol=1e-6, atol=1e-6 * np.abs(q).max())
-    np.testing.assert_allclose(par["p"], full.outlet_pressures_pa["out"], rtol=1e-6)
-    np.testing.assert_allclose(par["p_in"], p_in, rtol=1e-6, atol=1e-6 * np.abs(p_in).max())
+    for par in (json.loads(out.read_text()),
+                {"q": serial.outlet_flows_m3_s["out"], "p": serial.outlet_pressures_pa["out"],
+                 "p_in": serial.boundary_pressures_pa["inlet"]}):
+        assert len(par["q"]) == 16
+        np.testing.assert_allclose(par["q"], q, rtol=1e-6, atol=1e-6 * np.abs(q).max())
+        np.testing.assert_allclose(par["p"], full.outlet_pressures_pa["out"], rtol=1e-6)
+        np.testing.assert_allclose(par["p_in"], p_in, rtol=1e-6, atol=1e-6 * np.abs(p_in).max())
 
 
 # ----------------------------------------------------------------------------------------------
