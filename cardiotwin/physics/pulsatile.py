@@ -267,6 +267,8 @@ class PulsatileSettings:
         MPI-enabled ``adios2`` that ``scripts/build-adios2.sh`` builds), ``"npz"`` (one file
         per rank: same mesh and same number of ranks) or ``"auto"`` (the default:
         adios4dolfinx when it can be imported, else npz).
+    checkpoint_keep : keep only the newest this many checkpoints in ``out_dir/checkpoints``
+        (0, the default: keep all; an adios4dolfinx checkpoint of the demo mesh is 47 MiB).
     momentum_petsc_options, pressure_petsc_options, mass_petsc_options : PETSc options of the
         three linear solvers (defaults: GMRES + block-Jacobi/ILU, CG + GAMG, CG + Jacobi; there
         is no hypre in this PETSc; ``{"ksp_type": "preonly", "pc_type": "lu",
@@ -284,6 +286,7 @@ class PulsatileSettings:
     smagorinsky_cs: float = 0.0
     projection_bcs: bool = True
     checkpoint_format: str = "auto"
+    checkpoint_keep: int = 0
     momentum_petsc_options: dict[str, Any] = field(default_factory=lambda: _solver_defaults("momentum"))
     pressure_petsc_options: dict[str, Any] = field(default_factory=lambda: _solver_defaults("pressure"))
     mass_petsc_options: dict[str, Any] = field(default_factory=lambda: _solver_defaults("mass"))
@@ -312,6 +315,9 @@ class PulsatileSettings:
         if self.checkpoint_format not in ("auto", "adios4dolfinx", "npz"):
             raise InputError(f"checkpoint_format must be 'auto', 'adios4dolfinx' or 'npz'; got "
                              f"{self.checkpoint_format!r}")
+        if not (isinstance(self.checkpoint_keep, int) and self.checkpoint_keep >= 0):
+            raise InputError(f"checkpoint_keep must be an integer >= 0 (0 keeps all); got "
+                             f"{self.checkpoint_keep!r}")
         if cs > 0 and self.convection == "explicit":
             raise InputError("smagorinsky_cs needs convection='semi-implicit' (the eddy "
                              "viscosity is assembled with the convection matrix)")
@@ -1363,6 +1369,10 @@ def solve_pulsatile(
                          "rec_pb": rec_pb}
                 _write_checkpoint(out_path / "checkpoints" / f"step_{step:06d}", comm, step,
                                   [u_n, u_nm1, p_h], wss, extra, fmt=ck_format)
+                if s.checkpoint_keep and comm.rank == 0:
+                    done = sorted((out_path / "checkpoints").glob("step_[0-9]*[0-9]"))
+                    for old_ck in done[:-s.checkpoint_keep]:
+                        shutil.rmtree(old_ck)
             if callback is not None:
                 callback(StepState(step, t, dt_s, u_n, p_h, p_prev, mu, fm,
                                    dict(zip(names, map(float, q_new), strict=True)),

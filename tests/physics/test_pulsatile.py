@@ -253,6 +253,16 @@ def _adios_available() -> None:
     assert adios2.is_built_with_mpi, "adios2 without MPI: run `bash scripts/build-adios2.sh .venv`"
 
 
+def test_checkpoint_keep_prunes_older_checkpoints(rcr_pipe, tmp_path):
+    solve_pulsatile(rcr_pipe, inflow=Inflow(flow_m3_s=WAVE), out_dir=tmp_path, checkpoint_every=4,
+                    settings=PulsatileSettings(checkpoint_format="npz", checkpoint_keep=2),
+                    **RESTART_KW)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "step_000012", "step_000016"]
+    with pytest.raises(InputError, match="checkpoint_keep"):
+        PulsatileSettings(checkpoint_keep=-1)
+
+
 @pytest.mark.parametrize("fmt", ["adios4dolfinx", "npz"])
 def test_restart_reproduces_uninterrupted_run(rcr_pipe, tmp_path, fmt):
     if fmt == "adios4dolfinx":
