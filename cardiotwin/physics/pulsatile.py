@@ -1698,6 +1698,23 @@ class _WallShear:
         osi.x.scatter_forward()
         return tawss, osi
 
+    def functions(self):
+        """The accumulators as (vector, scalar) P1 Functions (owned values valid), for the
+        adios4dolfinx checkpoint."""
+        from dolfinx import fem
+
+        vec = fem.Function(self.W, name="wss_sum_vec")
+        mag = fem.Function(self.S, name="wss_sum_mag")
+        vec.x.array[:] = self.sum_vec.ravel()
+        mag.x.array[:] = self.sum_mag
+        return vec, mag
+
+    def load_functions(self, vec, mag, time_s: float) -> None:
+        """Inverse of :meth:`functions`."""
+        self.sum_vec = vec.x.array.reshape(self.sum_vec.shape).copy()
+        self.sum_mag = mag.x.array.copy()
+        self.time = float(time_s)
+
     def state(self) -> dict[str, np.ndarray]:
         return {"wss_sum_vec": self.sum_vec, "wss_sum_mag": self.sum_mag,
                 "wss_time": np.array([self.time])}
@@ -1716,23 +1733,34 @@ class _WallShear:
 _CHECKPOINT_FIELDS = ("velocity", "velocity_previous", "pressure")
 
 
+def _adios4dolfinx():
+    """The adios4dolfinx module when it can run under MPI (an MPI-enabled adios2), else None."""
+    try:
+        import adios2
+        import adios4dolfinx
+    except ImportError:
+        return None
+    return adios4dolfinx if getattr(adios2, "is_built_with_mpi", False) else None
+
+
+def _require_adios4dolfinx():
+    a4d = _adios4dolfinx()
+    if a4d is None:
+        raise InputError("adios4dolfinx checkpoints need adios4dolfinx and an MPI-enabled adios2 "
+                         "Python module; build them into the venv with "
+                         "`bash scripts/build-adios2.sh .venv` (or use checkpoint_format='npz')")
+    return a4d
+
+
 def _checkpoint_format(requested: str) -> str:
     """Resolve ``PulsatileSettings.checkpoint_format`` to "adios4dolfinx" or "npz"."""
     if requested == "npz":
         return "npz"
-    try:
-        import adios2
-        import adios4dolfinx  # noqa: F401
-
-        usable = bool(getattr(adios2, "is_built_with_mpi", False))
-    except ImportError:
-        usable = False
-    if usable:
-        return "adios4dolfinx"
     if requested == "adios4dolfinx":
-        raise InputError("checkpoint_format='adios4dolfinx' needs adios4dolfinx and an "
-                         "MPI-enabled adios2 Python module; build them into the venv with "
-                         "`bash scripts/build-adios2.sh .venv` (or use checkpoint_format='npz')")
+        _require_adios4dolfinx()
+        return "adios4dolfinx"
+    if _adios4dolfinx() is not None:
+        return "adios4dolfinx"
     logger.info("adios4dolfinx with MPI adios2 is not installed (scripts/build-adios2.sh): "
                 "checkpoints are per-rank .npz files (restart with the same number of ranks)")
     return "npz"
@@ -1763,16 +1791,6 @@ def _same_mesh(a: dict[str, Any], b: dict[str, Any]) -> bool:
             and math.isclose(a["x2_sum"], b["x2_sum"], rel_tol=1e-9, abs_tol=1e-15))
 
 
-def _wss_functions(wss):
-    """The wall-shear accumulators as (vector, scalar) P1 Functions (owned values valid)."""
-    from dolfinx import fem
-
-    vec, mag = fem.Function(wss.W, name="wss_sum_vec"), fem.Function(wss.S, name="wss_sum_mag")
-    vec.x.array[:] = wss.sum_vec.ravel()
-    mag.x.array[:] = wss.sum_mag
-    return vec, mag
-
-
 def _write_checkpoint(path: Path, comm, step: int, funcs, wss, extra: dict, *,
                       fmt: str) -> None:
     """Write atomically: into ``<path>.tmp`` and rename when every rank has finished."""
@@ -1785,14 +1803,14 @@ def _write_checkpoint(path: Path, comm, step: int, funcs, wss, extra: dict, *,
     meta: dict[str, Any] = {"step": step, "format": fmt, "mpi_size": comm.size, "state": extra}
     if fmt == "adios4dolfinx":
         import adios2
-        import adios4dolfinx
 
+        a4d = _require_adios4dolfinx()
         fields = list(zip(_CHECKPOINT_FIELDS, funcs, strict=True))
         if wss is not None:
-            fields += list(zip(("wss_sum_vec", "wss_sum_mag"), _wss_functions(wss), strict=True))
+            fields += [(f.name, f) for f in wss.functions()]
             meta["wss_time"] = wss.time
         for k, (name, f) in enumerate(fields):
-            adios4dolfinx.write_function_on_input_mesh(
+            a4d.write_function_on_input_mesh(
                 tmp / "state.bp", f, name=name, time=0.0,
                 mode=adios2.Mode.Write if k == 0 else adios2.Mode.Append)
         meta["mesh"] = _mesh_fingerprint(funcs[0].function_space.mesh)
@@ -1818,21 +1836,16 @@ def _read_checkpoint(path: Path, comm, funcs, wss, msh) -> tuple[int, dict]:
                          "written with checkpoint_every (out_dir/checkpoints/step_<n>)")
     meta = json.loads(meta_file.read_text())
     if meta.get("format", "npz") == "adios4dolfinx":
-        _checkpoint_format("adios4dolfinx")   # raises, naming the remedy, when unavailable
-        import adios4dolfinx
-
+        a4d = _require_adios4dolfinx()
         if not _same_mesh(meta["mesh"], _mesh_fingerprint(msh)):
             raise InputError(f"checkpoint {path} was written on another mesh ({meta['mesh']['cells']} "
                              "cells); restart on the mesh the run started with")
-        for name, f in zip(_CHECKPOINT_FIELDS, funcs, strict=True):
-            adios4dolfinx.read_function(path / "state.bp", f, time=0.0, name=name)
-        if wss is not None and "wss_time" in meta:
-            vec, mag = _wss_functions(wss)
-            adios4dolfinx.read_function(path / "state.bp", vec, time=0.0, name="wss_sum_vec")
-            adios4dolfinx.read_function(path / "state.bp", mag, time=0.0, name="wss_sum_mag")
-            wss.sum_vec = vec.x.array.reshape(wss.sum_vec.shape).copy()
-            wss.sum_mag = mag.x.array.copy()
-            wss.time = float(meta["wss_time"])
+        fields = list(zip(_CHECKPOINT_FIELDS, funcs, strict=True))
+        wss_fields = wss.functions() if wss is not None and "wss_time" in meta else ()
+        for name, f in fields + [(f.name, f) for f in wss_fields]:
+            a4d.read_function(path / "state.bp", f, time=0.0, name=name)
+        if wss_fields:
+            wss.load_functions(*wss_fields, meta["wss_time"])
         return int(meta["step"]), meta["state"]
     if meta["mpi_size"] != comm.size:
         raise InputError(f"checkpoint {path} was written with {meta['mpi_size']} MPI ranks; "
