@@ -432,11 +432,10 @@ def test_adios4dolfinx_checkpoint_restarts_on_two_ranks(rcr_pipe, tmp_path):
         wave={"heart_rate_bpm": WAVE.heart_rate_bpm, "stroke_volume_ml": WAVE.stroke_volume_ml},
         rcr=asdict(PIPE_RCR), dt=DT_RCR, t_end=16 * DT_RCR, p0=P0_PA))
     out = tmp_path / "restarted.json"
-    run_mpi(script, save_domain(rcr_pipe.domain, tmp_path / "pipe.json"),
-            tmp_path / "a" / "checkpoints" / "step_000008", out)
+    dom = save_domain(rcr_pipe.domain, tmp_path / "pipe.json")
+    run_mpi(script, dom, tmp_path / "a" / "checkpoints" / "step_000008", out)
     # two ranks write, one rank restarts
-    run_mpi(script, save_domain(rcr_pipe.domain, tmp_path / "pipe.json"), "write",
-            tmp_path / "written_by_2.json", tmp_path / "b")
+    run_mpi(script, dom, "write", tmp_path / "written_by_2.json", tmp_path / "b")
     ck2 = tmp_path / "b" / "checkpoints" / "step_000008"
     assert json.loads((ck2 / "state.json").read_text())["mpi_size"] == 2
     serial = solve_pulsatile(rcr_pipe, restart_from=ck2, **kw)

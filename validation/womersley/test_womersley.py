@@ -40,11 +40,12 @@ def test_womersley_inlet_pressure_error_is_spatial(tmp_path):
     from cardiotwin.physics.flow import load_domain
 
     errs = {}
-    for h_mm, steps in ((1.25, 80), (1.25, 160), (0.625, 80)):
+    for h_mm, runs in ((1.25, (80, 160)), (0.625, (80,))):
         fm = load_domain(make_pipe(tmp_path / f"pipe_{h_mm}.msh", radius_mm=R_MM,
                                    length_mm=10.0, h_mm=h_mm))
-        _, res, errs[h_mm, steps] = womersley_case(fm, radius_m=R_MM * 1e-3, length_m=10e-3,
-                                                   alpha=4.0, steps_per_period=steps)
+        for steps in runs:
+            _, _, errs[h_mm, steps] = womersley_case(fm, radius_m=R_MM * 1e-3, length_m=10e-3,
+                                                     alpha=4.0, steps_per_period=steps)
     print("inlet pressure RMS error (h mm, steps/period):", errs)
     assert abs(errs[1.25, 160] - errs[1.25, 80]) < 0.005, errs
     assert errs[1.25, 80] / errs[0.625, 80] >= 2.0, errs
