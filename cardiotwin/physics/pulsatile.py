@@ -401,6 +401,11 @@ class PulsatileResult:
     u, p : final velocity (P2) and pressure (P1, at the last pressure time).
     tawss_pa, osi : time-averaged wall shear stress and oscillatory shear index over the last
         cycle (P1 Functions, zero off the wall), None when no full cycle was run.
+    region_flux_m3_s : ``"<region>/<part>"`` → flow through the part's solid footprint per step
+        (along its axis; the cells whose centre lies in the central half of the part's
+        thickness, at least one cell diameter beyond its inner radius). A blocking part carries ~0; on a
+        mesh too coarse for the part the flow leaks through the cells that are not porous
+        (:meth:`region_leak`).
     """
 
     times_s: np.ndarray
@@ -426,6 +431,7 @@ class PulsatileResult:
     osi: Any = None
     paths: dict[str, Path] = field(default_factory=dict)
     face_mass_imbalance: np.ndarray | None = None
+    region_flux_m3_s: dict[str, np.ndarray] = field(default_factory=dict)
 
     # -- helpers --------------------------------------------------------------------------------
     def last_cycle(self) -> np.ndarray:
@@ -448,6 +454,17 @@ class PulsatileResult:
     def _q_at_pressure_times(self) -> np.ndarray:
         q = self.inlet_flow_m3_s
         return np.concatenate([[q[0] / 2], 0.5 * (q[1:] + q[:-1])])
+
+    def region_leak(self) -> dict[str, float]:
+        """Largest ``|flux through a Brinkman part| / inflow`` while the inflow exceeds half its
+        peak in the last cycle (0 = impermeable), per ``"<region>/<part>"``."""
+        last = self.last_cycle()
+        q = self.inlet_flow_m3_s
+        strong = last & (q > 0.5 * max(float(np.max(q[last])), 1e-300))
+        if not strong.any():
+            return {}
+        return {k: float(np.max(np.abs(v[strong]) / q[strong]))
+                for k, v in self.region_flux_m3_s.items()}
 
     def valve_metrics(self) -> dict[str, float] | None:
         """Mean/peak transvalvular gradient and EOA (Gorlin, continuity) over the last cycle.
@@ -535,6 +552,8 @@ class PulsatileResult:
                     out["pressure_drop_pa"][k] = {"mean": float(np.mean(d)), "peak": float(np.max(d))}
         if (vm := self.valve_metrics()) is not None:
             out["valve"] = vm
+        if (leak := self.region_leak()):
+            out["region_leak"] = leak
         if (ws := self.wall_shear_summary()) is not None:
             out["wall_shear"] = ws
         return out
@@ -1083,6 +1102,7 @@ def solve_pulsatile(
     # Everything from here on runs in one try: the finally releases the PETSc objects (and the
     # options of the KSPs) whatever is refused or fails, restart and valve set-up included.
     writers = []
+    flux_parts: list[tuple[str, Any]] = []
     try:
         # ---- outlet responses ψ_j, w_j and K --------------------------------------------------------------
         with prov.timed("responses"):
@@ -1144,7 +1164,7 @@ def solve_pulsatile(
         p_half_out = np.array([p_mean_vecs[nm].dot(p_h.x.petsc_vec) for nm in names])
 
         rec: dict[str, list] = {"t": [], "qin": [], "cfl": [], "imb": [], "dp_valve": [], "vjet": [],
-                                "imb_face": []}
+                                "imb_face": [], "region_flux": []}
         rec_q = {nm: [] for nm in names}
         rec_p = {nm: [] for nm in names}
         rec_pb = {nm: [] for nm in p_names}
@@ -1165,7 +1185,7 @@ def solve_pulsatile(
             p_half_out = np.array(extra["p_half_out"])
             q_scale = extra["q_scale"]
             for k in rec:
-                rec[k] = list(extra["rec"][k])
+                rec[k] = list(extra["rec"].get(k, []))
             for nm in names:
                 rec_q[nm] = list(extra["rec_q"][nm])
                 rec_p[nm] = list(extra["rec_p"][nm])
@@ -1178,6 +1198,8 @@ def solve_pulsatile(
 
         # valve sections
         valve_data = _valve_setup(fm, V, Qsp, valve) if valve is not None else None
+        # flux through the solid footprint of every Brinkman part (leak check)
+        flux_parts = _region_flux_setup(fm, V, regions)
 
         # cell data for CFL
         _, h_cell = _cell_geometry(msh)
@@ -1353,6 +1375,8 @@ def solve_pulsatile(
                 dp, vj = _valve_eval(valve_data, u_n, p_h, comm, gdim)
                 rec["dp_valve"].append(dp)
                 rec["vjet"].append(vj)
+            if flux_parts:
+                rec["region_flux"].append([vec.dot(u_n.x.petsc_vec) for _, vec in flux_parts])
             if abs(imb) > s.imbalance_warn and comm.rank == 0:
                 logger.warning("mass imbalance %.2e at step %d (t = %.4g s): refine the mesh or "
                                "reduce dt_s", imb, step, t)
@@ -1392,7 +1416,7 @@ def solve_pulsatile(
                 k_.destroy()
         for obj in [A1, A1f, A2, A3, A3f, A_lhs0, A_rhs0, Cm, bx, phi_s, *G_mats, *E_mats,
                     lift_tmp, b1, b2, b3, c_in, *c_out, *d_out, *c_face,
-                    *p_mean_vecs.values(), A1v, b1v]:
+                    *p_mean_vecs.values(), *(vec for _, vec in flux_parts), A1v, b1v]:
             if obj is not None:
                 obj.destroy()
 
@@ -1428,7 +1452,9 @@ def solve_pulsatile(
         mesh=fm, blood=blood,
         valve_gradient_pa=np.array(rec["dp_valve"]) if valve is not None else None,
         jet_velocity_m_s=np.array(rec["vjet"]) if valve is not None else None,
-        tawss_pa=tawss, osi=osi, paths=paths, face_mass_imbalance=np.array(rec["imb_face"]))
+        tawss_pa=tawss, osi=osi, paths=paths, face_mass_imbalance=np.array(rec["imb_face"]),
+        region_flux_m3_s=({key: np.array([row[k] for row in rec["region_flux"]])
+                           for k, (key, _) in enumerate(flux_parts)} if flux_parts else {}))
 
 
 def _eddy_viscosity(msh, rho_c, cs: float, B):
@@ -1623,6 +1649,45 @@ def _valve_setup(fm, V, Qsp, valve: ValvePlanes) -> dict[str, Any]:
     rx = np.linalg.norm(relx - np.outer(zx, a), axis=1)
     jet = np.flatnonzero((zx >= 0) & (zx <= valve.downstream_mm) & (rx <= valve.radius_mm))
     return {"w_up": weights[0], "w_down": weights[1], "jet": jet}
+
+
+def _region_flux_setup(fm, V, regions) -> list[tuple[str, Any]]:
+    """Per Brinkman part, a vector ``w`` with ``w·u`` the flow through its solid footprint (m³/s).
+
+    ``∫ g (a·u) dx / (t/2)`` with ``g`` the indicator (at quadrature points) of the central half
+    of the part's thickness ``t`` within its radii, at least one cell diameter outside its inner
+    radius (the rim cells belong to the orifice), ``a`` the part's axis: the axial flux averaged
+    over the central half of the part.
+    """
+    import ufl
+    from dolfinx import fem
+    from dolfinx.fem import petsc as fpetsc
+    from petsc4py import PETSc
+
+    out: list[tuple[str, Any]] = []
+    msh = fm.mesh
+    if not regions or msh.topology.dim != 3:
+        return out
+    x = ufl.SpatialCoordinate(msh)
+    h = ufl.CellDiameter(msh)
+    v = ufl.TestFunction(V)
+    for reg in regions:
+        for k, part in enumerate(reg.parts):
+            a = np.asarray(part.axis, dtype=float)
+            axis = ufl.as_vector([float(c) for c in a])
+            rel = x - ufl.as_vector([float(c) * MM_TO_M for c in part.centre_mm])
+            z = ufl.dot(rel, axis)
+            r = ufl.sqrt(ufl.max_value(ufl.dot(rel, rel) - z * z, 0.0))
+            z_mid = 0.5 * (part.z0_mm + part.z1_mm) * MM_TO_M
+            half = 0.25 * (part.z1_mm - part.z0_mm) * MM_TO_M
+            r_in = part.r_inner_mm * MM_TO_M + (h if part.r_inner_mm > 0 else 0.0)
+            inside = ufl.And(ufl.lt(abs(z - z_mid), half),
+                             ufl.And(ufl.gt(r, r_in), ufl.lt(r, part.r_outer_mm * MM_TO_M)))
+            g = ufl.conditional(inside, 1.0, 0.0)
+            vec = fpetsc.assemble_vector(fem.form(g * ufl.dot(axis, v) / (2.0 * half) * ufl.dx))
+            vec.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+            out.append((f"{reg.name}/{k}", vec))
+    return out
 
 
 def _valve_eval(data, u, p, comm, gdim) -> tuple[float, float]:

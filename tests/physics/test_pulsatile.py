@@ -646,6 +646,17 @@ def test_brinkman_plate_is_impermeable_and_valve_metrics(physics_tmp):
           f"{vm['peak_jet_velocity_m_s']:.3f} m/s, dofs {r.n_dofs}, "
           f"{r.timings_s['per_step']:.2f} s/step")
     assert abs(leak["fraction"]) < 5e-3, leak
+    # The solver's own leak check (quadrature-level footprint of the plate's central half, every
+    # step): at peak flow it agrees with the measure above (both < 0.5 %); while the flow
+    # accelerates or decelerates the projection pushes a little flow into the plate (the
+    # pressure increment does not see the drag; docs/pulsatile.md), measured ≤ 3.1 % of Q for
+    # Q > Q_pk/2, which region_leak() reports.
+    ratio = r.region_flux_m3_s["native valve/0"] / r.inlet_flow_m3_s
+    peak = int(np.argmax(r.inlet_flow_m3_s))
+    print(f"solver region_leak: {r.region_leak()}, at peak flow {ratio[peak]:+.2e}")
+    assert abs(ratio[peak]) < 5e-3, ratio
+    assert set(r.region_leak()) == {"native valve/0"}
+    assert r.region_leak()["native valve/0"] < 5e-2, r.region_leak()
     assert 0.6 <= cc <= 1.0, cc
     assert math.isfinite(vm["eoa_gorlin_cm2"]) and 1 / 3 < vm["eoa_gorlin_cm2"] / hole_cm2 < 3
     assert 0.8 < bern < 1.5, bern
