@@ -596,20 +596,65 @@ def rehearse(
     tilt: Annotated[float, typer.Option(help="Tilt of the valve axis from the annulus normal, °.")] = 0.0,
     rotation: Annotated[float, typer.Option(help="Azimuth of the tilt around the normal, °.")] = 0.0,
     family: Annotated[str, typer.Option(help="Device family key (see `cardiotwin device list`).")] = "balloon_expandable_thv",
+    pulsatile: Annotated[bool, typer.Option(
+        "--pulsatile", help="Simulate whole cardiac cycles (pulsatile flow, Windkessel outlets "
+        "fitted to the blood pressure) instead of steady flow at mean systolic flow. Gives mean "
+        "and peak gradients over the cycle, EOA (Gorlin, continuity), aortic pressures, TAWSS "
+        "and OSI. Takes minutes to tens of minutes per run; the native-valve cycle is stored "
+        "and reused.")] = False,
+    dt_ms: Annotated[float, typer.Option("--dt-ms", help="Time step of --pulsatile, ms.")] = 0.5,
+    les_cs: Annotated[float, typer.Option(
+        "--les-cs", help="Smagorinsky constant of --pulsatile (LES; 0 turns it off).")] = 0.17,
+    t_end_ms: Annotated[float | None, typer.Option(
+        "--t-end-ms", help="Simulated time of --pulsatile in ms (default: one cardiac cycle). "
+        "Shorter runs, e.g. 100 ms of early systole, are for trials.")] = None,
     store: StoreOpt = None,
     role: RoleOpt = "clinician",
 ) -> None:
-    """Place a transcatheter valve on a twin, simulate, and compare with the native valve."""
+    """Place a transcatheter valve on a twin, simulate, and compare with the native valve.
+
+    Steady flow by default (about a minute per solve). With --pulsatile, one cardiac cycle of
+    pulsatile flow per valve, and a plot of the cycle next to the result files.
+    """
     from cardiotwin import workflows
 
     with _errors():
+        cycle = (workflows.CycleSettings(dt_ms=dt_ms, t_end_ms=t_end_ms, smagorinsky_cs=les_cs)
+                 if pulsatile else None)
         with _progress("rehearsal") as prog:
             reh = workflows.rehearse(pseudonym, store=_store(store), actor=_actor(role),
                                      nominal_diameter_mm=size, depth_mm=depth, tilt_deg=tilt,
-                                     rotation_deg=rotation, family=family, progress=prog)
-        _print_comparison(reh, title=f"{pseudonym}: {reh.placement['nominal_diameter_mm']:g} mm valve")
+                                     rotation_deg=rotation, family=family, cycle=cycle,
+                                     progress=prog)
+        kind = "pulsatile, " + (f"{reh.after['simulated_ms']:g} ms" if not reh.after["whole_cycle"]
+                                else "one cardiac cycle") if reh.pulsatile else "steady"
+        _print_comparison(reh, title=f"{pseudonym}: {reh.placement['nominal_diameter_mm']:g} mm "
+                                     f"valve ({kind})")
+        if reh.pulsatile:
+            _print_cycle_files(reh)
+            for when, run in (("before", reh.before), ("after", reh.after)):
+                for w in run.get("warnings", []):
+                    console.print(f"[yellow]warning ({when}):[/] {w}")
         for w in reh.sizing.get("warnings", []):
             console.print(f"[yellow]warning:[/] {w}")
+
+
+def _print_cycle_files(reh) -> None:
+    from cardiotwin.report import write_cycle_plot
+
+    after_dir = Path(reh.after["fields_dir"])
+    before_csv = Path(reh.before["fields_dir"]) / "traces.csv"
+    if before_csv.is_file():
+        png = write_cycle_plot(after_dir / "cycle_comparison.png", before_csv,
+                               after_dir / "traces.csv",
+                               label_after=f"{reh.placement['nominal_diameter_mm']:g} mm valve")
+        console.print(f"plot of the cycle: {png}")
+    console.print(f"per-step traces (CSV): {after_dir / 'traces.csv'}; fields for ParaView (VTX): "
+                  f"{after_dir}/*.bp")
+    console.print(f"mass balance: outlets sum to the inflow within "
+                  f"{reh.after['mass_imbalance_max']:.1e} every step; max CFL "
+                  f"{reh.after['cfl_max']:.2f}; {reh.after['n_dofs']:,} dofs, "
+                  f"{reh.after['solve_time_s'] / 60:.1f} min")
 
 
 # ----------------------------------------------------------------------------------------- device

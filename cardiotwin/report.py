@@ -141,6 +141,46 @@ th{background:#f4f6f7} td:first-child{text-align:left}
 """
 
 
+def _read_traces(path: str | Path) -> dict[str, np.ndarray]:
+    import csv
+
+    with Path(path).open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    head, data = rows[0], np.array(rows[1:], dtype=float)
+    return {name: data[:, i] for i, name in enumerate(head)}
+
+
+def write_cycle_plot(out_png: str | Path, before_csv: str | Path, after_csv: str | Path, *,
+                     label_after: str) -> Path:
+    """Plot a pulsatile before/after comparison from two ``traces.csv`` of ``run_cycle``.
+
+    Three panels over the cycle: inflow; LV-outflow (inlet) and aortic (outlet, flow-weighted) pressure;
+    transvalvular gradient. Writes a PNG and returns its path.
+    """
+    runs = [("native valve", "#c0392b", _read_traces(before_csv)),
+            (label_after, "#2471a3", _read_traces(after_csv))]
+    fig, axes = plt.subplots(3, 1, figsize=(6.5, 7.5), sharex=True)
+    for name, colour, tr in runs:
+        t_ms = 1e3 * tr["t_s"]
+        axes[0].plot(t_ms, tr["inflow_ml_s"], color=colour, label=name)
+        axes[1].plot(t_ms, tr["inlet_pressure_mmhg"], color=colour, label=f"LV outflow, {name}")
+        axes[1].plot(t_ms, tr["aortic_pressure_mmhg"], color=colour, ls="--", label=f"aorta, {name}")
+        if "valve_gradient_mmhg" in tr:
+            axes[2].plot(t_ms, tr["valve_gradient_mmhg"], color=colour, label=name)
+    axes[0].set_ylabel("inflow (mL/s)")
+    axes[0].set_title("Pulsatile flow over the cardiac cycle")
+    axes[1].set_ylabel("pressure (mmHg)")
+    axes[2].set_ylabel("transvalvular\ngradient (mmHg)")
+    axes[2].set_xlabel("time from the start of ejection (ms)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    out_png = Path(out_png)
+    fig.savefig(out_png, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return out_png
+
+
 def write_report(out_path: str | Path, *, twin: dict[str, Any], rehearsal: dict[str, Any],
                  truth: dict[str, Any] | None = None, timings_s: dict[str, float] | None = None) -> Path:
     """Write the HTML report.

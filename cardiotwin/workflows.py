@@ -11,7 +11,9 @@ build_twin
     tetrahedral mesh → calibrated boundary conditions → baseline (native valve) flow → stored twin.
 rehearse
     A device of the catalog placed on the twin's annulus → flow with the device → before/after
-    comparison, stored as a result.
+    comparison, stored as a result. Steady flow at mean systolic flow by default; whole cardiac
+    cycles of pulsatile flow with Windkessel outlets fitted to the blood pressure
+    (:func:`run_cycle`) when given a :class:`CycleSettings`.
 deidentify_dicom
     A folder of identified DICOM → de-identified copies (PS3.15 Annex E) with the store's
     pseudonym key, so the pseudonyms match the twins; audited.
@@ -24,7 +26,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,7 @@ from cardiotwin.geometry.volume_mesh import FluidDomain
 from cardiotwin.physics.brinkman import BrinkmanRegion, native_valve_region
 from cardiotwin.provenance import Provenance, sha256_tree
 from cardiotwin.store import Actor, Store
-from cardiotwin.twin.calibrate import calibrate_outlets
+from cardiotwin.twin.calibrate import calibrate_outlets, calibrate_windkessel
 from cardiotwin.twin.state import PatientTwin, Physiology
 
 log = logging.getLogger(__name__)
@@ -214,6 +216,175 @@ def run_flow(domain: FluidDomain, landmarks: AorticRootLandmarks, physiology: Ph
         summary["orifice_area_cm2"] = units.mm2_to_cm2(region.metadata["orifice_area_mm2"])
         summary["bernoulli_gradient_mmhg"] = bernoulli_gradient_mmhg(
             q_in, units.mm2_to_cm2(region.metadata["orifice_area_mm2"]))
+    prov = res.provenance.to_dict() if hasattr(res.provenance, "to_dict") else dict(res.provenance)
+    prov.setdefault("inputs", {})["mesh"] = domain.provenance.get("inputs", {}).get("surface", "")
+    return FlowRun(label, region.to_dict() if region else {}, summary, files, prov)
+
+
+@dataclass(frozen=True)
+class CycleSettings:
+    """Options of a pulsatile (whole-cycle) flow run, :func:`run_cycle`.
+
+    Parameters
+    ----------
+    dt_ms : time step in ms. 0.5 ms keeps the CFL number of a stenotic jet (6–8 m/s at peak
+        systole through a 0.8 cm² orifice) within the solver's guard on the demo twin's mesh
+        (1.2–3 mm); 1 ms stops there with a CFL error in early systole.
+    t_end_ms : simulated time in ms; ``None`` (default) is one cardiac cycle ``60000/HR``.
+        Shorter runs (e.g. the first 100 ms of systole) are for trials: the cycle statistics are
+        then taken over what was run.
+    smagorinsky_cs : LES constant of the solver (``docs/pulsatile.md``: the Galerkin scheme
+        without it blows up in early systole on twin meshes; with 0.1 the stenotic jet of the
+        demo twin still diverged at 75 ms, with 0.17 it passed peak systole).
+    write_every : write velocity and pressure (VTX, for ParaView) every this many steps
+        (0: only the time-averaged wall shear stress and OSI at the end).
+    """
+
+    dt_ms: float = 0.5
+    t_end_ms: float | None = None
+    smagorinsky_cs: float = 0.17
+    write_every: int = 40
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.dt_ms, int | float) and 0.05 <= self.dt_ms <= 5.0):
+            raise InputError(f"CycleSettings.dt_ms must be in [0.05, 5] ms; got {self.dt_ms!r}")
+        if self.t_end_ms is not None and not (isinstance(self.t_end_ms, int | float)
+                                              and self.t_end_ms >= self.dt_ms):
+            raise InputError(f"CycleSettings.t_end_ms must be >= dt_ms ({self.dt_ms:g} ms) or "
+                             f"None (one cardiac cycle); got {self.t_end_ms!r}")
+        if not (isinstance(self.write_every, int) and self.write_every >= 0):
+            raise InputError(f"CycleSettings.write_every must be an integer >= 0; got "
+                             f"{self.write_every!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _write_cycle_traces(res, path: Path, p_aortic_pa: np.ndarray) -> None:
+    """One CSV row per time step: flows in mL/s, pressures in mmHg."""
+    import csv
+
+    outlets = sorted(res.outlet_flows_m3_s)
+    cols = ["t_s", "inflow_ml_s"] + [f"flow_{k}_ml_s" for k in outlets] \
+        + [f"pressure_{k}_mmhg" for k in outlets] + ["aortic_pressure_mmhg", "inlet_pressure_mmhg"]
+    have_valve = res.valve_gradient_pa is not None
+    if have_valve:
+        cols += ["valve_gradient_mmhg", "jet_velocity_m_s"]
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(cols)
+        for i, t in enumerate(res.times_s):
+            row = [f"{t:.6f}", f"{units.m3_s_to_ml_s(res.inlet_flow_m3_s[i]):.6g}"]
+            row += [f"{units.m3_s_to_ml_s(res.outlet_flows_m3_s[k][i]):.6g}" for k in outlets]
+            row += [f"{units.pa_to_mmhg(res.outlet_pressures_pa[k][i]):.6g}" for k in outlets]
+            row.append(f"{units.pa_to_mmhg(p_aortic_pa[i]):.6g}")
+            row.append(f"{units.pa_to_mmhg(res.boundary_pressures_pa['inlet'][i]):.6g}")
+            if have_valve:
+                row += [f"{units.pa_to_mmhg(res.valve_gradient_pa[i]):.6g}",
+                        f"{res.jet_velocity_m_s[i]:.6g}"]
+            w.writerow(row)
+
+
+LEAK_WARNING_FRACTION = 0.10
+"""Flow through a valve's solid (porous) part, as a fraction of the inflow, above which a
+pulsatile result warns that the mesh is too coarse for the valve. A blocking plate on a fine
+mesh carries about 3 % while the flow accelerates (docs/pulsatile.md)."""
+
+
+def _cycle_warnings(summary: dict[str, Any], region: BrinkmanRegion | None) -> list[str]:
+    out = []
+    leak = summary.get("valve_leak_fraction")
+    if region is not None and leak is not None and leak > LEAK_WARNING_FRACTION:
+        out.append(f"up to {100 * leak:.0f} % of the inflow crosses the solid part of the "
+                   f"{region.name} on this mesh (its cells are too coarse to block it), so the "
+                   "gradients are underestimated and the EOA overestimated; rebuild the twin "
+                   "with a finer mesh at the valve (`cardiotwin twin build --h-min 1`)")
+    if not summary["whole_cycle"]:
+        out.append(f"only {summary['simulated_ms']:g} ms of the {summary['period_ms']:.0f} ms "
+                   "cycle were simulated: the cycle figures cover that part only")
+    return out
+
+
+def run_cycle(domain: FluidDomain, landmarks: AorticRootLandmarks, physiology: Physiology,
+              region: BrinkmanRegion | None, *, label: str, out_dir: Path,
+              settings: CycleSettings = CycleSettings(), progress: Progress = _noop) -> FlowRun:
+    """Pulsatile flow over a cardiac cycle with Windkessel outlets fitted to the blood pressure.
+
+    The inflow is the patient's aortic flow waveform (heart rate, stroke volume, ejection time)
+    with a parabolic profile; each outlet is an RCR from
+    :func:`~cardiotwin.twin.calibrate.calibrate_windkessel`, started at its periodic pressure.
+    The summary holds the clinical cycle figures: mean and peak transvalvular gradient, EOA by
+    Gorlin and by continuity, peak jet velocity, aortic (outlet) and LV-outflow (inlet) systolic
+    and diastolic pressure, outlet flows and split, TAWSS and OSI. Files: ``traces.csv`` (one row
+    per step) and the VTX series in ``out_dir`` (``velocity.bp``, ``pressure.bp``, ``wall.bp``).
+    """
+    import dolfinx_solver  # noqa: F401  (loads the MPI runtime before dolfinx)
+
+    from cardiotwin.physics import flow
+    from cardiotwin.physics.pulsatile import Inflow, PulsatileSettings, ValvePlanes, solve_pulsatile
+
+    t0 = time.perf_counter()
+    cal = calibrate_windkessel(physiology, domain)
+    period_s = cal.waveform.period_s
+    dt_s = settings.dt_ms * 1e-3
+    t_end_s = period_s if settings.t_end_ms is None else settings.t_end_ms * 1e-3
+    n_steps = max(1, round(t_end_s / dt_s))
+    fm = flow.load_domain(domain)
+    valve = ValvePlanes(centre_mm=tuple(landmarks.annulus_centre_mm), axis=landmarks.annulus_normal,
+                        radius_mm=1.3 * landmarks.annulus_max_diameter_mm / 2)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    res = solve_pulsatile(
+        fm, inflow=Inflow(flow_m3_s=cal.waveform, profile="parabolic"), outlets=cal.outlets,
+        dt_s=dt_s, t_end_s=n_steps * dt_s, period_s=period_s,
+        regions=(region,) if region is not None else (), valve=valve,
+        settings=PulsatileSettings(smagorinsky_cs=settings.smagorinsky_cs, backflow_beta=1.0),
+        initial_outlet_pressures_pa=cal.initial_pressures_pa, out_dir=out_dir,
+        write_every=settings.write_every,
+        progress=lambda k, n: progress(k / n, f"step {k}/{n}, t = {k * settings.dt_ms:g} ms"))
+    s = res.summary()
+    last = res.last_cycle()
+    shares = cal.flow_shares
+    p_aortic_all = sum(w * res.outlet_pressures_pa[k.removeprefix("outlet:")]
+                       for k, w in shares.items())
+    p_aortic = p_aortic_all[last]
+    p_inlet = res.boundary_pressures_pa["inlet"][last]
+    vm = s.get("valve", {})
+    ws = s.get("wall_shear", {})
+    traces = out_dir / "traces.csv"
+    _write_cycle_traces(res, traces, p_aortic_all)
+    summary = {
+        "label": label, "mode": "pulsatile",
+        "mean_gradient_mmhg": vm.get("mean_gradient_mmhg"),
+        "peak_gradient_mmhg": vm.get("peak_gradient_mmhg"),
+        "eoa_gorlin_cm2": vm.get("eoa_gorlin_cm2"),
+        "eoa_continuity_cm2": vm.get("eoa_continuity_cm2"),
+        "peak_jet_velocity_m_s": vm.get("peak_jet_velocity_m_s"),
+        "aortic_systolic_mmhg": units.pa_to_mmhg(float(p_aortic.max())),
+        "aortic_diastolic_mmhg": units.pa_to_mmhg(float(p_aortic.min())),
+        "aortic_mean_mmhg": units.pa_to_mmhg(float(p_aortic.mean())),
+        "lvot_systolic_mmhg": units.pa_to_mmhg(float(p_inlet.max())),
+        "stroke_volume_ml": s["stroke_volume_ml"],
+        "inflow_peak_ml_s": units.m3_s_to_ml_s(s["inlet_flow_peak_m3_s"]),
+        "outlet_flows_l_min": {f"outlet:{k}": units.m3_s_to_l_min(v)
+                               for k, v in s["outlet_flow_mean_m3_s"].items()},
+        "flow_split": s.get("flow_split", {}),
+        "tawss_mean_pa": ws.get("tawss_pa_mean"), "tawss_max_pa": ws.get("tawss_pa_max"),
+        "osi_mean": ws.get("osi_mean"), "osi_max": ws.get("osi_max"),
+        "mass_imbalance_max": s["mass_imbalance_max"], "cfl_max": s["cfl_max"],
+        "n_steps": s["n_steps"], "dt_ms": settings.dt_ms, "simulated_ms": 1e3 * s["t_end_s"],
+        "period_ms": 1e3 * period_s, "whole_cycle": bool(n_steps * dt_s >= period_s - 0.5 * dt_s),
+        "n_dofs": int(sum(res.n_dofs.values())), "solve_time_s": time.perf_counter() - t0,
+        "fields_dir": str(out_dir), "settings": settings.to_dict(),
+        "calibration": cal.to_dict(),
+    }
+    if region is not None and "orifice_area_mm2" in region.metadata:
+        summary["orifice_area_cm2"] = units.mm2_to_cm2(region.metadata["orifice_area_mm2"])
+    leak = s.get("region_leak", {})
+    summary["valve_leak_fraction"] = max(leak.values()) if leak else None
+    summary["warnings"] = _cycle_warnings(summary, region)
+    for w in summary["warnings"]:
+        log.warning("%s (%s): %s", label, domain.mesh_path.name, w)
+    files = {"traces": str(traces)}
     prov = res.provenance.to_dict() if hasattr(res.provenance, "to_dict") else dict(res.provenance)
     prov.setdefault("inputs", {})["mesh"] = domain.provenance.get("inputs", {}).get("surface", "")
     return FlowRun(label, region.to_dict() if region else {}, summary, files, prov)
@@ -462,34 +633,60 @@ class Rehearsal:
     files: dict[str, str]
     result_id: int | None = None
 
+    @property
+    def pulsatile(self) -> bool:
+        """True when both runs are whole-cycle (pulsatile) runs of :func:`run_cycle`."""
+        return self.after.get("mode") == "pulsatile"
+
     def comparison(self) -> list[dict[str, Any]]:
         """Rows of (metric, before, after, unit) for tables."""
-        rows = [
-            ("Peak transvalvular gradient", "peak_gradient_mmhg", "mmHg"),
-            ("Net pressure loss", "net_gradient_mmhg", "mmHg"),
-            ("Valve orifice area", "orifice_area_cm2", "cm²"),
-            ("Mean systolic flow (SV / ejection time)", "inflow_ml_s", "mL/s"),
-            ("Mean wall shear stress", "wss_mean_pa", "Pa"),
-            ("Max wall shear stress", "wss_max_pa", "Pa"),
-        ]
+        rows, flow_label = (_CYCLE_ROWS, "Mean flow") if self.pulsatile else (_STEADY_ROWS, "Flow")
         out = [{"metric": name, "before": self.before.get(k), "after": self.after.get(k), "unit": u}
                for name, k, u in rows]
-        out.insert(2, {"metric": "Simplified Bernoulli 4v² at the orifice (check)",
-                       "before": self.before.get("bernoulli_gradient_mmhg"),
-                       "after": self.after.get("bernoulli_gradient_mmhg"), "unit": "mmHg"})
         for name, q in self.before.get("outlet_flows_l_min", {}).items():
-            out.append({"metric": f"Flow {name.removeprefix('outlet:')}", "before": q,
+            out.append({"metric": f"{flow_label} {name.removeprefix('outlet:')}", "before": q,
                         "after": self.after.get("outlet_flows_l_min", {}).get(name), "unit": "L/min"})
         return out
+
+
+_STEADY_ROWS = [
+    ("Peak transvalvular gradient", "peak_gradient_mmhg", "mmHg"),
+    ("Net pressure loss", "net_gradient_mmhg", "mmHg"),
+    ("Simplified Bernoulli 4v² at the orifice (check)", "bernoulli_gradient_mmhg", "mmHg"),
+    ("Valve orifice area", "orifice_area_cm2", "cm²"),
+    ("Mean systolic flow (SV / ejection time)", "inflow_ml_s", "mL/s"),
+    ("Mean wall shear stress", "wss_mean_pa", "Pa"),
+    ("Max wall shear stress", "wss_max_pa", "Pa"),
+]
+_CYCLE_ROWS = [
+    ("Mean transvalvular gradient (forward flow)", "mean_gradient_mmhg", "mmHg"),
+    ("Peak transvalvular gradient", "peak_gradient_mmhg", "mmHg"),
+    ("EOA, Gorlin", "eoa_gorlin_cm2", "cm²"),
+    ("EOA, continuity", "eoa_continuity_cm2", "cm²"),
+    ("Valve orifice area (geometric)", "orifice_area_cm2", "cm²"),
+    ("Peak jet velocity", "peak_jet_velocity_m_s", "m/s"),
+    ("Aortic systolic pressure", "aortic_systolic_mmhg", "mmHg"),
+    ("Aortic diastolic pressure", "aortic_diastolic_mmhg", "mmHg"),
+    ("LV outflow (inlet) systolic pressure", "lvot_systolic_mmhg", "mmHg"),
+    ("Stroke volume (simulated)", "stroke_volume_ml", "mL"),
+    ("Time-averaged WSS, mean", "tawss_mean_pa", "Pa"),
+    ("Oscillatory shear index, mean", "osi_mean", ""),
+    ("Flow through the valve's solid part (leak check)", "valve_leak_fraction", "of Q"),
+]
 
 
 def rehearse(pseudonym: str, *, store: Store, actor: Actor, nominal_diameter_mm: float | None = None,
              family: str = DEFAULT_FAMILY, depth_mm: float | None = None, tilt_deg: float = 0.0,
              rotation_deg: float = 0.0, purpose: str = "procedure rehearsal",
-             progress: Progress = _noop) -> Rehearsal:
+             cycle: CycleSettings | None = None, progress: Progress = _noop) -> Rehearsal:
     """Place a device on the twin, solve the flow with it and compare with the baseline.
 
-    ``nominal_diameter_mm=None`` takes the recommended size.
+    ``nominal_diameter_mm=None`` takes the recommended size. ``cycle=None`` compares steady flow
+    at mean systolic flow (about a minute per solve on a twin mesh); a :class:`CycleSettings`
+    compares whole cardiac cycles of pulsatile flow (:func:`run_cycle`; minutes to tens of
+    minutes per run, see ``docs/pulsatile.md``). The native-valve cycle is stored as a
+    ``flow.cycle`` result and reused by later rehearsals with the same settings on the same
+    twin version.
     """
     store.check_permission("rehearsal.run", actor=actor, purpose=purpose, pseudonym=pseudonym,
                            obj="rehearsal")
@@ -504,23 +701,29 @@ def rehearse(pseudonym: str, *, store: Store, actor: Actor, nominal_diameter_mm:
                              tilt_deg=tilt_deg, rotation_deg=rotation_deg)
     region = device_region(placement, lms)
     domain = _domain_from_twin(twin, store)
-    baseline = next((r for r in twin.results if r.get("label") == "baseline"), None)
-    if baseline is None:
-        progress(0.0, "solving baseline flow (native valve)")
-        run0 = run_flow(domain, lms, twin.physiology, native_region(lms), label="baseline",
-                        out_dir=_work_dir(store, pseudonym, "baseline"),
-                        progress=lambda f, m: progress(0.45 * f, m))
-        baseline = {"label": "baseline", "summary": run0.summary, "files": run0.files}
     tag = f"{family}_{size:g}mm_d{placement.depth_mm:g}_t{tilt_deg:g}_r{rotation_deg:g}"
-    progress(0.5, f"solving flow with the {size:g} mm valve")
-    run = run_flow(domain, lms, twin.physiology, region, label=tag,
-                   out_dir=_work_dir(store, pseudonym, tag),
-                   progress=lambda f, m: progress(0.5 + 0.48 * f, m))
+    if cycle is not None:
+        tag += "_cycle"
+        before, run = _cycle_runs(twin, lms, placement, region, domain, store=store, actor=actor,
+                                  purpose=purpose, cycle=cycle, tag=tag, progress=progress)
+    else:
+        baseline = next((r for r in twin.results if r.get("label") == "baseline"), None)
+        if baseline is None:
+            progress(0.0, "solving baseline flow (native valve)")
+            run0 = run_flow(domain, lms, twin.physiology, native_region(lms), label="baseline",
+                            out_dir=_work_dir(store, pseudonym, "baseline"),
+                            progress=lambda f, m: progress(0.45 * f, m))
+            baseline = {"label": "baseline", "summary": run0.summary, "files": run0.files}
+        before = baseline["summary"]
+        progress(0.5, f"solving flow with the {size:g} mm valve")
+        run = run_flow(domain, lms, twin.physiology, region, label=tag,
+                       out_dir=_work_dir(store, pseudonym, tag),
+                       progress=lambda f, m: progress(0.5 + 0.48 * f, m))
+        run.summary["bernoulli_gradient_mmhg"] = bernoulli_gradient_mmhg(
+            units.ml_to_m3(run.summary["inflow_ml_s"]), units.mm2_to_cm2(placement.orifice_area_mm2))
     run.summary["orifice_area_cm2"] = units.mm2_to_cm2(placement.orifice_area_mm2)
-    run.summary["bernoulli_gradient_mmhg"] = bernoulli_gradient_mmhg(
-        units.ml_to_m3(run.summary["inflow_ml_s"]), run.summary["orifice_area_cm2"])
     reh = Rehearsal(pseudonym, placement.to_dict(), sizing.assessment(size).__dict__,
-                    baseline["summary"], run.summary, run.files)
+                    before, run.summary, run.files)
     reh.result_id = store.add_result(
         pseudonym, kind="rehearsal", label=tag,
         summary={"placement": reh.placement, "sizing": reh.sizing, "before": reh.before,
@@ -529,6 +732,38 @@ def rehearse(pseudonym: str, *, store: Store, actor: Actor, nominal_diameter_mm:
         twin_version=twin.version, actor=actor, purpose=purpose)
     progress(1.0, "done")
     return reh
+
+
+def _cycle_runs(twin: PatientTwin, lms: AorticRootLandmarks, placement, region: BrinkmanRegion,
+                domain: FluidDomain, *, store: Store, actor: Actor, purpose: str,
+                cycle: CycleSettings, tag: str, progress: Progress) -> tuple[dict[str, Any], FlowRun]:
+    """The pulsatile runs of :func:`rehearse`: the native-valve cycle (stored as a ``flow.cycle``
+    result, or reused when one with the same settings exists) and the device cycle."""
+    pseudonym = twin.pseudonym
+    key = {"twin_version": twin.version, "settings": cycle.to_dict(),
+           "physiology": twin.physiology.to_dict()}
+    baseline = next(
+        (r for r in store.list_results(pseudonym, actor=actor, purpose=purpose, kind="flow.cycle")
+         if r["label"] == "baseline" and r["summary"].get("key") == key), None)
+    if baseline is None:
+        progress(0.0, "pulsatile cycle with the native valve")
+        run0 = run_cycle(domain, lms, twin.physiology, native_region(lms), label="baseline",
+                         out_dir=_work_dir(store, pseudonym, "baseline_cycle"), settings=cycle,
+                         progress=lambda f, m: progress(0.48 * f, f"native valve: {m}"))
+        run0.summary["key"] = key
+        store.add_result(pseudonym, kind="flow.cycle", label="baseline", summary=run0.summary,
+                         provenance=run0.provenance, artifacts=_store_files(store, run0.files),
+                         twin_version=twin.version, actor=actor, purpose=purpose)
+        before = run0.summary
+    else:
+        log.info("%s: reusing the stored native-valve cycle (result %s)", pseudonym, baseline["id"])
+        before = baseline["summary"]
+    progress(0.5, f"pulsatile cycle with the {placement.nominal_diameter_mm:g} mm valve")
+    run = run_cycle(domain, lms, twin.physiology, region, label=tag,
+                    out_dir=_work_dir(store, pseudonym, tag), settings=cycle,
+                    progress=lambda f, m: progress(0.5 + 0.48 * f, f"device: {m}"))
+    run.summary["key"] = key
+    return before, run
 
 
 def list_rehearsals(pseudonym: str, *, store: Store, actor: Actor,
@@ -555,6 +790,7 @@ def to_json(obj: Any) -> str:
 
 
 __all__ = [
-    "Actor", "BuildSettings", "Store", "login", "open_store", "FlowRun", "Rehearsal", "build_twin", "default_physiology",
-    "bernoulli_gradient_mmhg", "list_patients", "list_rehearsals", "native_region", "open_twin", "rehearse", "run_flow", "size_device",
+    "Actor", "BuildSettings", "CycleSettings", "Store", "login", "open_store", "FlowRun", "Rehearsal", "build_twin",
+    "default_physiology", "bernoulli_gradient_mmhg", "list_patients", "list_rehearsals", "native_region", "open_twin",
+    "rehearse", "run_cycle", "run_flow", "size_device",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -208,3 +209,18 @@ def test_dicom_convert_mosaic_file_and_wrong_inputs(shared_data, tmp_path):
     assert many.exit_code == 1 and "--select" in many.output and "Traceback" not in many.output
     bad = runner.invoke(app, ["dicom", "convert", str(ts), str(tmp_path / "x.txt")])
     assert bad.exit_code == 1 and ".nii.gz" in bad.output
+
+
+def test_rehearse_pulsatile_prints_the_cycle_table_and_plots_it(coarse_demo):
+    pseudonym = coarse_demo["twin"].pseudonym
+    store_dir = coarse_demo["store"].root
+    res = runner.invoke(app, ["rehearse", pseudonym, "--size", "23", "--pulsatile",
+                              "--t-end-ms", "30", "--store", str(store_dir)])
+    assert res.exit_code == 0, res.output
+    out = " ".join(res.output.split())
+    assert "pulsatile, 30 ms" in out and "EOA, Gorlin" in out and "Mean transvalvular" in out
+    png = next(Path(store_dir, "runs", pseudonym).glob("*23mm*_cycle/cycle_comparison.png"))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    bad = runner.invoke(app, ["rehearse", pseudonym, "--pulsatile", "--dt-ms", "50",
+                              "--store", str(store_dir)])
+    assert bad.exit_code == 1 and "dt_ms must be in [0.05, 5] ms" in " ".join(bad.output.split())
