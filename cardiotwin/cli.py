@@ -651,6 +651,17 @@ def _print_cycle_files(reh) -> None:
         console.print(f"plot of the cycle: {png}")
     console.print(f"per-step traces (CSV): {after_dir / 'traces.csv'}; fields for ParaView (VTX): "
                   f"{after_dir}/*.bp")
+    cal = reh.after.get("calibration", {})
+    if cal:
+        from cardiotwin import units
+
+        tot = cal["total"]
+        console.print(
+            f"outlets: three-element Windkessels fitted to {cal['target_mmhg']['systolic']:g}/"
+            f"{cal['target_mmhg']['diastolic']:g} mmHg: total resistance "
+            f"{units.pa_s_m3_to_mmhg_s_ml(tot['Rp'] + tot['Rd']):.2f} mmHg·s/mL "
+            f"({100 * cal['proximal_fraction']:.1f} % proximal), compliance "
+            f"{tot['C'] * units.mmhg_to_pa(1.0) * 1e6:.2f} mL/mmHg, Rd·C {tot['tau_s']:.2f} s")
     console.print(f"mass balance: outlets sum to the inflow within "
                   f"{reh.after['mass_imbalance_max']:.1e} every step; max CFL "
                   f"{reh.after['cfl_max']:.2f}; {reh.after['n_dofs']:,} dofs, "

@@ -298,7 +298,8 @@ def _cycle_warnings(summary: dict[str, Any], region: BrinkmanRegion | None) -> l
         out.append(f"up to {100 * leak:.0f} % of the inflow crosses the solid part of the "
                    f"{region.name} on this mesh (its cells are too coarse to block it), so the "
                    "gradients are underestimated and the EOA overestimated; rebuild the twin "
-                   "with a finer mesh at the valve (`cardiotwin twin build --h-min 1`)")
+                   "with a finer mesh at the valve (the default `twin build --h-min 1.2` blocks "
+                   "the demo patient's valve)")
     if not summary["whole_cycle"]:
         out.append(f"only {summary['simulated_ms']:g} ms of the {summary['period_ms']:.0f} ms "
                    "cycle were simulated: the cycle figures cover that part only")
