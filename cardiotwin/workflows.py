@@ -315,9 +315,18 @@ def run_cycle(domain: FluidDomain, landmarks: AorticRootLandmarks, physiology: P
     with a parabolic profile; each outlet is an RCR from
     :func:`~cardiotwin.twin.calibrate.calibrate_windkessel`, started at its periodic pressure.
     The summary holds the clinical cycle figures: mean and peak transvalvular gradient, EOA by
-    Gorlin and by continuity, peak jet velocity, aortic (outlet) and LV-outflow (inlet) systolic
-    and diastolic pressure, outlet flows and split, TAWSS and OSI. Files: ``traces.csv`` (one row
+    Gorlin and by continuity, peak jet velocity, aortic (flow-weighted outlet) systolic, diastolic
+    and mean pressure, LV-outflow (inlet) systolic pressure, outlet flows and split, TAWSS and
+    OSI, and the leak check of the valve region with its warnings. Files: ``traces.csv`` (one row
     per step) and the VTX series in ``out_dir`` (``velocity.bp``, ``pressure.bp``, ``wall.bp``).
+
+    Raises
+    ------
+    InputError
+        Blood pressure no Windkessel can give (:func:`calibrate_windkessel`), bad settings.
+    SolverError
+        A diverging run (the message names the step and suggests a smaller ``dt_ms`` or a larger
+        ``smagorinsky_cs``); nothing is stored then.
     """
     import dolfinx_solver  # noqa: F401  (loads the MPI runtime before dolfinx)
 
