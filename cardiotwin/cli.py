@@ -601,7 +601,8 @@ def rehearse(
         "fitted to the blood pressure) instead of steady flow at mean systolic flow. Gives mean "
         "and peak gradients over the cycle, EOA (Gorlin, continuity), aortic pressures, TAWSS "
         "and OSI. Takes minutes to tens of minutes per run; the native-valve cycle is stored "
-        "and reused.")] = False,
+        "and reused. An interrupted run (Ctrl-C, closed session) resumes from its last "
+        "checkpoint (every 100 ms of simulated time) when the same command is run again.")] = False,
     dt_ms: Annotated[float, typer.Option("--dt-ms", help="Time step of --pulsatile, ms.")] = 0.5,
     les_cs: Annotated[float, typer.Option(
         "--les-cs", help="Smagorinsky constant of --pulsatile (LES; 0 turns it off).")] = 0.17,
@@ -621,11 +622,19 @@ def rehearse(
     with _errors():
         cycle = (workflows.CycleSettings(dt_ms=dt_ms, t_end_ms=t_end_ms, smagorinsky_cs=les_cs)
                  if pulsatile else None)
-        with _progress("rehearsal") as prog:
-            reh = workflows.rehearse(pseudonym, store=_store(store), actor=_actor(role),
-                                     nominal_diameter_mm=size, depth_mm=depth, tilt_deg=tilt,
-                                     rotation_deg=rotation, family=family, cycle=cycle,
-                                     progress=prog)
+        try:
+            with _progress("rehearsal") as prog:
+                reh = workflows.rehearse(pseudonym, store=_store(store), actor=_actor(role),
+                                         nominal_diameter_mm=size, depth_mm=depth, tilt_deg=tilt,
+                                         rotation_deg=rotation, family=family, cycle=cycle,
+                                         progress=prog)
+        except KeyboardInterrupt:
+            if cycle is None:
+                raise
+            console.print("[yellow]interrupted.[/] Nothing was stored for this rehearsal; run the "
+                          "same command again to resume the pulsatile run from its last "
+                          f"checkpoint (every {cycle.checkpoint_every_ms:g} ms of simulated time).")
+            raise typer.Exit(130) from None
         kind = "pulsatile, " + (f"{reh.after['simulated_ms']:g} ms" if not reh.after["whole_cycle"]
                                 else "one cardiac cycle") if reh.pulsatile else "steady"
         _print_comparison(reh, title=f"{pseudonym}: {reh.placement['nominal_diameter_mm']:g} mm "
@@ -662,6 +671,10 @@ def _print_cycle_files(reh) -> None:
             f"{units.pa_s_m3_to_mmhg_s_ml(tot['Rp'] + tot['Rd']):.2f} mmHg·s/mL "
             f"({100 * cal['proximal_fraction']:.1f} % proximal), compliance "
             f"{tot['C'] * units.mmhg_to_pa(1.0) * 1e6:.2f} mL/mmHg, Rd·C {tot['tau_s']:.2f} s")
+    for when, run in (("native valve", reh.before), ("device", reh.after)):
+        if run.get("resumed_from_step"):
+            console.print(f"{when}: resumed an interrupted run at step {run['resumed_from_step']} "
+                          "(its VTX velocity/pressure series starts there)")
     console.print(f"mass balance: outlets sum to the inflow within "
                   f"{reh.after['mass_imbalance_max']:.1e} every step; max CFL "
                   f"{reh.after['cfl_max']:.2f}; {reh.after['n_dofs']:,} dofs, "

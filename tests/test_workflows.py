@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cardiotwin import workflows
-from cardiotwin.errors import AccessDenied
+from cardiotwin.errors import AccessDenied, InputError
 from cardiotwin.store import Actor
 
 
@@ -147,3 +147,57 @@ def test_pulsatile_rehearsal_runs_the_calibrated_cycle_and_reuses_the_native_run
     stored = store.list_results(twin.pseudonym, actor=actor, purpose="test", kind="rehearsal")
     assert stored[-1]["summary"]["after"]["mode"] == "pulsatile"
     assert store.verify_audit().ok
+
+
+class _Interrupted(Exception):
+    """Stands for Ctrl-C or a closed session in the middle of a pulsatile run."""
+
+
+def test_interrupted_cycle_resumes_from_its_checkpoint_with_the_same_result(coarse_demo, tmp_path):
+    """A pulsatile run stopped at step 13 of 20 (checkpoints every 5 steps) and called again
+    continues from step 10 and gives the uninterrupted run's traces (iterative-solver tolerance);
+    a call with other settings in the same folder starts afresh instead."""
+    import numpy as np
+
+    from cardiotwin.geometry.landmarks import AorticRootLandmarks
+
+    store, twin = coarse_demo["store"], coarse_demo["twin"]
+    lms = AorticRootLandmarks.from_dict(twin.anatomy["landmarks"])
+    domain = workflows._domain_from_twin(twin, store)
+    region = workflows.native_region(lms)
+    cfg = workflows.CycleSettings(t_end_ms=10.0, checkpoint_every_ms=2.5, write_every=0)
+
+    def run(out, settings=cfg, progress=workflows._noop):
+        return workflows.run_cycle(domain, lms, twin.physiology, region, label="baseline",
+                                   out_dir=out, settings=settings, progress=progress)
+
+    whole = run(tmp_path / "whole")
+    assert whole.summary["resumed_from_step"] == 0
+
+    def stop_at_13(fraction, message):
+        if message.startswith("step 13/"):
+            raise _Interrupted(message)
+
+    with pytest.raises(_Interrupted):
+        run(tmp_path / "cut", progress=stop_at_13)
+    assert [d.name for d in (tmp_path / "cut" / "checkpoints").iterdir()] == ["step_000010"]
+    resumed = run(tmp_path / "cut")
+    assert resumed.summary["resumed_from_step"] == 10
+    assert not (tmp_path / "cut" / "checkpoints").exists()  # removed once finished
+    a, b = _read_csv(whole.files["traces"]), _read_csv(resumed.files["traces"])
+    assert a.keys() == b.keys() and len(b["t_s"]) == 20
+    for name in a:
+        np.testing.assert_allclose(b[name], a[name], rtol=1e-6, atol=1e-6 * np.abs(a[name]).max(),
+                                   err_msg=name)
+    for k in ("peak_gradient_mmhg", "mean_gradient_mmhg", "aortic_systolic_mmhg",
+              "peak_jet_velocity_m_s", "valve_leak_fraction"):
+        assert resumed.summary[k] == pytest.approx(whole.summary[k], rel=1e-6), k
+
+    # a checkpoint of other inputs is never continued: another LES constant starts at step 0
+    with pytest.raises(_Interrupted):
+        run(tmp_path / "cut", progress=stop_at_13)
+    other = run(tmp_path / "cut", settings=workflows.CycleSettings(
+        t_end_ms=10.0, checkpoint_every_ms=2.5, write_every=0, smagorinsky_cs=0.1))
+    assert other.summary["resumed_from_step"] == 0
+    with pytest.raises(InputError, match="checkpoint_every_ms must be 0"):
+        workflows.CycleSettings(dt_ms=0.5, checkpoint_every_ms=0.2)
