@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from cardiotwin import workflows
+from cardiotwin import units, workflows
 from cardiotwin.errors import SolverError
 from cardiotwin.physics.flow import Blood, OutletResistance, load_domain
 from cardiotwin.physics.pulsatile import Inflow, PulsatileSettings, solve_pulsatile
@@ -84,7 +84,7 @@ def test_calibrated_cycle_reproduces_the_cuff_pressures(coarse_demo, tmp_path):
     130/75 mmHg, 70 mL at 70 bpm) and start periodic.
 
     Measured: aortic (flow-weighted outlet) pressure 130.0/75.0 mmHg, each outlet 130.7-133.4
-    systolic, end-of-cycle pressures within 0.03 mmHg of their start, stroke volume 70.0 mL,
+    systolic, end-of-cycle pressures within 0.04 mmHg of their start, stroke volume 70.0 mL,
     mass imbalance 1.5e-10.
     """
     from cardiotwin.geometry.landmarks import AorticRootLandmarks
@@ -109,8 +109,13 @@ def test_calibrated_cycle_reproduces_the_cuff_pressures(coarse_demo, tmp_path):
     with open(tmp_path / "cycle" / "traces.csv", newline="") as fh:
         rows = list(csv.reader(fh))
     data = np.array(rows[1:], dtype=float)
+    p0_mmhg = {k.removeprefix("outlet:"): units.pa_to_mmhg(v)
+               for k, v in s["calibration"]["initial_pressures_pa"].items()}
     for j, name in enumerate(rows[0]):
-        if name.startswith("pressure_"):  # each outlet: periodic and near the cuff systolic
-            assert abs(data[-1, j] - data[0, j]) < 1.5, name
+        if name.startswith("pressure_"):
+            outlet = name.removeprefix("pressure_").removesuffix("_mmhg")
+            # periodic: at the end of diastole (no flow) each outlet is back at the capacitor
+            # pressure it started from (measured within 0.04 mmHg)
+            assert abs(data[-1, j] - p0_mmhg[outlet]) < 0.5, name
             assert abs(data[:, j].max() - phys.systolic_bp_mmhg) < 6.0, name
     assert 0 < s["tawss_mean_pa"] < 10 and 0 <= s["osi_mean"] <= 0.5
