@@ -290,8 +290,9 @@ def test_debian_dcm2niix_agrees_where_it_can(case, phantom_series, shared_data,
     assert np.array_equal(arr, vol.array), case
 
 
-def test_mosaic_geometry_summary():
-    """Runs after the mosaic tests (file order): the worst deviations from dcm2niix."""
+def test_mosaic_geometry_summary(shared_data):
+    """Runs after the mosaic tests (file order): the worst deviations from dcm2niix. (Takes
+    ``shared_data`` so that without the corpus it stops with the fixture's message.)"""
     assert len(MOSAIC_DEVIATIONS) == 2 * len(TS_FILES) + 1
     worst = {k: max(d[k] for d in MOSAIC_DEVIATIONS.values()) for k in ("origin_mm",
                                                                          "spacing_mm",

@@ -148,8 +148,9 @@ def test_mutated_files_raise_only_cardiotwin_errors(seeds, kind, which, data, re
     OUTCOMES[key] = OUTCOMES.get(key, 0) + 1
 
 
-def test_fuzz_outcomes_summary():
-    """Runs after the fuzz tests (file order): both outcomes occur, among >= 150 examples."""
+def test_fuzz_outcomes_summary(shared_data):
+    """Runs after the fuzz tests (file order): both outcomes occur, among >= 150 examples.
+    (Takes ``shared_data`` so that without the corpus it stops with the fixture's message.)"""
     total = sum(OUTCOMES.values())
     print("fuzz outcomes:", dict(sorted(OUTCOMES.items())))
     assert total >= 150
