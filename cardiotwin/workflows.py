@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,10 +38,11 @@ from cardiotwin.devices.catalog import load_catalog
 from cardiotwin.devices.placement import device_region, place_device
 from cardiotwin.devices.sizing import SizingReport, assess_sizes
 from cardiotwin.errors import CardiotwinError, InputError
+from cardiotwin.fileio import atomic_write_bytes
 from cardiotwin.geometry.landmarks import AorticRootLandmarks
 from cardiotwin.geometry.volume_mesh import FluidDomain
 from cardiotwin.physics.brinkman import BrinkmanRegion, native_valve_region
-from cardiotwin.provenance import Provenance, sha256_tree
+from cardiotwin.provenance import Provenance, sha256_file, sha256_tree
 from cardiotwin.store import Actor, Store
 from cardiotwin.twin.calibrate import calibrate_outlets, calibrate_windkessel
 from cardiotwin.twin.state import PatientTwin, Physiology
@@ -323,10 +325,6 @@ def _resume_point(out_dir: Path, key: dict[str, Any], n_steps: int) -> Path | No
     """The newest checkpoint of an interrupted :func:`run_cycle` in ``out_dir`` with the same
     inputs ``key``, or None. Checkpoints of other inputs are deleted and the new key written, so
     a run never continues from a state that another configuration produced."""
-    import shutil
-
-    from cardiotwin.fileio import atomic_write_bytes
-
     ck_dir = out_dir / "checkpoints"
     key_file = out_dir / _CYCLE_KEY_FILE
     same = False
@@ -391,8 +389,6 @@ def run_cycle(domain: FluidDomain, landmarks: AorticRootLandmarks, physiology: P
                 if settings.checkpoint_every_ms else 0)
     restart = None
     if ck_every:
-        from cardiotwin.provenance import sha256_file
-
         key = {"mesh_sha256": sha256_file(domain.mesh_path), "landmarks": landmarks.to_dict(),
                "physiology": physiology.to_dict(), "region": region.to_dict() if region else {},
                "settings": settings.to_dict(), "n_steps": n_steps}
@@ -411,8 +407,6 @@ def run_cycle(domain: FluidDomain, landmarks: AorticRootLandmarks, physiology: P
         write_every=settings.write_every, checkpoint_every=ck_every, restart_from=restart,
         progress=lambda k, n: progress(k / n, f"step {k}/{n}, t = {k * settings.dt_ms:g} ms"))
     if ck_every:  # finished: the checkpoints (tens of MiB each) are no longer needed
-        import shutil
-
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     s = res.summary()
     last = res.last_cycle()
@@ -600,7 +594,6 @@ def deidentify_dicom(in_dir: str | Path, out_dir: str | Path, *, store: Store, a
     cardiotwin.imaging.deid.DeidReport
     """
     from cardiotwin.imaging import deid
-    from cardiotwin.provenance import sha256_file
 
     with _audited_dicom(store, "dicom.deidentify", "deidentify", actor=actor,
                         purpose=purpose) as details:
@@ -655,7 +648,6 @@ def convert_dicom(source: str | Path, out: str | Path, *, store: Store, actor: A
         series has a PatientID), the file written and the selection reason ('' without ``rule``).
     """
     from cardiotwin.imaging import deid, dicom, discovery, export
-    from cardiotwin.provenance import sha256_file
 
     out = Path(out)
     fmt = "nrrd" if out.name.lower().endswith(".nrrd") else "nifti"
