@@ -47,15 +47,10 @@ from cardiotwin.errors import DicomError, InputError, StoreError
 from cardiotwin.fileio import atomic_write_bytes
 from cardiotwin.imaging import annex_e
 from cardiotwin.imaging.volume import Volume
+from cardiotwin.privacy import is_identifying
 
 log = logging.getLogger(__name__)
 
-#: Metadata keys that may identify a patient and never leave this module.
-IDENTIFYING_KEYS = frozenset({
-    "patient_name", "patient_id", "patient_birth_date", "patient_sex", "patient_age",
-    "accession_number", "institution_name", "referring_physician", "study_date", "study_time",
-    "other_patient_ids", "patient_address",
-})
 
 
 def load_or_create_key(path: str | Path) -> bytes:
@@ -89,9 +84,9 @@ def pseudonym(patient_id: str, key: bytes, *, prefix: str = "PT") -> str:
 
 
 def strip_identifiers(volume: Volume, **metadata: Any) -> Volume:
-    """A copy of ``volume`` without the identifying metadata (:data:`IDENTIFYING_KEYS`), with
-    ``metadata`` added."""
-    meta = {k: v for k, v in volume.metadata.items() if k not in IDENTIFYING_KEYS}
+    """A copy of ``volume`` without the identifying metadata
+    (:data:`cardiotwin.privacy.IDENTIFYING_KEYS`), with ``metadata`` added."""
+    meta = {k: v for k, v in volume.metadata.items() if not is_identifying(k)}
     return Volume(volume.array, volume.spacing_mm, volume.origin_mm, volume.direction,
                   meta | metadata)
 

@@ -91,35 +91,8 @@ PSEUDONYM_KEY_FILENAME = "pseudonym.key"
 
 _PSEUDONYM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _KIND = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
-# Keys that would put a direct identifier into patient metadata (lower-case, no "_", "-", " ").
-_IDENTIFYING_KEYS = frozenset(
-    {
-        "name",
-        "patientname",
-        "patientsname",
-        "firstname",
-        "lastname",
-        "surname",
-        "givenname",
-        "familyname",
-        "patientid",
-        "otherpatientids",
-        "otherpatientnames",
-        "birthdate",
-        "dateofbirth",
-        "patientbirthdate",
-        "dob",
-        "address",
-        "patientaddress",
-        "phone",
-        "email",
-        "mrn",
-        "medicalrecordnumber",
-        "ssn",
-        "socialsecuritynumber",
-        "insurancenumber",
-    }
-)
+# Patient metadata must not hold a bare "name" either (the twin may: a boundary cap has one).
+_EXTRA_IDENTIFYING_KEYS = frozenset({"name"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -319,7 +292,7 @@ def _json_default(obj: Any) -> Any:
 
 
 def _find_identifying_key(value: Any, path: str) -> str | None:
-    return find_identifying_key(value, path, _IDENTIFYING_KEYS)
+    return find_identifying_key(value, path, extra=_EXTRA_IDENTIFYING_KEYS)
 
 
 def _checked_patient_meta(pseudonym: str, meta: Mapping[str, Any] | None) -> dict[str, Any]:

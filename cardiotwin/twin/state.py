@@ -39,24 +39,6 @@ FORMAT_VERSION = 1
 PSEUDONYM_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 """A pseudonym: 1–64 characters, letters, digits, ``.``, ``_``, ``-``, not starting with a symbol."""
 
-# Keys that would put a direct identifier into the twin (compared lower-case, without "_", "-", " ").
-_IDENTIFYING_KEYS = frozenset(
-    {
-        "patientname",
-        "patientid",
-        "patientsname",
-        "patientbirthdate",
-        "birthdate",
-        "dateofbirth",
-        "otherpatientids",
-        "otherpatientnames",
-        "patientaddress",
-        "medicalrecordnumber",
-        "mrn",
-        "ssn",
-        "socialsecuritynumber",
-    }
-)
 
 # Plausible adult ranges (inclusive) used to reject mistyped or mis-unit values. Wide on purpose:
 # they catch unit errors (kPa for mmHg, L for mL) and typos, not clinical abnormality.
@@ -251,7 +233,7 @@ def _normalise_json(name: str, value: Any) -> Any:
 
 
 def _find_identifying_key(value: Any, path: str) -> str | None:
-    return find_identifying_key(value, path, _IDENTIFYING_KEYS)
+    return find_identifying_key(value, path)
 
 
 _JSON_FIELDS = ("anatomy", "mesh", "parameters", "results", "history", "provenance")
