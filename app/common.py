@@ -32,6 +32,8 @@ import streamlit as st
 
 from cardiotwin import workflows
 from cardiotwin.errors import AccessDenied, CardiotwinError
+from cardiotwin.geometry.landmarks import AorticRootLandmarks
+from cardiotwin.study.results import ComparisonRow, FlowSummary
 from cardiotwin.workflows import Actor, Store
 
 log = logging.getLogger(__name__)
@@ -192,31 +194,29 @@ def _num(value: Any, fmt: str = ".1f") -> str:
     return format(float(value), fmt)
 
 
-ANATOMY_ROWS: tuple[tuple[str, str, str, float], ...] = (
-    # (label, landmarks key, unit, factor from the stored unit)
-    ("Annulus diameter (area-derived)", "annulus_diameter_mm", "mm", 1.0),
-    ("Annulus diameter (perimeter-derived)", "annulus_perimeter_diameter_mm", "mm", 1.0),
-    ("Annulus min / max diameter", "", "mm", 1.0),
-    ("Annulus area", "annulus_area_mm2", "mm²", 1.0),
-    ("Annulus perimeter", "annulus_perimeter_mm", "mm", 1.0),
-    ("LVOT diameter", "lvot_diameter_mm", "mm", 1.0),
-    ("Sinus of Valsalva diameter", "sinus_diameter_mm", "mm", 1.0),
-    ("Native valve orifice area", "valve_orifice_area_mm2", "cm²", 0.01),
-    ("Valve calcium volume", "calcium_volume_mm3", "mm³", 1.0),
+ANATOMY_ROWS: tuple[tuple[str, str, str], ...] = (
+    # (label, AorticRootLandmarks attribute, unit)
+    ("Annulus diameter (area-derived)", "annulus_diameter_mm", "mm"),
+    ("Annulus diameter (perimeter-derived)", "annulus_perimeter_diameter_mm", "mm"),
+    ("Annulus min / max diameter", "", "mm"),
+    ("Annulus area", "annulus_area_mm2", "mm²"),
+    ("Annulus perimeter", "annulus_perimeter_mm", "mm"),
+    ("LVOT diameter", "lvot_diameter_mm", "mm"),
+    ("Sinus of Valsalva diameter", "sinus_diameter_mm", "mm"),
+    ("Native valve orifice area", "valve_orifice_area_cm2", "cm²"),
+    ("Valve calcium volume", "calcium_volume_mm3", "mm³"),
 )
 
 
-def anatomy_table(landmarks: dict[str, Any]) -> pd.DataFrame:
-    """Key aortic-root measurements of a twin (``AorticRootLandmarks.to_dict()``) for display."""
+def anatomy_table(landmarks: AorticRootLandmarks) -> pd.DataFrame:
+    """Key aortic-root measurements of a twin for display."""
     rows = []
-    for label, key, unit, factor in ANATOMY_ROWS:
+    for label, key, unit in ANATOMY_ROWS:
         if not key:
-            value = (f"{_num(landmarks.get('annulus_min_diameter_mm'))} / "
-                     f"{_num(landmarks.get('annulus_max_diameter_mm'))}")
-        elif key in landmarks:
-            value = _num(landmarks[key] * factor, ".2f" if unit == "cm²" else ".1f")
+            value = (f"{_num(landmarks.annulus_min_diameter_mm)} / "
+                     f"{_num(landmarks.annulus_max_diameter_mm)}")
         else:
-            continue
+            value = _num(getattr(landmarks, key), ".2f" if unit == "cm²" else ".1f")
         rows.append({"measurement": label, "value": value, "unit": unit})
     return pd.DataFrame(rows)
 
@@ -244,43 +244,28 @@ def _outlet_label(name: str) -> str:
     return name.removeprefix("outlet:").replace("_", " ")
 
 
-def flow_summary_table(summary: dict[str, Any]) -> pd.DataFrame:
-    """Results of one flow run (the ``summary`` of a stored result) for display."""
+def flow_summary_table(summary: FlowSummary) -> pd.DataFrame:
+    """Results of one steady flow run for display."""
     rows = [
-        ("Peak transvalvular gradient", summary.get("peak_gradient_mmhg"), "mmHg"),
-        ("Net pressure loss", summary.get("net_gradient_mmhg"), "mmHg"),
-        ("Inflow (mean systolic)", summary.get("inflow_l_min"), "L/min"),
+        ("Peak transvalvular gradient", summary.peak_gradient_mmhg, "mmHg"),
+        ("Net pressure loss", summary.net_gradient_mmhg, "mmHg"),
+        ("Inflow (mean systolic)", summary.inflow_l_min, "L/min"),
     ]
-    for name, q in summary.get("outlet_flows_l_min", {}).items():
+    for name, q in summary.outlet_flows_l_min.items():
         rows.append((f"Flow {_outlet_label(name)}", q, "L/min"))
     rows += [
-        ("Mean wall shear stress", summary.get("wss_mean_pa"), "Pa"),
-        ("Max wall shear stress", summary.get("wss_max_pa"), "Pa"),
-        ("Mass imbalance", None if summary.get("mass_imbalance") is None
-         else 100 * summary["mass_imbalance"], "%"),
+        ("Mean wall shear stress", summary.wss_mean_pa, "Pa"),
+        ("Max wall shear stress", summary.wss_max_pa, "Pa"),
+        ("Mass imbalance", summary.mass_imbalance_pct, "%"),
     ]
     return pd.DataFrame([{"quantity": q, "value": _num(v, ".2f"), "unit": u} for q, v, u in rows])
 
 
-def convergence_message(summary: dict[str, Any]) -> tuple[str, str] | None:
-    """How far to trust a flow run's numbers: ``(level, text)`` with level ``"warning"`` or
-    ``"error"``, or None when the steady solve converged.
-
-    The solver (``cardiotwin.physics.flow``) reports ``status`` ``"converged"``, ``"settled"`` (no
-    strict steady state, but outlet flows and pressures stopped changing; usable with care) or
-    ``"max_iterations"``; summaries without ``status`` carry only ``converged``.
-    """
-    status = summary.get("status") or ("converged" if summary.get("converged", True)
-                                        else "not converged")
-    reason = summary.get("status_reason") or summary.get("reason") or ""
-    if status == "converged":
-        return None
-    if status == "settled":
-        return ("warning", "No strict steady state at this flow; the outlet flows and pressures "
-                           f"settled, so the numbers are usable with care. {reason}".strip())
-    return ("error", f"The flow solve did not converge ({status}, "
-                     f"{summary.get('iterations', '?')} iterations); do not use these numbers. "
-                     f"{reason}".strip())
+def show_convergence(summary: FlowSummary, *, prefix: str = "") -> None:
+    """A warning or error box when a steady run did not converge (nothing when it did)."""
+    note = summary.convergence() if isinstance(summary, FlowSummary) else None
+    if note is not None:
+        getattr(st, note.level)(f"{prefix}{note.text}")
 
 
 def sizing_table(report: Any) -> pd.DataFrame:
@@ -299,9 +284,10 @@ def sizing_table(report: Any) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def comparison_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """``Rehearsal.comparison()`` rows with the change after − before, numbers kept numeric."""
-    df = pd.DataFrame(rows, columns=["metric", "before", "after", "unit"])
+def comparison_table(rows: Sequence[ComparisonRow]) -> pd.DataFrame:
+    """A rehearsal's before/after rows with the change after − before, numbers kept numeric."""
+    df = pd.DataFrame([{"metric": r.metric, "before": r.before, "after": r.after, "unit": r.unit}
+                       for r in rows], columns=["metric", "before", "after", "unit"])
     df["metric"] = df["metric"].astype(str).str.replace("_", " ", regex=False)  # vessel names
     df["before"] = pd.to_numeric(df["before"], errors="coerce")
     df["after"] = pd.to_numeric(df["after"], errors="coerce")
@@ -309,9 +295,9 @@ def comparison_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return df[["metric", "before", "after", "change", "unit"]]
 
 
-def gradient_chart_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+def gradient_chart_frame(rows: Sequence[ComparisonRow]) -> pd.DataFrame:
     """Peak and net gradients before/after (mmHg), indexed by metric, for a grouped bar chart."""
     keep = {"Peak transvalvular gradient": "peak gradient", "Net pressure loss": "net pressure loss"}
-    data = {keep[r["metric"]]: {"before (native valve)": r["before"], "after (device)": r["after"]}
-            for r in rows if r["metric"] in keep}
+    data = {keep[r.metric]: {"before (native valve)": r.before, "after (device)": r.after}
+            for r in rows if r.metric in keep}
     return pd.DataFrame.from_dict(data, orient="index").astype(float)

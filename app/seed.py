@@ -70,15 +70,15 @@ def seed_store(root: str | Path, *, spacing_mm: float = 1.0, phantom_seed: int =
         ``progress(fraction, message)`` during the build.
     """
     from cardiotwin import workflows
-    from cardiotwin.store import Actor, users
+    from cardiotwin.store import Actor
 
     store = workflows.open_store(Path(root))
     try:
-        existing = {u["username"] for u in users.list_users(store)}
+        existing = {u["username"] for u in workflows.list_users(store)}
         added = []
         for username, password, role in DEFAULT_USERS:
             if username not in existing:
-                users.add_user(store, username, password, role)
+                workflows.add_user(store, username, password, role)
                 added.append(username)
         operator = os.environ.get("CARDIOTWIN_USER") or getpass.getuser()
         actor = Actor(username=operator, role="clinician", client=CLIENT)
@@ -87,15 +87,11 @@ def seed_store(root: str | Path, *, spacing_mm: float = 1.0, phantom_seed: int =
         built = None
         t0 = time.perf_counter()
         if not with_twin:
-            from cardiotwin.imaging import dicom, phantom
-
-            ph = phantom.make_phantom(phantom.PhantomParameters(spacing_mm=(spacing_mm,) * 3),
-                                      seed=phantom_seed)
             with tempfile.TemporaryDirectory(prefix="cardiotwin-seed-") as tmp:
-                dicom_dir = Path(tmp) / "dicom"
-                dicom.write_ct_series(ph.ct, dicom_dir)
+                study = workflows.write_phantom(tmp, seed=phantom_seed, spacing_mm=spacing_mm,
+                                                write_labels=False)
                 twin = workflows.build_twin(
-                    dicom_dir, store=store, actor=actor, purpose="demo setup",
+                    study.dicom_dir, store=store, actor=actor, purpose="demo setup",
                     settings=workflows.BuildSettings(h_max_mm=h_max_mm, h_min_mm=h_min_mm),
                     progress=progress)
             built = twin.pseudonym

@@ -140,8 +140,8 @@ def _physiological_outlets(domain) -> dict:
     """RCR per outlet: the constants above, split by the outlets' flow shares of
     :func:`cardiotwin.twin.calibrate.calibrate_outlets` (which depend on the cap areas only)."""
     from cardiotwin.physics.windkessel import RCR
+    from cardiotwin.study import default_physiology
     from cardiotwin.twin.calibrate import calibrate_outlets
-    from cardiotwin.workflows import default_physiology
 
     cardiac_output_m3_s = STROKE_VOLUME_ML * 1e-6 * HEART_RATE_BPM / 60.0
     r_total = MAP_MMHG * MMHG_PA / cardiac_output_m3_s

@@ -146,8 +146,8 @@ def _print_comparison(reh, *, title: str) -> None:
     def fmt(v: float | None) -> str:
         return "–" if v is None else f"{v:.2f}"
 
-    for row in reh.comparison():
-        table.add_row(row["metric"], fmt(row["before"]), fmt(row["after"]), row["unit"])
+    for row in reh.rows():
+        table.add_row(row.metric, fmt(row.before), fmt(row.after), row.unit)
     console.print(table)
 
 
@@ -169,7 +169,6 @@ def demo(
     summary table and HTML report with plots; VTU/XDMF files for ParaView.
     """
     from cardiotwin import workflows
-    from cardiotwin.imaging import dicom, phantom
     from cardiotwin.report import write_report
 
     t_all = time.perf_counter()
@@ -179,13 +178,8 @@ def demo(
         logging.getLogger().addHandler(_file_handler(out / "cardiotwin.log"))
         t0 = time.perf_counter()
         console.print(f"[bold]1/4[/] phantom CT (seed {seed}, {spacing:g} mm) → DICOM")
-        ph = phantom.make_phantom(phantom.PhantomParameters(spacing_mm=(spacing,) * 3), seed=seed)
-        dicom_dir = out / "dicom"
-        if dicom_dir.exists():
-            import shutil
-
-            shutil.rmtree(dicom_dir)
-        dicom.write_ct_series(ph.ct, dicom_dir)
+        study = workflows.write_phantom(out, seed=seed, spacing_mm=spacing, write_labels=False)
+        ph, dicom_dir = study.phantom, study.dicom_dir
         timings["phantom + DICOM write"] = time.perf_counter() - t0
         store = _store(out / "store")
         actor = _actor("clinician")
@@ -205,15 +199,13 @@ def demo(
                                      nominal_diameter_mm=size, depth_mm=depth, progress=prog)
         timings["rehearsal (device flow)"] = time.perf_counter() - t0
         console.print("[bold]4/4[/] report")
-        lms = twin.anatomy["landmarks"]
-        truth = ph.truth.landmarks.to_dict()
-        _print_anatomy(lms, truth, twin.mesh)
+        truth = ph.truth.landmarks
+        _print_anatomy(twin.landmarks, truth, twin.mesh)
         _print_comparison(reh, title=f"{twin.pseudonym}: native stenotic valve vs "
-                                     f"{reh.placement['nominal_diameter_mm']:g} mm balloon-expandable valve")
+                                     f"{reh.nominal_diameter_mm:g} mm balloon-expandable valve")
         timings["total"] = time.perf_counter() - t_all
-        report = write_report(out / "report.html", twin=twin.to_dict(),
-                              rehearsal={**reh.__dict__, "comparison": reh.comparison()},
-                              truth=truth, timings_s=timings)
+        report = write_report(out / "report.html", twin=twin, rehearsal=reh, truth=truth,
+                              timings_s=timings)
         tt = Table(title="Times (s)")
         tt.add_column("stage")
         tt.add_column("s", justify="right")
@@ -236,7 +228,8 @@ def _file_handler(path: Path) -> logging.Handler:
     return h
 
 
-def _print_anatomy(lms: dict, truth: dict | None, mesh: dict | None) -> None:
+def _print_anatomy(lms, truth=None, mesh: dict | None = None) -> None:
+    """The aortic-root measurements (``AorticRootLandmarks``), beside the phantom's truth."""
     t = Table(title="Aortic root (mm, mm²)")
     t.add_column("measurement")
     t.add_column("cardiotwin", justify="right")
@@ -244,9 +237,9 @@ def _print_anatomy(lms: dict, truth: dict | None, mesh: dict | None) -> None:
         t.add_column("phantom truth", justify="right")
     for k in ("annulus_diameter_mm", "annulus_perimeter_diameter_mm", "annulus_area_mm2",
               "lvot_diameter_mm", "sinus_diameter_mm", "valve_orifice_area_mm2"):
-        row = [k, f"{lms[k]:.1f}"]
+        row = [k, f"{getattr(lms, k):.1f}"]
         if truth:
-            row.append(f"{truth[k]:.1f}")
+            row.append(f"{getattr(truth, k):.1f}")
         t.add_row(*row)
     console.print(t)
     if mesh:
@@ -264,23 +257,14 @@ def phantom_write(
     orifice: Annotated[float, typer.Option(help="Stenotic valve orifice area in mm².")] = 80.0,
 ) -> None:
     """Write the parametric contrast-CT phantom as a DICOM series plus its ground-truth labels."""
-    import SimpleITK as sitk
-
-    from cardiotwin.imaging import dicom, phantom
+    from cardiotwin import workflows
 
     with _errors():
-        ph = phantom.make_phantom(phantom.PhantomParameters(
-            spacing_mm=(spacing,) * 3, annulus_diameter_mm=annulus, valve_orifice_area_mm2=orifice),
-            seed=seed)
-        files = dicom.write_ct_series(ph.ct, out / "dicom")
-        lab = ph.labels.volume
-        img = sitk.GetImageFromArray(lab.array)
-        img.SetSpacing(lab.spacing_mm)
-        img.SetOrigin(lab.origin_mm)
-        img.SetDirection(lab.direction.flatten().tolist())
-        sitk.WriteImage(img, str(out / "labels.nii.gz"))
-        console.print(f"wrote {len(files)} DICOM slices to {out / 'dicom'} and labels.nii.gz "
-                      f"({', '.join(f'{k}={v}' for k, v in ph.labels.names.items())})")
+        ph = workflows.write_phantom(out, seed=seed, spacing_mm=spacing,
+                                     annulus_diameter_mm=annulus, valve_orifice_area_mm2=orifice)
+        names = ph.phantom.labels.names
+        console.print(f"wrote {len(ph.files)} DICOM slices to {ph.dicom_dir} and labels.nii.gz "
+                      f"({', '.join(f'{k}={v}' for k, v in names.items())})")
 
 
 # ----------------------------------------------------------------------------------------- dicom
@@ -380,13 +364,12 @@ def dicom_deid(
       cardiotwin dicom deid /media/export out/deid --shift-dates --clean-descriptors
     """
     from cardiotwin.errors import InputError
-    from cardiotwin.imaging import deid
     from cardiotwin.workflows import deidentify_dicom
 
     with _errors():
-        k: bytes | None = None
+        k: bytes | Path | None = None
         if key_file is not None:
-            k = deid.read_key_file(key_file)
+            k = key_file
         elif key:
             try:
                 k = bytes.fromhex(key.strip())
@@ -551,7 +534,7 @@ def twin_build(
                 settings=workflows.BuildSettings(h_max_mm=h_max, h_min_mm=h_min,
                                                  run_baseline=not no_flow),
                 progress=prog, series=series)
-        _print_anatomy(twin.anatomy["landmarks"], None, twin.mesh)
+        _print_anatomy(twin.landmarks, None, twin.mesh)
         console.print(f"twin [bold]{twin.pseudonym}[/] version {twin.version} stored in {st.root}")
 
 
@@ -575,16 +558,17 @@ def twin_list(store: StoreOpt = None, role: RoleOpt = "clinician") -> None:
 def twin_show(pseudonym: str, store: StoreOpt = None, role: RoleOpt = "clinician") -> None:
     """Show a twin's anatomy, physiology and results."""
     from cardiotwin import workflows
+    from cardiotwin.study import FlowSummary
 
     with _errors():
         twin = workflows.open_twin(pseudonym, store=_store(store), actor=_actor(role))
         console.print(f"[bold]{twin.pseudonym}[/] version {twin.version}")
-        _print_anatomy(twin.anatomy["landmarks"], None, twin.mesh)
+        _print_anatomy(twin.landmarks, None, twin.mesh)
         console.print(f"physiology: {twin.physiology.to_dict()}")
-        for r in twin.results:
-            s = r.get("summary", {})
-            console.print(f"result {r.get('label')}: peak gradient "
-                          f"{s.get('peak_gradient_mmhg', float('nan')):.1f} mmHg")
+        baseline = FlowSummary.baseline_of(twin)
+        if baseline is not None and baseline.peak_gradient_mmhg is not None:
+            console.print(f"result {baseline.label}: peak gradient "
+                          f"{baseline.peak_gradient_mmhg:.1f} mmHg")
 
 
 # ----------------------------------------------------------------------------------------- rehearse
@@ -619,9 +603,10 @@ def rehearse(
     pulsatile flow per valve, and a plot of the cycle next to the result files.
     """
     from cardiotwin import workflows
+    from cardiotwin.study import CycleSettings
 
     with _errors():
-        cycle = (workflows.CycleSettings(dt_ms=dt_ms, t_end_ms=t_end_ms, smagorinsky_cs=les_cs)
+        cycle = (CycleSettings(dt_ms=dt_ms, t_end_ms=t_end_ms, smagorinsky_cs=les_cs)
                  if pulsatile else None)
         try:
             with _progress("rehearsal") as prog:
@@ -636,60 +621,56 @@ def rehearse(
                           "same command again to resume the pulsatile run from its last "
                           f"checkpoint (every {cycle.checkpoint_every_ms:g} ms of simulated time).")
             raise typer.Exit(130) from None
-        kind = "pulsatile, " + (f"{reh.after['simulated_ms']:g} ms" if not reh.after["whole_cycle"]
+        kind = "pulsatile, " + (f"{reh.after.simulated_ms:g} ms" if not reh.after.whole_cycle
                                 else "one cardiac cycle") if reh.pulsatile else "steady"
-        _print_comparison(reh, title=f"{pseudonym}: {reh.placement['nominal_diameter_mm']:g} mm "
+        _print_comparison(reh, title=f"{pseudonym}: {reh.nominal_diameter_mm:g} mm "
                                      f"valve ({kind})")
         if reh.pulsatile:
             _print_cycle_files(reh)
-            for when, run in (("before", reh.before), ("after", reh.after)):
-                for w in run.get("warnings", []):
-                    console.print(f"[yellow]warning ({when}):[/] {w}")
-        for w in reh.sizing.get("warnings", []):
+            for when, w in reh.warnings:
+                console.print(f"[yellow]warning ({when}):[/] {w}")
+        for w in reh.sizing_warnings:
             console.print(f"[yellow]warning:[/] {w}")
 
 
 def _print_cycle_files(reh) -> None:
     from cardiotwin.report import write_cycle_plot
 
-    after_dir = Path(reh.after["fields_dir"])
-    before_csv = Path(reh.before["fields_dir"]) / "traces.csv"
+    after_dir = Path(reh.after.fields_dir)
+    before_csv = Path(reh.before.fields_dir) / "traces.csv"
     if before_csv.is_file():
         png = write_cycle_plot(after_dir / "cycle_comparison.png", before_csv,
                                after_dir / "traces.csv",
-                               label_after=f"{reh.placement['nominal_diameter_mm']:g} mm valve")
+                               label_after=f"{reh.nominal_diameter_mm:g} mm valve")
         console.print(f"plot of the cycle: {png}")
     console.print(f"per-step traces (CSV): {after_dir / 'traces.csv'}; fields for ParaView (VTX): "
                   f"{after_dir}/*.bp")
-    cal = reh.after.get("calibration", {})
-    if cal:
-        from cardiotwin import units
-
-        tot = cal["total"]
+    after = reh.after
+    if after.target_pressure_mmhg is not None:
+        sbp, dbp = after.target_pressure_mmhg
         console.print(
-            f"outlets: three-element Windkessels fitted to {cal['target_mmhg']['systolic']:g}/"
-            f"{cal['target_mmhg']['diastolic']:g} mmHg: total resistance "
-            f"{units.pa_s_m3_to_mmhg_s_ml(tot['Rp'] + tot['Rd']):.2f} mmHg·s/mL "
-            f"({100 * cal['proximal_fraction']:.1f} % proximal), compliance "
-            f"{tot['C'] * units.mmhg_to_pa(1.0) * 1e6:.2f} mL/mmHg, Rd·C {tot['tau_s']:.2f} s")
+            f"outlets: three-element Windkessels fitted to {sbp:g}/{dbp:g} mmHg: total resistance "
+            f"{after.total_resistance_mmhg_s_ml:.2f} mmHg·s/mL "
+            f"({100 * after.proximal_fraction:.1f} % proximal), compliance "
+            f"{after.total_compliance_ml_mmhg:.2f} mL/mmHg, Rd·C {after.distal_time_constant_s:.2f} s")
     for when, run in (("native valve", reh.before), ("device", reh.after)):
-        if run.get("resumed_from_step"):
-            console.print(f"{when}: resumed an interrupted run at step {run['resumed_from_step']} "
+        if run.resumed_from_step:
+            console.print(f"{when}: resumed an interrupted run at step {run.resumed_from_step} "
                           "(its VTX velocity/pressure series starts there)")
     console.print(f"mass balance: outlets sum to the inflow within "
-                  f"{reh.after['mass_imbalance_max']:.1e} every step; max CFL "
-                  f"{reh.after['cfl_max']:.2f}; {reh.after['n_dofs']:,} dofs, "
-                  f"{reh.after['solve_time_s'] / 60:.1f} min")
+                  f"{after.mass_imbalance_max:.1e} every step; max CFL "
+                  f"{after.cfl_max:.2f}; {after.n_dofs:,} dofs, "
+                  f"{after.solve_time_min:.1f} min")
 
 
 # ----------------------------------------------------------------------------------------- device
 @device_app.command("list")
 def device_list() -> None:
     """List device families and sizes with their sizing ranges and sources."""
-    from cardiotwin.devices.catalog import load_catalog
+    from cardiotwin import workflows
 
     with _errors():
-        cat = load_catalog()
+        cat = workflows.device_catalog()
         for key, fam in cat.families.items():
             t = Table(title=f"{key}: {fam.label}")
             for c in ("size (mm)", "frame height (mm)", "annulus area range (mm²)"):
@@ -760,22 +741,22 @@ def users_add(username: str, role: Annotated[str, typer.Option(help="Role of the
               store: StoreOpt = None,
               password: Annotated[str | None, typer.Option(help="Password (prompted when omitted).")] = None) -> None:
     """Add a user who can log in to the app."""
-    from cardiotwin.store import users
+    from cardiotwin import workflows
 
     with _errors():
         pw = password or typer.prompt("password", hide_input=True, confirmation_prompt=True)
-        users.add_user(_store(store), username, pw, role)
+        workflows.add_user(_store(store), username, pw, role)
         console.print(f"user {username} ({role}) added")
 
 
 @users_app.command("list")
 def users_list(store: StoreOpt = None) -> None:
     """List users and roles."""
-    from cardiotwin.store import users
+    from cardiotwin import workflows
 
     with _errors():
         t = Table(title="Users")
-        rows = users.list_users(_store(store))
+        rows = workflows.list_users(_store(store))
         cols = list(rows[0]) if rows else ["username", "role"]
         for c in cols:
             t.add_column(c)

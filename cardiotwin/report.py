@@ -20,6 +20,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cardiotwin import __version__  # noqa: E402
+from cardiotwin.devices.sizing import SizingReport  # noqa: E402
+from cardiotwin.geometry.landmarks import AorticRootLandmarks  # noqa: E402
+from cardiotwin.study.results import FlowSummary, RehearsalComparison  # noqa: E402
+from cardiotwin.twin.state import PatientTwin  # noqa: E402
 
 
 def _png(fig) -> str:
@@ -43,13 +47,15 @@ def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def plot_gradients(before: dict, after: dict, label_after: str) -> str:
+def plot_gradients(before: FlowSummary, after: FlowSummary, label_after: str) -> str:
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    keys = [("peak_gradient_mmhg", "peak gradient"), ("net_gradient_mmhg", "net pressure loss")]
-    x = np.arange(len(keys))
-    ax.bar(x - 0.18, [before[k] for k, _ in keys], 0.36, label="native valve", color="#c0392b")
-    ax.bar(x + 0.18, [after[k] for k, _ in keys], 0.36, label=label_after, color="#2471a3")
-    ax.set_xticks(x, [n for _, n in keys])
+    names = ["peak gradient", "net pressure loss"]
+    x = np.arange(len(names))
+    ax.bar(x - 0.18, [before.peak_gradient_mmhg, before.net_gradient_mmhg], 0.36,
+           label="native valve", color="#c0392b")
+    ax.bar(x + 0.18, [after.peak_gradient_mmhg, after.net_gradient_mmhg], 0.36, label=label_after,
+           color="#2471a3")
+    ax.set_xticks(x, names)
     ax.set_ylabel("mmHg")
     ax.set_title("Transvalvular pressure drop at mean systolic flow")
     ax.axhline(40, color="grey", lw=0.8, ls="--")
@@ -58,11 +64,11 @@ def plot_gradients(before: dict, after: dict, label_after: str) -> str:
     return _png(fig)
 
 
-def plot_profile(before: dict, after: dict, label_after: str) -> str:
+def plot_profile(before: FlowSummary, after: FlowSummary, label_after: str) -> str:
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
-    ax.plot(before["pressure_profile_mm"], before["pressure_profile_mmhg"], "o-", ms=3,
+    ax.plot(before.pressure_profile_mm, before.pressure_profile_mmhg, "o-", ms=3,
             color="#c0392b", label="native valve")
-    ax.plot(after["pressure_profile_mm"], after["pressure_profile_mmhg"], "s-", ms=3,
+    ax.plot(after.pressure_profile_mm, after.pressure_profile_mmhg, "s-", ms=3,
             color="#2471a3", label=label_after)
     ax.axvline(0, color="k", lw=0.8)
     ax.text(0.5, ax.get_ylim()[1], "annulus", va="top", fontsize=7)
@@ -73,13 +79,13 @@ def plot_profile(before: dict, after: dict, label_after: str) -> str:
     return _png(fig)
 
 
-def plot_outlets(before: dict, after: dict, label_after: str) -> str:
-    names = list(before["outlet_flows_l_min"])
+def plot_outlets(before: FlowSummary, after: FlowSummary, label_after: str) -> str:
+    names = list(before.outlet_flows_l_min)
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     x = np.arange(len(names))
-    ax.bar(x - 0.18, [before["outlet_flows_l_min"][n] for n in names], 0.36, label="native valve",
+    ax.bar(x - 0.18, [before.outlet_flows_l_min[n] for n in names], 0.36, label="native valve",
            color="#c0392b")
-    ax.bar(x + 0.18, [after["outlet_flows_l_min"].get(n, np.nan) for n in names], 0.36,
+    ax.bar(x + 0.18, [after.outlet_flows_l_min.get(n, np.nan) for n in names], 0.36,
            label=label_after, color="#2471a3")
     ax.set_xticks(x, [n.removeprefix("outlet:").replace("_", " ") for n in names], fontsize=7,
                   rotation=15)
@@ -89,22 +95,22 @@ def plot_outlets(before: dict, after: dict, label_after: str) -> str:
     return _png(fig)
 
 
-def plot_sizing(sizing: dict) -> str:
-    sizes = sizing["sizes"]
+def plot_sizing(sizing: SizingReport) -> str:
+    sizes = sizing.sizes
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    d = [s["nominal_diameter_mm"] for s in sizes]
-    a = [s["area_oversizing_pct"] for s in sizes]
-    colors = ["#27ae60" if s["nominal_diameter_mm"] == sizing.get("recommended_mm") else "#95a5a6"
+    d = [s.nominal_diameter_mm for s in sizes]
+    a = [s.area_oversizing_pct for s in sizes]
+    colors = ["#27ae60" if s.nominal_diameter_mm == sizing.recommended_mm else "#95a5a6"
               for s in sizes]
     ax.bar([f"{v:g} mm" for v in d], a, color=colors)
     ax.axhspan(0, 10, color="#27ae60", alpha=0.08)
     ax.axhline(0, color="k", lw=0.6)
     ax.set_ylabel("area oversizing (%)")
-    ax.set_title(f"Sizing on annulus area {sizing['annulus_area_mm2']:.0f} mm² (green: recommended)")
+    ax.set_title(f"Sizing on annulus area {sizing.annulus_area_mm2:.0f} mm² (green: recommended)")
     return _png(fig)
 
 
-def plot_surface(stl_path: Path, landmarks: dict, *, max_faces: int = 6000) -> str | None:
+def plot_surface(stl_path: Path, landmarks: AorticRootLandmarks, *, max_faces: int = 6000) -> str | None:
     """Matplotlib rendering of the lumen surface with the annulus centre and normal."""
     import trimesh
 
@@ -119,8 +125,8 @@ def plot_surface(stl_path: Path, landmarks: dict, *, max_faces: int = 6000) -> s
     v = mesh.vertices
     ax.plot_trisurf(v[:, 0], v[:, 1], v[:, 2], triangles=faces, color="#e6b0aa", alpha=0.35,
                     linewidth=0)
-    c = np.asarray(landmarks["annulus_centre_mm"])
-    n = np.asarray(landmarks["annulus_normal"])
+    c = np.asarray(landmarks.annulus_centre_mm)
+    n = np.asarray(landmarks.annulus_normal)
     ax.scatter(*c, color="k", s=20)
     ax.quiver(*c, *(25 * n), color="k")
     ax.set_xlabel("x (mm, L)")
@@ -181,42 +187,50 @@ def write_cycle_plot(out_png: str | Path, before_csv: str | Path, after_csv: str
     return out_png
 
 
-def write_report(out_path: str | Path, *, twin: dict[str, Any], rehearsal: dict[str, Any],
-                 truth: dict[str, Any] | None = None, timings_s: dict[str, float] | None = None) -> Path:
-    """Write the HTML report.
+_MEASUREMENTS = (
+    ("annulus_diameter_mm", "Annulus diameter (area-derived)"),
+    ("annulus_perimeter_diameter_mm", "Annulus diameter (perimeter-derived)"),
+    ("annulus_area_mm2", "Annulus area (mm²)"),
+    ("annulus_perimeter_mm", "Annulus perimeter"),
+    ("lvot_diameter_mm", "LVOT diameter"),
+    ("sinus_diameter_mm", "Sinus of Valsalva diameter"),
+    ("valve_orifice_area_mm2", "Native orifice area (mm²)"),
+    ("calcium_volume_mm3", "Valve calcium volume (mm³)"),
+)
+
+
+def write_report(out_path: str | Path, *, twin: PatientTwin, rehearsal: RehearsalComparison,
+                 truth: AorticRootLandmarks | None = None,
+                 timings_s: dict[str, float] | None = None) -> Path:
+    """Write the HTML report of a twin and one steady rehearsal.
 
     Parameters
     ----------
     out_path : the ``.html`` file to write (its folder receives nothing else).
-    twin : :meth:`PatientTwin.to_dict` of the twin.
-    rehearsal : dict with ``placement``, ``sizing``, ``before``, ``after``, ``files``.
-    truth : optional phantom ground truth (landmark name → value) shown beside the measurements.
+    twin : the twin the rehearsal ran on.
+    rehearsal : the before/after comparison of :func:`cardiotwin.workflows.rehearse`.
+    truth : optional phantom ground truth shown beside the measurements.
     timings_s : wall-clock times of the stages.
     """
     out_path = Path(out_path)
-    lms = twin["anatomy"]["landmarks"]
-    before, after = rehearsal["before"], rehearsal["after"]
-    pl = rehearsal["placement"]
-    label_after = f"{pl['nominal_diameter_mm']:g} mm valve"
+    lms = twin.landmarks
+    before, after = rehearsal.before, rehearsal.after
+    pl = rehearsal.placement
+    label_after = f"{rehearsal.nominal_diameter_mm:g} mm valve"
     meas_rows = []
-    for key, name in [("annulus_diameter_mm", "Annulus diameter (area-derived)"),
-                      ("annulus_perimeter_diameter_mm", "Annulus diameter (perimeter-derived)"),
-                      ("annulus_area_mm2", "Annulus area (mm²)"),
-                      ("annulus_perimeter_mm", "Annulus perimeter"),
-                      ("lvot_diameter_mm", "LVOT diameter"),
-                      ("sinus_diameter_mm", "Sinus of Valsalva diameter"),
-                      ("valve_orifice_area_mm2", "Native orifice area (mm²)"),
-                      ("calcium_volume_mm3", "Valve calcium volume (mm³)")]:
-        row = {"measurement": name, "cardiotwin": lms.get(key)}
+    for key, name in _MEASUREMENTS:
+        row = {"measurement": name, "cardiotwin": getattr(lms, key, None)}
         if truth:
-            row["phantom truth"] = truth.get(key)
+            row["phantom truth"] = getattr(truth, key, None)
         meas_rows.append(row)
-    cmp_rows = rehearsal.get("comparison") or []
-    mesh = twin.get("mesh") or {}
-    files = {**{f"baseline {k}": v for k, v in (twin.get("results") or [{}])[0].get("files", {}).items()},
-             **{f"device {k}": v for k, v in rehearsal.get("files", {}).items()}}
-    sizing = twin["anatomy"]["sizing"]
-    warnings = rehearsal.get("sizing", {}).get("warnings", [])
+    cmp_rows = [{"metric": r.metric, "before": r.before, "after": r.after, "unit": r.unit}
+                for r in rehearsal.rows()]
+    mesh = twin.mesh or {}
+    baseline = next((r for r in twin.results if r.get("label") == "baseline"), {})
+    files = {**{f"baseline {k}": v for k, v in baseline.get("files", {}).items()},
+             **{f"device {k}": v for k, v in rehearsal.files.items()}}
+    sizing = SizingReport.from_dict(twin.anatomy["sizing"])
+    warnings = rehearsal.sizing_warnings
     surf = None
     if mesh.get("work_dir"):
         surf = plot_surface(Path(mesh["work_dir"]) / "lumen_surface.stl", lms)
@@ -224,10 +238,15 @@ def write_report(out_path: str | Path, *, twin: dict[str, Any], rehearsal: dict[
             plot_outlets(before, after, label_after), plot_sizing(sizing)]
     if surf:
         imgs.insert(0, surf)
+    sizing_rows = [{"nominal_diameter_mm": s.nominal_diameter_mm,
+                    "area_oversizing_pct": s.area_oversizing_pct,
+                    "perimeter_oversizing_pct": s.perimeter_oversizing_pct,
+                    "in_chart_range": s.in_chart_range, "gap_area_mm2": s.gap_area_mm2}
+                   for s in sizing.sizes]
     parts = [
-        f"<html><head><meta charset='utf-8'><title>cardiotwin report {html.escape(twin['pseudonym'])}"
+        f"<html><head><meta charset='utf-8'><title>cardiotwin report {html.escape(twin.pseudonym)}"
         f"</title><style>{CSS}</style></head><body>",
-        f"<h1>cardiotwin report — {html.escape(twin['pseudonym'])} (twin v{twin.get('version')})</h1>",
+        f"<h1>cardiotwin report — {html.escape(twin.pseudonym)} (twin v{twin.version})</h1>",
         "<p>Steady Navier–Stokes at mean systolic flow with calibrated resistance outlets; valve and "
         "device as Brinkman regions. Stage-1 model: see <code>docs/validation.md</code> for what has been "
         "verified and how far these numbers can be trusted.</p>",
@@ -241,7 +260,7 @@ def write_report(out_path: str | Path, *, twin: dict[str, Any], rehearsal: dict[
                 if not isinstance(v, (list, tuple))], ["property", "value"]),
         "".join(f"<p class='warn'>⚠ {html.escape(w)}</p>" for w in warnings),
         "<h2>Sizing (all sizes)</h2>",
-        _table(sizing["sizes"], ["nominal_diameter_mm", "area_oversizing_pct",
+        _table(sizing_rows, ["nominal_diameter_mm", "area_oversizing_pct",
                                  "perimeter_oversizing_pct", "in_chart_range", "gap_area_mm2"]),
         "<h2>Mesh</h2>",
         _table([{"property": k, "value": v} for k, v in
@@ -255,7 +274,7 @@ def write_report(out_path: str | Path, *, twin: dict[str, Any], rehearsal: dict[
         parts += ["<h2>Timings</h2>",
                   _table([{"stage": k, "seconds": v} for k, v in timings_s.items()], ["stage", "seconds"])]
     parts += ["<h2>Provenance</h2>",
-              f"<pre>{html.escape(json.dumps(twin.get('provenance', {}), indent=1, default=str))}</pre>",
+              f"<pre>{html.escape(json.dumps(twin.provenance, indent=1, default=str))}</pre>",
               f"<p>cardiotwin {__version__}</p></body></html>"]
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_suffix(".tmp")

@@ -83,3 +83,13 @@ def mmhg_s_ml_to_pa_s_m3(r: float) -> float:
 def pa_s_m3_to_mmhg_s_ml(r: float) -> float:
     """Convert a hydraulic resistance from Pa·s/m³ to mmHg·s/mL."""
     return r * 1e-6 / MMHG_IN_PA
+
+
+def ms_to_s(t_ms: float) -> float:
+    """Convert a time from milliseconds to seconds."""
+    return t_ms * 1e-3
+
+
+def s_to_ms(t_s: float) -> float:
+    """Convert a time from seconds to milliseconds."""
+    return t_s * 1e3

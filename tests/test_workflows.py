@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cardiotwin import workflows
+from cardiotwin import study, workflows
 from cardiotwin.errors import AccessDenied, InputError
 from cardiotwin.store import Actor
 
@@ -19,18 +19,18 @@ def test_twin_is_built_and_persisted_with_provenance(coarse_demo):
     assert len(prov["inputs"]["dicom"]) == 64  # SHA-256 of the DICOM files
     for stage in ("read_dicom", "segment", "landmarks", "surface", "mesh"):
         assert prov["timings_s"][stage] > 0
-    base = again.results[0]["summary"]
+    base = study.FlowSummary.from_dict(again.results[0]["summary"])
     # steady iteration ended converged, or with outlet flows and pressures settled (flow.py)
-    assert base["status"] in ("converged", "settled"), base["status_reason"]
+    assert base.status in ("converged", "settled"), base.status_reason
     # mass conservation of the baseline solve (DESIGN: outlet flows sum to inflow)
-    assert abs(base["mass_imbalance"]) < 5e-3
+    assert abs(base.mass_imbalance) < 5e-3
 
 
 def test_measured_annulus_matches_the_phantom(coarse_demo):
-    lms = coarse_demo["twin"].anatomy["landmarks"]
+    lms = coarse_demo["twin"].landmarks
     truth = coarse_demo["phantom"].truth.landmarks
     # coarse (1.5 mm) phantom: area-derived diameter within 2 mm of the construction value
-    assert lms["annulus_diameter_mm"] == pytest.approx(truth.annulus_diameter_mm, abs=2.0)
+    assert lms.annulus_diameter_mm == pytest.approx(truth.annulus_diameter_mm, abs=2.0)
 
 
 def test_device_lowers_the_gradient(coarse_demo):
@@ -38,12 +38,12 @@ def test_device_lowers_the_gradient(coarse_demo):
     reh = workflows.rehearse(twin.pseudonym, store=store, actor=actor, nominal_diameter_mm=23.0)
     before, after = reh.before, reh.after
     # 0.8 cm² stenosis vs a 23 mm valve: the gradient must fall, by more than half
-    assert before["peak_gradient_mmhg"] > 15.0
-    assert after["peak_gradient_mmhg"] < 0.5 * before["peak_gradient_mmhg"]
-    assert after["status"] in ("converged", "settled"), after["status_reason"]
-    assert abs(after["mass_imbalance"]) < 5e-3
-    rows = {r["metric"]: r for r in reh.comparison()}
-    assert rows["Peak transvalvular gradient"]["after"] == after["peak_gradient_mmhg"]
+    assert before.peak_gradient_mmhg > 15.0
+    assert after.peak_gradient_mmhg < 0.5 * before.peak_gradient_mmhg
+    assert after.status in ("converged", "settled"), after.status_reason
+    assert abs(after.mass_imbalance) < 5e-3
+    rows = {r.metric: r for r in reh.rows()}
+    assert rows["Peak transvalvular gradient"].after == after.peak_gradient_mmhg
 
 
 def test_every_access_is_audited_and_the_chain_verifies(coarse_demo):
@@ -97,7 +97,7 @@ def _read_csv(path) -> dict:
     return {name: data[:, i] for i, name in enumerate(rows[0])}
 
 
-PULSATILE_TRIAL = workflows.CycleSettings(t_end_ms=30.0)  # early systole: a trial run
+PULSATILE_TRIAL = study.CycleSettings(t_end_ms=30.0)  # early systole: a trial run
 
 
 def test_pulsatile_rehearsal_runs_the_calibrated_cycle_and_reuses_the_native_run(coarse_demo):
@@ -115,9 +115,9 @@ def test_pulsatile_rehearsal_runs_the_calibrated_cycle_and_reuses_the_native_run
                               stroke_volume_ml=phys.stroke_volume_ml,
                               ejection_time_s=phys.effective_ejection_time_s)
     for run in (before, after):
-        assert run["n_steps"] == 60 and not run["whole_cycle"]  # Δt 0.5 ms
-        assert run["mass_imbalance_max"] < 5e-3  # issue 5: outlets sum to the inflow ±0.5 %
-        tr = _read_csv(f"{run['fields_dir']}/traces.csv")
+        assert run.n_steps == 60 and not run.whole_cycle  # Δt 0.5 ms
+        assert run.mass_imbalance_max < 5e-3  # issue 5: outlets sum to the inflow ±0.5 %
+        tr = _read_csv(f"{run.fields_dir}/traces.csv")
         assert len(tr["t_s"]) == 60
         # the patient's waveform enters at the inlet (flux of the imposed profile)
         q = 1e6 * wave(tr["t_s"])
@@ -129,21 +129,21 @@ def test_pulsatile_rehearsal_runs_the_calibrated_cycle_and_reuses_the_native_run
         assert tr["aortic_pressure_mmhg"][-1] > tr["aortic_pressure_mmhg"][0] + 5.0  # 16 measured
     # The test twin's mesh (2-4 mm) is too coarse for the 4 mm native-valve plate: a third of
     # the flow crosses it (majority-porous cells leave gaps), and the result must say so.
-    assert before["valve_leak_fraction"] > workflows.LEAK_WARNING_FRACTION
-    assert any("crosses the solid part of the native valve" in w for w in before["warnings"])
-    assert any("only 30 ms of the" in w for w in after["warnings"])
+    assert before.valve_leak_fraction > study.LEAK_WARNING_FRACTION
+    assert any("crosses the solid part of the native valve" in w for w in before.warnings)
+    assert any("only 30 ms of the" in w for w in after.warnings)
     # 0.8 cm² stenosis vs a 23 mm valve (2.4 cm²): a slower jet and a smaller gradient
-    assert after["peak_jet_velocity_m_s"] < 0.85 * before["peak_jet_velocity_m_s"]
-    assert after["peak_gradient_mmhg"] < before["peak_gradient_mmhg"]
-    rows = {r["metric"]: r for r in reh.comparison()}
-    assert rows["Mean transvalvular gradient (forward flow)"]["before"] == before["mean_gradient_mmhg"]
+    assert after.peak_jet_velocity_m_s < 0.85 * before.peak_jet_velocity_m_s
+    assert after.peak_gradient_mmhg < before.peak_gradient_mmhg
+    rows = {r.metric: r for r in reh.rows()}
+    assert rows["Mean transvalvular gradient (forward flow)"].before == before.mean_gradient_mmhg
     # the native-valve cycle is stored once and reused by the next rehearsal with the same settings
     again = workflows.rehearse(twin.pseudonym, store=store, actor=actor, nominal_diameter_mm=26.0,
                                cycle=PULSATILE_TRIAL)
     cycles = store.list_results(twin.pseudonym, actor=actor, purpose="test", kind="flow.cycle")
     assert [c["label"] for c in cycles] == ["baseline"]
     assert again.before == before
-    assert again.after["orifice_area_cm2"] > after["orifice_area_cm2"]
+    assert again.after.orifice_area_cm2 > after.orifice_area_cm2
     stored = store.list_results(twin.pseudonym, actor=actor, purpose="test", kind="rehearsal")
     assert stored[-1]["summary"]["after"]["mode"] == "pulsatile"
     assert store.verify_audit().ok
@@ -159,20 +159,18 @@ def test_interrupted_cycle_resumes_from_its_checkpoint_with_the_same_result(coar
     a call with other settings in the same folder starts afresh instead."""
     import numpy as np
 
-    from cardiotwin.geometry.landmarks import AorticRootLandmarks
-
     store, twin = coarse_demo["store"], coarse_demo["twin"]
-    lms = AorticRootLandmarks.from_dict(twin.anatomy["landmarks"])
-    domain = workflows._domain_from_twin(twin, store)
-    region = workflows.native_region(lms)
-    cfg = workflows.CycleSettings(t_end_ms=10.0, checkpoint_every_ms=2.5, write_every=0)
+    lms = twin.landmarks
+    domain = workflows.twin_fluid_domain(twin, store)
+    region = study.native_region(lms)
+    cfg = study.CycleSettings(t_end_ms=10.0, checkpoint_every_ms=2.5, write_every=0)
 
-    def run(out, settings=cfg, progress=workflows._noop):
-        return workflows.run_cycle(domain, lms, twin.physiology, region, label="baseline",
+    def run(out, settings=cfg, progress=study.no_progress):
+        return study.run_cycle(domain, lms, twin.physiology, region, label="baseline",
                                    out_dir=out, settings=settings, progress=progress)
 
     whole = run(tmp_path / "whole")
-    assert whole.summary["resumed_from_step"] == 0
+    assert whole.summary.resumed_from_step == 0
 
     def stop_at_13(fraction, message):
         if message.startswith("step 13/"):
@@ -182,7 +180,7 @@ def test_interrupted_cycle_resumes_from_its_checkpoint_with_the_same_result(coar
         run(tmp_path / "cut", progress=stop_at_13)
     assert [d.name for d in (tmp_path / "cut" / "checkpoints").iterdir()] == ["step_000010"]
     resumed = run(tmp_path / "cut")
-    assert resumed.summary["resumed_from_step"] == 10
+    assert resumed.summary.resumed_from_step == 10
     assert not (tmp_path / "cut" / "checkpoints").exists()  # removed once finished
     a, b = _read_csv(whole.files["traces"]), _read_csv(resumed.files["traces"])
     assert a.keys() == b.keys() and len(b["t_s"]) == 20
@@ -191,13 +189,13 @@ def test_interrupted_cycle_resumes_from_its_checkpoint_with_the_same_result(coar
                                    err_msg=name)
     for k in ("peak_gradient_mmhg", "mean_gradient_mmhg", "aortic_systolic_mmhg",
               "peak_jet_velocity_m_s", "valve_leak_fraction"):
-        assert resumed.summary[k] == pytest.approx(whole.summary[k], rel=1e-6), k
+        assert getattr(resumed.summary, k) == pytest.approx(getattr(whole.summary, k), rel=1e-6), k
 
     # a checkpoint of other inputs is never continued: another LES constant starts at step 0
     with pytest.raises(_Interrupted):
         run(tmp_path / "cut", progress=stop_at_13)
-    other = run(tmp_path / "cut", settings=workflows.CycleSettings(
+    other = run(tmp_path / "cut", settings=study.CycleSettings(
         t_end_ms=10.0, checkpoint_every_ms=2.5, write_every=0, smagorinsky_cs=0.1))
-    assert other.summary["resumed_from_step"] == 0
+    assert other.summary.resumed_from_step == 0
     with pytest.raises(InputError, match="checkpoint_every_ms must be 0"):
-        workflows.CycleSettings(dt_ms=0.5, checkpoint_every_ms=0.2)
+        study.CycleSettings(dt_ms=0.5, checkpoint_every_ms=0.2)

@@ -12,6 +12,7 @@ import streamlit as st
 from app import common
 from cardiotwin import workflows
 from cardiotwin.errors import CardiotwinError
+from cardiotwin.study.results import FlowSummary
 
 PURPOSE = "treatment planning"
 
@@ -39,23 +40,23 @@ except CardiotwinError as exc:
     st.stop()
 
 st.header(f"{twin.pseudonym} · twin version {twin.version}")
-lms = twin.anatomy.get("landmarks", {})
-baseline = next((r for r in twin.results if r.get("label") == "baseline"), None)
+lms = twin.landmarks if twin.anatomy.get("landmarks") else None
+baseline = FlowSummary.baseline_of(twin)
 
 c1, c2, c3, c4 = st.columns(4)
-if lms:
-    c1.metric("Annulus diameter", f"{lms['annulus_diameter_mm']:.1f} mm",
+if lms is not None:
+    c1.metric("Annulus diameter", f"{lms.annulus_diameter_mm:.1f} mm",
               help="Area-derived, 2·√(A/π), in the annulus (virtual basal ring) plane")
-    c2.metric("Annulus area", f"{lms['annulus_area_mm2']:.0f} mm²")
-    c3.metric("Native orifice area", f"{lms['valve_orifice_area_mm2'] / 100:.2f} cm²",
+    c2.metric("Annulus area", f"{lms.annulus_area_mm2:.0f} mm²")
+    c3.metric("Native orifice area", f"{lms.valve_orifice_area_cm2:.2f} cm²",
               help="Anatomic orifice area by planimetry")
-if baseline:
-    c4.metric("Peak gradient (native)", f"{baseline['summary']['peak_gradient_mmhg']:.1f} mmHg")
+if baseline is not None:
+    c4.metric("Peak gradient (native)", f"{baseline.peak_gradient_mmhg:.1f} mmHg")
 
 left, right = st.columns(2)
 with left:
     st.subheader("Aortic root")
-    if lms:
+    if lms is not None:
         st.dataframe(common.anatomy_table(lms), hide_index=True, width="stretch")
     else:
         st.info("This twin has no anatomy measurements.")
@@ -64,15 +65,13 @@ with right:
     st.dataframe(common.physiology_table(twin.physiology), hide_index=True, width="stretch")
 
 st.subheader("Baseline flow (native valve)")
-if baseline:
-    s = baseline["summary"]
-    st.dataframe(common.flow_summary_table(s), hide_index=True, width="stretch", height="content")
-    message = common.convergence_message(s)
-    if message is not None:
-        getattr(st, message[0])(message[1])
-    st.caption(f"Steady flow at the mean systolic inflow; {s.get('n_dofs', 0):,} unknowns, "
-               f"{s.get('status') or ('converged' if s.get('converged') else 'NOT converged')} in "
-               f"{s.get('iterations', 0)} iterations, {s.get('solve_time_s', 0):.0f} s.")
+if baseline is not None:
+    st.dataframe(common.flow_summary_table(baseline), hide_index=True, width="stretch",
+                 height="content")
+    common.show_convergence(baseline)
+    st.caption(f"Steady flow at the mean systolic inflow; {baseline.n_dofs:,} unknowns, "
+               f"{baseline.effective_status} in {baseline.iterations} iterations, "
+               f"{baseline.solve_time_s:.0f} s.")
 else:
     st.info("No baseline flow yet: it is solved with the first rehearsal.")
 

@@ -13,10 +13,9 @@ import streamlit as st
 
 from app import common
 from cardiotwin import workflows
-from cardiotwin.devices.catalog import load_catalog
 from cardiotwin.devices.placement import DEPTH_RANGE_MM, MAX_TILT_DEG
 from cardiotwin.errors import CardiotwinError
-from cardiotwin.store import is_allowed
+from cardiotwin.study import DEFAULT_FAMILY
 
 PURPOSE = "procedure rehearsal"
 RESULT = "rehearsal_result"
@@ -29,11 +28,11 @@ patients = common.patients_with_twins_or_stop(
     store, actor, purpose=PURPOSE, empty_message="No twin in the store yet; see the Patients page.")
 pseudonym = common.selected_pseudonym([p["pseudonym"] for p in patients])
 
-catalog = load_catalog()
+catalog = workflows.device_catalog()
 families = [k for k, f in catalog.families.items() if f.kind == "transcatheter_aortic_valve"]
 family_key = st.selectbox(
-    "Device family", families, index=families.index(workflows.DEFAULT_FAMILY)
-    if workflows.DEFAULT_FAMILY in families else 0,
+    "Device family", families, index=families.index(DEFAULT_FAMILY)
+    if DEFAULT_FAMILY in families else 0,
     format_func=lambda k: catalog.families[k].label)
 family = catalog.family(family_key)
 
@@ -68,7 +67,7 @@ with st.form("placement"):
                          max_value=float(MAX_TILT_DEG), value=0.0, step=1.0)
     rotation_deg = st.slider("Tilt direction around the normal (°)", min_value=0.0,
                              max_value=350.0, value=0.0, step=10.0)
-    may_run = is_allowed(actor.role, "rehearsal.run")
+    may_run = workflows.can(actor, "rehearsal.run")
     run = st.form_submit_button("Run rehearsal", type="primary", disabled=not may_run)
     if not may_run:
         st.caption(f"Your role ({actor.role.replace('_', ' ')}) may view sizing but not run "
@@ -95,21 +94,18 @@ if run:
 result = st.session_state.get(RESULT)
 if result is not None and result["rehearsal"].pseudonym == pseudonym:
     reh = result["rehearsal"]
-    p = reh.placement
-    st.subheader(f"Before / after: {p['nominal_diameter_mm']:g} mm valve, depth "
-                 f"{p['depth_mm']:g} mm, tilt {p['tilt_deg']:g}°")
-    rows = reh.comparison()
+    st.subheader(f"Before / after: {reh.nominal_diameter_mm:g} mm valve, depth "
+                 f"{reh.depth_mm:g} mm, tilt {reh.tilt_deg:g}°")
+    rows = reh.rows()
     st.dataframe(common.comparison_table(rows), hide_index=True, width="stretch", height="content",
                  column_config={c: st.column_config.NumberColumn(format="%.2f")
                                 for c in ("before", "after", "change")})
     st.bar_chart(common.gradient_chart_frame(rows), stack=False, horizontal=True, y_label="mmHg",
                  color=["#9e9e9e", "#d62728"])
-    for warning in reh.sizing.get("warnings", []):
+    for warning in reh.sizing_warnings:
         st.warning(f"Sizing: {warning}")
     for when, summary in (("Before (native valve)", reh.before), ("After (device)", reh.after)):
-        message = common.convergence_message(summary)
-        if message is not None:
-            getattr(st, message[0])(f"{when}: {message[1]}")
+        common.show_convergence(summary, prefix=f"{when}: ")
     st.caption(f"Result #{reh.result_id} stored with the twin; solved in "
-               f"{result['elapsed_s']:.0f} s ({reh.after.get('n_dofs', 0):,} unknowns). "
+               f"{result['elapsed_s']:.0f} s ({reh.after.n_dofs:,} unknowns). "
                "Steady flow at the mean systolic inflow; the device is a porous (Brinkman) region.")

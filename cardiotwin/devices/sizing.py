@@ -41,6 +41,14 @@ class SizingReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SizingReport:
+        """Inverse of :meth:`to_dict` (the form stored with a twin)."""
+        sizes = tuple(SizeAssessment(**{**s, "warnings": tuple(s.get("warnings", ()))})
+                      for s in data["sizes"])
+        return cls(data["family"], data["annulus_area_mm2"], data["annulus_perimeter_mm"],
+                   data["recommended_mm"], sizes, tuple(data.get("warnings", ())))
+
     def assessment(self, nominal_diameter_mm: float) -> SizeAssessment:
         return next(s for s in self.sizes if abs(s.nominal_diameter_mm - nominal_diameter_mm) < 1e-6)
 

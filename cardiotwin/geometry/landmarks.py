@@ -51,6 +51,13 @@ class AorticRootLandmarks:
     calcium_volume_mm3: float
     centreline_mm: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
 
+    @property
+    def valve_orifice_area_cm2(self) -> float:
+        """The native valve's anatomic orifice area in cm²."""
+        from cardiotwin import units
+
+        return units.mm2_to_cm2(self.valve_orifice_area_mm2)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["centreline_mm"] = np.asarray(self.centreline_mm).tolist()

@@ -180,3 +180,16 @@ def flow_split(result) -> dict[str, float]:
     """Outlet name → fraction of the inlet flow leaving there."""
     qin = result.inlet_flow_m3_s
     return {k: float(q / qin) for k, q in result.outlet_flows_m3_s.items()}
+
+
+def bernoulli_gradient_mmhg(flow_m3_s: float, orifice_area_m2: float) -> float:
+    """Simplified Bernoulli gradient 4·v² in mmHg (v = Q/A in m/s) of a flow through an orifice.
+
+    The clinical Doppler relation (Hatle L, Angelsen B, Tromsdal A. Br Heart J 1980;43:284–292):
+    its constant 4 mmHg/(m/s)² is ½ρ for blood expressed in mmHg. Shown beside the 3-D result as
+    an independent order-of-magnitude check.
+    """
+    if not orifice_area_m2 > 0:
+        raise InputError(f"orifice area must be > 0 m²; got {orifice_area_m2!r}")
+    v = flow_m3_s / orifice_area_m2
+    return 4.0 * v * v

@@ -1931,3 +1931,11 @@ def _read_checkpoint(path: Path, comm, funcs, wss, msh) -> tuple[int, dict]:
     if wss is not None and "wss_sum_vec" in data:
         wss.load(data)
     return int(meta["step"]), meta["state"]
+
+
+def latest_checkpoint(ck_dir: Path, *, before_step: int) -> Path | None:
+    """The newest complete checkpoint folder (``step_NNNNNN`` with its ``state.json``) in
+    ``ck_dir`` whose step is below ``before_step``, or None."""
+    usable = [d for d in sorted(Path(ck_dir).glob("step_[0-9]*[0-9]"))
+              if (d / "state.json").is_file() and int(d.name.removeprefix("step_")) < before_step]
+    return usable[-1] if usable else None

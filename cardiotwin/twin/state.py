@@ -328,6 +328,24 @@ class PatientTwin:
                     )
         super().__setattr__(name, value)
 
+    @property
+    def landmarks(self):
+        """The aortic-root measurements of the twin
+        (:class:`~cardiotwin.geometry.landmarks.AorticRootLandmarks`).
+
+        Raises
+        ------
+        InputError
+            The twin has no landmarks (built without anatomy); rebuild it from its DICOM.
+        """
+        from cardiotwin.geometry.landmarks import AorticRootLandmarks
+
+        data = self.anatomy.get("landmarks")
+        if not data:
+            raise InputError(f"twin {self.pseudonym} has no aortic-root landmarks; rebuild it "
+                             "with `cardiotwin twin build`")
+        return AorticRootLandmarks.from_dict(data)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (a deep copy), inverse of :meth:`from_dict`."""
         return {

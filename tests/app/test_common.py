@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from app import common
+from cardiotwin.geometry.landmarks import AorticRootLandmarks
+from cardiotwin.study.results import ComparisonRow, FlowSummary
 
 
 def test_store_root_precedence():
@@ -22,9 +24,9 @@ def test_store_root_precedence():
 
 def test_comparison_table_change_column():
     rows = [
-        {"metric": "Peak transvalvular gradient", "before": 60.0, "after": 12.5, "unit": "mmHg"},
-        {"metric": "Net pressure loss", "before": 40.0, "after": 8.0, "unit": "mmHg"},
-        {"metric": "Valve orifice area", "before": None, "after": 2.1, "unit": "cm²"},
+        ComparisonRow("Peak transvalvular gradient", 60.0, 12.5, "mmHg"),
+        ComparisonRow("Net pressure loss", 40.0, 8.0, "mmHg"),
+        ComparisonRow("Valve orifice area", None, 2.1, "cm²"),
     ]
     df = common.comparison_table(rows)
     assert list(df.columns) == ["metric", "before", "after", "change", "unit"]
@@ -37,10 +39,13 @@ def test_comparison_table_change_column():
 
 
 def test_anatomy_table_units():
-    lms = {"annulus_diameter_mm": 23.04, "annulus_perimeter_diameter_mm": 23.5,
-           "annulus_min_diameter_mm": 21.0, "annulus_max_diameter_mm": 25.0,
-           "annulus_area_mm2": 416.9, "annulus_perimeter_mm": 73.8, "lvot_diameter_mm": 21.9,
-           "sinus_diameter_mm": 31.2, "valve_orifice_area_mm2": 80.0, "calcium_volume_mm3": 150.0}
+    lms = AorticRootLandmarks(
+        annulus_centre_mm=(0.0, 0.0, 0.0), annulus_normal=(0.0, 0.0, 1.0),
+        annulus_diameter_mm=23.04, annulus_perimeter_diameter_mm=23.5,
+        annulus_min_diameter_mm=21.0, annulus_max_diameter_mm=25.0,
+        annulus_area_mm2=416.9, annulus_perimeter_mm=73.8, lvot_diameter_mm=21.9,
+        sinus_diameter_mm=31.2, valve_orifice_area_mm2=80.0, valve_orifice_centre_mm=(0, 0, 5.0),
+        valve_orifice_height_mm=5.0, calcium_volume_mm3=150.0)
     df = common.anatomy_table(lms).set_index("measurement")
     # mm² → cm²: 80 mm² = 0.80 cm² (1 cm² = 100 mm²)
     assert df.loc["Native valve orifice area", "value"] == "0.80"
@@ -50,12 +55,13 @@ def test_anatomy_table_units():
 
 
 def test_convergence_message_levels():
-    assert common.convergence_message({"converged": True, "iterations": 12}) is None
-    assert common.convergence_message({"status": "converged", "converged": True}) is None
-    level, text = common.convergence_message(
-        {"status": "settled", "converged": False, "status_reason": "flows settled within 2e-3"})
-    assert level == "warning" and "flows settled within 2e-3" in text
-    level, text = common.convergence_message({"converged": False, "iterations": 30})
-    assert level == "error" and "30 iterations" in text
-    level, _ = common.convergence_message({"status": "max_iterations", "converged": False})
-    assert level == "error"
+    def note(**stored):
+        return FlowSummary.from_dict({"label": "baseline", **stored}).convergence()
+
+    assert note(converged=True, iterations=12) is None
+    assert note(status="converged", converged=True) is None
+    n = note(status="settled", converged=False, status_reason="flows settled within 2e-3")
+    assert n.level == "warning" and "flows settled within 2e-3" in n.text
+    n = note(converged=False, iterations=30)
+    assert n.level == "error" and "30 iterations" in n.text
+    assert note(status="max_iterations", converged=False).level == "error"

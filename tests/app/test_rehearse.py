@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from app import common
 from cardiotwin import workflows
 from cardiotwin.devices.catalog import load_catalog
 from cardiotwin.store import users
+from cardiotwin.study import DEFAULT_FAMILY
 from tests.app.conftest import log_in
 
 RUN_TIMEOUT_S = 400.0
@@ -58,7 +58,7 @@ def test_rehearse_runs_and_shows_before_after(app_home, demo_store, capsys):
         sizing = workflows.size_device(pseudonym, store=store, actor=me)
     finally:
         store.close()
-    family = load_catalog().family(workflows.DEFAULT_FAMILY)
+    family = load_catalog().family(DEFAULT_FAMILY)
     size_box = next(s for s in at.selectbox if s.label == "Valve size")
     assert size_box.value == sizing.recommended_mm
     assert size_box.options == [f"{s.nominal_diameter_mm:g} mm" + (
@@ -86,7 +86,7 @@ def test_rehearse_runs_and_shows_before_after(app_home, demo_store, capsys):
     # The page flags exactly the runs whose solve did not converge (the solver's own verdict).
     flagged = [m.value for m in (*at.error, *at.warning) if m.value.startswith(("Before", "After"))]
     expected = [w for w, s in (("Before", reh.before), ("After", reh.after))
-                if common.convergence_message(s) is not None]
+                if s.convergence() is not None]
     assert sorted(m.split(" ")[0] for m in flagged) == sorted(expected)
     assert not [e.value for e in at.error if not e.value.startswith(("Before", "After"))]
     comparison = at.dataframe[1].value.set_index("metric")
@@ -99,4 +99,4 @@ def test_rehearse_runs_and_shows_before_after(app_home, demo_store, capsys):
         "Valve orifice area", "before"]
     assert len(at.get("vega_lite_chart")) == 1
     assert reh.pseudonym == pseudonym and reh.result_id is not None
-    assert reh.placement["nominal_diameter_mm"] == sizing.recommended_mm
+    assert reh.nominal_diameter_mm == sizing.recommended_mm

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from cardiotwin import units, workflows
+from cardiotwin import study, units, workflows
 from cardiotwin.errors import SolverError
 from cardiotwin.physics.flow import Blood, OutletResistance, load_domain
 from cardiotwin.physics.pulsatile import Inflow, PulsatileSettings, solve_pulsatile
@@ -32,9 +32,9 @@ T_SYSTOLE_S = 0.15  # the waveform peaks at ~0.1 s (70 bpm)
 
 @pytest.fixture(scope="module")
 def demo_case(coarse_demo):
-    domain = workflows._domain_from_twin(coarse_demo["twin"], coarse_demo["store"])
+    domain = workflows.twin_fluid_domain(coarse_demo["twin"], coarse_demo["store"])
     fm = load_domain(domain, comm=MPI.COMM_WORLD)
-    cal = calibrate_outlets(workflows.default_physiology(), domain)
+    cal = calibrate_outlets(study.default_physiology(), domain)
     outlets = {name: OutletResistance(r, cal.p0_pa) for name, r in cal.resistances_pa_s_m3.items()}
     wave = AorticFlowWaveform(heart_rate_bpm=70.0, stroke_volume_ml=70.0)
     return fm, outlets, wave
@@ -78,7 +78,7 @@ def test_les_passes_peak_systole_with_mass_balance(demo_case):
 @pytest.mark.slow
 @pytest.mark.validation
 def test_calibrated_cycle_reproduces_the_cuff_pressures(coarse_demo, tmp_path):
-    """A whole cycle of the pulsatile rehearsal's native-valve run (``workflows.run_cycle``) on
+    """A whole cycle of the pulsatile rehearsal's native-valve run (``study.run_cycle``) on
     the coarse twin, Δt 1 ms, C_s 0.1 (about 10 min): the 3-D aorta with the Windkessel outlets
     of ``calibrate_windkessel`` must give the patient's cuff pressures (default physiology
     130/75 mmHg, 70 mL at 70 bpm) and start periodic.
@@ -87,30 +87,28 @@ def test_calibrated_cycle_reproduces_the_cuff_pressures(coarse_demo, tmp_path):
     systolic, end-of-cycle pressures within 0.04 mmHg of their start, stroke volume 70.0 mL,
     mass imbalance 1.5e-10.
     """
-    from cardiotwin.geometry.landmarks import AorticRootLandmarks
-
     store, twin = coarse_demo["store"], coarse_demo["twin"]
-    lms = AorticRootLandmarks.from_dict(twin.anatomy["landmarks"])
-    domain = workflows._domain_from_twin(twin, store)
+    lms = twin.landmarks
+    domain = workflows.twin_fluid_domain(twin, store)
     phys = twin.physiology
-    run = workflows.run_cycle(domain, lms, phys, workflows.native_region(lms), label="baseline",
+    run = study.run_cycle(domain, lms, phys, study.native_region(lms), label="baseline",
                               out_dir=tmp_path / "cycle",
-                              settings=workflows.CycleSettings(dt_ms=1.0, smagorinsky_cs=0.1,
+                              settings=study.CycleSettings(dt_ms=1.0, smagorinsky_cs=0.1,
                                                                write_every=0))
     s = run.summary
-    print({k: s[k] for k in ("aortic_systolic_mmhg", "aortic_diastolic_mmhg", "stroke_volume_ml",
+    print({k: getattr(s, k) for k in ("aortic_systolic_mmhg", "aortic_diastolic_mmhg", "stroke_volume_ml",
                              "mass_imbalance_max", "cfl_max", "tawss_mean_pa", "osi_mean",
                              "solve_time_s")})
-    assert s["whole_cycle"] and s["n_steps"] == 857
-    assert s["aortic_systolic_mmhg"] == pytest.approx(phys.systolic_bp_mmhg, abs=2.0)
-    assert s["aortic_diastolic_mmhg"] == pytest.approx(phys.diastolic_bp_mmhg, abs=1.0)
-    assert s["stroke_volume_ml"] == pytest.approx(phys.stroke_volume_ml, abs=0.5)
-    assert s["mass_imbalance_max"] < 5e-3
+    assert s.whole_cycle and s.n_steps == 857
+    assert s.aortic_systolic_mmhg == pytest.approx(phys.systolic_bp_mmhg, abs=2.0)
+    assert s.aortic_diastolic_mmhg == pytest.approx(phys.diastolic_bp_mmhg, abs=1.0)
+    assert s.stroke_volume_ml == pytest.approx(phys.stroke_volume_ml, abs=0.5)
+    assert s.mass_imbalance_max < 5e-3
     with open(tmp_path / "cycle" / "traces.csv", newline="") as fh:
         rows = list(csv.reader(fh))
     data = np.array(rows[1:], dtype=float)
     p0_mmhg = {k.removeprefix("outlet:"): units.pa_to_mmhg(v)
-               for k, v in s["calibration"]["initial_pressures_pa"].items()}
+               for k, v in s.calibration["initial_pressures_pa"].items()}
     for j, name in enumerate(rows[0]):
         if name.startswith("pressure_"):
             outlet = name.removeprefix("pressure_").removesuffix("_mmhg")
@@ -118,4 +116,4 @@ def test_calibrated_cycle_reproduces_the_cuff_pressures(coarse_demo, tmp_path):
             # pressure it started from (measured within 0.04 mmHg)
             assert abs(data[-1, j] - p0_mmhg[outlet]) < 0.5, name
             assert abs(data[:, j].max() - phys.systolic_bp_mmhg) < 6.0, name
-    assert 0 < s["tawss_mean_pa"] < 10 and 0 <= s["osi_mean"] <= 0.5
+    assert 0 < s.tawss_mean_pa < 10 and 0 <= s.osi_mean <= 0.5
