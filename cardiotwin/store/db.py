@@ -30,24 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Boolean,
-    ForeignKey,
-    ForeignKeyConstraint,
-    Integer,
-    String,
-    Text,
-    UniqueConstraint,
-    create_engine,
-    event,
-    func,
-    select,
-)
+from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from cardiotwin.errors import AccessDenied, CardiotwinError, InputError, StoreError
 from cardiotwin.privacy import find_identifying_key
@@ -65,20 +51,22 @@ from cardiotwin.store.audit import (
     verify_chain,
     write_anchor,
 )
+from cardiotwin.store.rows import (
+    ArtifactRow,
+    AuditHeadRow,
+    AuditRow,
+    Base,
+    PatientRow,
+    ResultRow,
+    TwinVersionRow,
+    row_as_dict,
+)
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "DB_FILENAME",
     "ANCHOR_FILENAME",
-    "Base",
-    "UserRow",
-    "PatientRow",
-    "TwinVersionRow",
-    "ResultRow",
-    "ArtifactRow",
-    "AuditRow",
-    "AuditHeadRow",
     "TwinLike",
     "Store",
 ]
@@ -93,115 +81,6 @@ _PSEUDONYM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _KIND = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
 # Patient metadata must not hold a bare "name" either (the twin may: a boundary cap has one).
 _EXTRA_IDENTIFYING_KEYS = frozenset({"name"})
-
-
-# --------------------------------------------------------------------------------------------
-# Models
-# --------------------------------------------------------------------------------------------
-
-
-class Base(DeclarativeBase):
-    """Declarative base of the store's tables."""
-
-
-class UserRow(Base):
-    """A staff account (never a patient)."""
-
-    __tablename__ = "users"
-    username: Mapped[str] = mapped_column(String(64), primary_key=True)
-    password_hash: Mapped[str] = mapped_column(String(255))
-    role: Mapped[str] = mapped_column(String(32))
-    created_utc: Mapped[str] = mapped_column(String(32))
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked: Mapped[bool] = mapped_column(Boolean, default=False)
-    last_login_utc: Mapped[str | None] = mapped_column(String(32), nullable=True)
-
-
-class PatientRow(Base):
-    """A pseudonymised patient: the pseudonym and non-identifying metadata only."""
-
-    __tablename__ = "patients"
-    pseudonym: Mapped[str] = mapped_column(String(64), primary_key=True)
-    created_utc: Mapped[str] = mapped_column(String(32))
-    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-
-
-class TwinVersionRow(Base):
-    """One saved version of a patient's twin state (``PatientTwin.to_dict()``)."""
-
-    __tablename__ = "twin_versions"
-    __table_args__ = (UniqueConstraint("pseudonym", "version", name="uq_twin_version"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    pseudonym: Mapped[str] = mapped_column(String(64), ForeignKey("patients.pseudonym"), index=True)
-    version: Mapped[int] = mapped_column(Integer)
-    created_utc: Mapped[str] = mapped_column(String(32))
-    reason: Mapped[str] = mapped_column(Text)
-    state: Mapped[dict[str, Any]] = mapped_column(JSON)
-
-
-class ResultRow(Base):
-    """A result computed on a twin (rehearsal, sweep point, validation run)."""
-
-    __tablename__ = "results"
-    __table_args__ = (
-        ForeignKeyConstraint(
-            ["pseudonym", "twin_version"],
-            ["twin_versions.pseudonym", "twin_versions.version"],
-            name="fk_result_twin_version",
-        ),
-    )
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    pseudonym: Mapped[str] = mapped_column(String(64), ForeignKey("patients.pseudonym"), index=True)
-    twin_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    kind: Mapped[str] = mapped_column(String(64))
-    label: Mapped[str] = mapped_column(Text)
-    created_utc: Mapped[str] = mapped_column(String(32))
-    summary: Mapped[dict[str, Any]] = mapped_column(JSON)
-    provenance: Mapped[dict[str, Any]] = mapped_column(JSON)
-    artifacts: Mapped[dict[str, Any]] = mapped_column(JSON)
-
-
-class ArtifactRow(Base):
-    """A content-addressed file under ``<root>/artifacts``."""
-
-    __tablename__ = "artifacts"
-    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(64))
-    relpath: Mapped[str] = mapped_column(String(80))
-    size: Mapped[int] = mapped_column(BigInteger)
-    created_utc: Mapped[str] = mapped_column(String(32))
-
-
-class AuditRow(Base):
-    """One audit record, chained to the previous one by ``prev_hash``.
-
-    ``seq`` is assigned by the store under the chain lock (it is part of the hashed content), so
-    it runs 1, 2, 3… without gaps.
-    """
-
-    __tablename__ = "audit"
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    time_utc: Mapped[str] = mapped_column(String(32))
-    actor: Mapped[str] = mapped_column(String(64))
-    role: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    action: Mapped[str] = mapped_column(String(32))
-    patient_pseudonym: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
-    object: Mapped[str] = mapped_column(Text)
-    purpose: Mapped[str] = mapped_column(Text)
-    outcome: Mapped[str] = mapped_column(String(16))
-    client: Mapped[str] = mapped_column(String(64))
-    details: Mapped[dict[str, Any]] = mapped_column(JSON)
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))
-
-
-class AuditHeadRow(Base):
-    """The single row (id 1) holding the chain's head; locked by every audited transaction."""
-
-    __tablename__ = "audit_head"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    seq: Mapped[int] = mapped_column(Integer)
-    hash: Mapped[str] = mapped_column(String(64))
 
 
 # --------------------------------------------------------------------------------------------
@@ -369,10 +248,6 @@ def _make_engine(url: str, *, busy_timeout_s: float) -> Engine:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
-
-
-def _row_to_dict(row: Any, names: tuple[str, ...]) -> dict[str, Any]:
-    return {n: getattr(row, n) for n in names}
 
 
 _RESULT_FIELDS = (
@@ -1275,7 +1150,7 @@ class Store:
             if kind is not None:
                 query = query.where(ResultRow.kind == kind)
             rows = session.execute(query.order_by(ResultRow.id)).scalars().all()
-            out = [_row_to_dict(r, _RESULT_FIELDS) for r in rows]
+            out = [row_as_dict(r, _RESULT_FIELDS) for r in rows]
             return _Done(out, details={"n_results": len(out), "kind": kind})
 
         return self._audited(
@@ -1349,7 +1224,7 @@ class Store:
             if limit is not None:
                 query = query.limit(limit)
             rows = session.execute(query).scalars().all()
-            out = [_row_to_dict(r, _AUDIT_FIELDS) for r in rows]
+            out = [row_as_dict(r, _AUDIT_FIELDS) for r in rows]
             return _Done(out, details={"n_records": len(out), "since_seq": since_seq})
 
         return self._audited(

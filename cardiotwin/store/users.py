@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 from cardiotwin.errors import AccessDenied, InputError, StoreError
 from cardiotwin.store.access import Actor, check_role, check_username
 from cardiotwin.store.audit import utc_now_iso
-from cardiotwin.store.db import SYSTEM_ACTOR, Store, UserRow, _Done
+from cardiotwin.store.db import SYSTEM_ACTOR, Store, _Done
+from cardiotwin.store.rows import UserRow
 
 logger = logging.getLogger(__name__)
 
