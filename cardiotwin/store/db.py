@@ -19,66 +19,54 @@ processes are serialised and the chain stays linear; a busy database is retried 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import random
-import re
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from sqlalchemy import create_engine, event, func, select
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
-from cardiotwin.errors import AccessDenied, CardiotwinError, InputError, StoreError
+from cardiotwin.errors import InputError, StoreError
 from cardiotwin.privacy import find_identifying_key
-from cardiotwin.store.access import PERMISSIONS, Actor, is_allowed
+from cardiotwin.store.access import PERMISSIONS, Actor, check_actor
 from cardiotwin.store.artifacts import ArtifactStore, check_sha256
 from cardiotwin.store.audit import (
-    GENESIS_HASH,
     RECORD_FIELDS,
     AuditHead,
     AuditVerification,
-    canonical_record,
-    chain_hash,
     read_anchor,
     utc_now_iso,
     verify_chain,
-    write_anchor,
 )
+from cardiotwin.store.checks import check_kind, check_pseudonym, check_purpose, json_native
+from cardiotwin.store.engine import database_url, make_engine
 from cardiotwin.store.rows import (
     ArtifactRow,
     AuditHeadRow,
     AuditRow,
-    Base,
     PatientRow,
     ResultRow,
     TwinVersionRow,
     row_as_dict,
 )
+from cardiotwin.store.unit_of_work import DatabaseError, Done, UnitOfWork
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "DB_FILENAME",
     "ANCHOR_FILENAME",
     "TwinLike",
     "Store",
 ]
 
-DB_FILENAME = "cardiotwin.sqlite"
 ANCHOR_FILENAME = "audit.head"
-ENV_DB_URL = "CARDIOTWIN_DB_URL"
 ENV_PSEUDONYM_KEY = "CARDIOTWIN_PSEUDONYM_KEY"
 PSEUDONYM_KEY_FILENAME = "pseudonym.key"
 
-_PSEUDONYM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_KIND = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
 # Patient metadata must not hold a bare "name" either (the twin may: a boundary cap has one).
 _EXTRA_IDENTIFYING_KEYS = frozenset({"name"})
 
@@ -103,80 +91,13 @@ class TwinLike(Protocol):
     def to_dict(self) -> dict[str, Any]: ...
 
 
-T = TypeVar("T")
-
-
-@dataclass
-class _Done:
-    """What an audited operation returns: its value and what to put in the audit record."""
-
-    value: Any
-    object: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-class _DatabaseError(StoreError):
-    """The database itself failed (not the request); no failure record is attempted."""
-
-
-def check_pseudonym(pseudonym: str) -> str:
-    """Validate a pseudonym (1–64 characters from ``[A-Za-z0-9._-]``) and return it."""
-    if not isinstance(pseudonym, str) or not _PSEUDONYM.fullmatch(pseudonym):
-        raise InputError(
-            "pseudonym must be 1-64 characters from [A-Za-z0-9._-] starting with a letter or "
-            "digit (the value is not repeated here in case it is an identifier); use the "
-            "pseudonym from de-identification, never a name "
-            "or hospital ID"
-        )
-    return pseudonym
-
-
-def _check_purpose(purpose: str) -> str:
-    if not isinstance(purpose, str) or not purpose.strip() or len(purpose) > 200:
-        raise InputError(
-            "purpose must be a non-empty text of at most 200 characters saying why the data is "
-            f"accessed (e.g. 'treatment planning'), got {purpose!r}"
-        )
-    return purpose.strip()
-
-
-def _check_actor(actor: Actor) -> Actor:
-    if not isinstance(actor, Actor):
-        raise InputError(
-            f"actor must be a cardiotwin.store.Actor, got {type(actor).__name__}; obtain one from "
-            "cardiotwin.store.users.authenticate"
-        )
-    return actor
-
-
-def _json_native(what: str, value: Any) -> Any:
-    """``value`` as JSON-native data (what the database will return), or InputError."""
-    if hasattr(value, "to_dict") and callable(value.to_dict):
-        value = value.to_dict()
-    try:
-        return json.loads(json.dumps(value, allow_nan=False, default=_json_default))
-    except (TypeError, ValueError) as exc:
-        raise InputError(
-            f"{what} must be JSON-serialisable without NaN/inf ({exc}); convert arrays with "
-            ".tolist() and NaN with None"
-        ) from None
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
-
-
 def _find_identifying_key(value: Any, path: str) -> str | None:
     return find_identifying_key(value, path, extra=_EXTRA_IDENTIFYING_KEYS)
 
 
 def _checked_patient_meta(pseudonym: str, meta: Mapping[str, Any] | None) -> dict[str, Any]:
     """Patient metadata as plain JSON, refused if any key names a direct identifier."""
-    meta_native = _json_native("patient meta", dict(meta or {}))
+    meta_native = json_native("patient meta", dict(meta or {}))
     bad = _find_identifying_key(meta_native, "meta")
     if bad:
         raise InputError(
@@ -203,53 +124,6 @@ def _changed_fields(prev: Mapping[str, Any] | None, new: Mapping[str, Any]) -> l
     return changed
 
 
-def _is_busy(exc: DBAPIError) -> bool:
-    orig = exc.orig
-    name = getattr(orig, "sqlite_errorname", "")
-    if name in ("SQLITE_BUSY", "SQLITE_LOCKED") or name.startswith("SQLITE_BUSY"):
-        return True
-    text = str(orig).lower()
-    if "database is locked" in text or "database is busy" in text:
-        return True
-    # PostgreSQL: serialization_failure, deadlock_detected.
-    return getattr(orig, "pgcode", None) in ("40001", "40P01") or getattr(
-        orig, "sqlstate", None
-    ) in ("40001", "40P01")
-
-
-def _make_engine(url: str, *, busy_timeout_s: float) -> Engine:
-    is_sqlite = url.startswith("sqlite")
-    connect_args: dict[str, Any] = {}
-    if is_sqlite:
-        connect_args = {"timeout": busy_timeout_s, "check_same_thread": False}
-    engine = create_engine(url, hide_parameters=True, connect_args=connect_args)
-    if engine.dialect.name == "sqlite":
-        in_memory = engine.url.database in (None, "", ":memory:")
-
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            # We emit BEGIN ourselves (below), so the driver must not.
-            dbapi_conn.isolation_level = None
-            cur = dbapi_conn.cursor()
-            cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-            if not in_memory:
-                cur.execute("PRAGMA journal_mode = WAL")
-            cur.execute("PRAGMA synchronous = FULL")
-            cur.execute("PRAGMA foreign_keys = ON")
-            cur.close()
-
-        @event.listens_for(engine, "begin")
-        def _on_begin(conn: Any) -> None:
-            # Writers take the write lock at BEGIN, so two transactions never both read the chain
-            # head and then collide on commit; read-only snapshots use a deferred BEGIN.
-            if conn.get_execution_options().get("cardiotwin_readonly"):
-                conn.exec_driver_sql("BEGIN")
-            else:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
-
-
 _RESULT_FIELDS = (
     "id",
     "pseudonym",
@@ -262,11 +136,6 @@ _RESULT_FIELDS = (
     "artifacts",
 )
 _AUDIT_FIELDS = (*RECORD_FIELDS, "prev_hash", "hash")
-
-SYSTEM_ACTOR = Actor("system", "admin", client="local")
-"""Actor recorded for local administration without a logged-in user (e.g. creating the first
-admin account from the command line, which requires file-system access to the store)."""
-
 
 # --------------------------------------------------------------------------------------------
 # Store
@@ -318,14 +187,16 @@ class Store:
             raise InputError("audit_key must be bytes of length >= 16 (e.g. os.urandom(32))")
         self._key = audit_key
         self._twin_type = twin_type
-        self.url = url or os.environ.get(ENV_DB_URL) or f"sqlite:///{self.root / DB_FILENAME}"
+        self.url = database_url(self.root, url)
         self.artifacts = ArtifactStore(self.root / "artifacts")
         self.anchor_path = self.root / ANCHOR_FILENAME
-        self._max_attempts = 8
-        self.engine = _make_engine(self.url, busy_timeout_s=busy_timeout_s)
-        self._url_display = self.engine.url.render_as_string(hide_password=True)
-        self._Session = sessionmaker(self.engine, expire_on_commit=False)
-        self._create_schema()
+        self.engine = make_engine(self.url, busy_timeout_s=busy_timeout_s)
+        self.unit_of_work = UnitOfWork(
+            self.engine, anchor_path=self.anchor_path, audit_key=audit_key
+        )
+        """The audited transactions of this store, for its repositories (users, …)."""
+        self._url_display = self.unit_of_work.url_display
+        self.unit_of_work.create_schema()
         logger.debug("opened store %s", self._url_display)
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -343,182 +214,6 @@ class Store:
     def __repr__(self) -> str:
         return f"Store(root={str(self.root)!r}, url={self._url_display!r})"
 
-    def _create_schema(self) -> None:
-        for attempt in range(self._max_attempts):
-            try:
-                Base.metadata.create_all(self.engine)
-                break
-            except OperationalError as exc:
-                # Another process created the tables between the check and the CREATE.
-                if attempt + 1 < self._max_attempts and (
-                    _is_busy(exc) or "already exists" in str(exc.orig)
-                ):
-                    time.sleep(0.05 * (attempt + 1))
-                    continue
-                raise StoreError(
-                    f"cannot create the store schema in {self._url_display}: {exc.orig}"
-                ) from exc
-
-        def body(session: Session) -> AuditHead:
-            tip = session.get(AuditHeadRow, 1)
-            if tip is None:
-                last = session.execute(
-                    select(AuditRow).order_by(AuditRow.seq.desc()).limit(1)
-                ).scalar_one_or_none()
-                tip = AuditHeadRow(
-                    id=1,
-                    seq=0 if last is None else last.seq,
-                    hash=GENESIS_HASH if last is None else last.hash,
-                )
-                session.add(tip)
-            return AuditHead(tip.seq, tip.hash)
-
-        try:
-            head = self._run(body)
-        except _DatabaseError as exc:
-            if not isinstance(exc.__cause__, IntegrityError):
-                raise
-            head = self.audit_head()  # created concurrently by another process
-        if head.seq == 0 and not self.anchor_path.exists():
-            write_anchor(self.anchor_path, head)
-
-    # ---- transactions and the chain -------------------------------------------------------
-
-    def _run(self, body: Callable[[Session], T]) -> T:
-        """Run ``body`` in one write transaction, retrying if the database is busy."""
-        delay = 0.02
-        for attempt in range(1, self._max_attempts + 1):
-            try:
-                with self._Session() as session, session.begin():
-                    return body(session)
-            except DBAPIError as exc:
-                if _is_busy(exc) and attempt < self._max_attempts:
-                    time.sleep(delay * (0.5 + random.random()))
-                    delay = min(delay * 2, 1.0)
-                    continue
-                raise _DatabaseError(
-                    f"the store database {self._url_display} could not complete the "
-                    f"transaction: {exc.orig}"
-                ) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _lock_tip(self, session: Session) -> AuditHeadRow:
-        tip = session.execute(
-            select(AuditHeadRow).where(AuditHeadRow.id == 1).with_for_update()
-        ).scalar_one_or_none()
-        if tip is None:
-            raise StoreError(
-                f"the audit head row is missing from {self._url_display}; the audit table was "
-                "tampered with or the schema is incomplete (run cardiotwin audit verify)"
-            )
-        return tip
-
-    def _append(
-        self,
-        session: Session,
-        tip: AuditHeadRow,
-        *,
-        actor: Actor,
-        action: str,
-        pseudonym: str | None,
-        obj: str,
-        purpose: str,
-        outcome: str,
-        details: Mapping[str, Any] | None = None,
-        actor_name: str | None = None,
-        role: str | None = "",
-    ) -> AuditHead:
-        """Append one audit record to the chain inside ``session`` (the tip must be locked)."""
-        record = {
-            "seq": tip.seq + 1,
-            "time_utc": utc_now_iso(),
-            "actor": (actor_name if actor_name is not None else actor.username)[:64],
-            "role": actor.role if role == "" else role,
-            "action": action,
-            "patient_pseudonym": pseudonym,
-            "object": obj,
-            "purpose": purpose,
-            "outcome": outcome,
-            "client": actor.client,
-            "details": _json_native("audit details", dict(details or {})),
-        }
-        digest = chain_hash(tip.hash, canonical_record(record), key=self._key)
-        session.add(AuditRow(**record, prev_hash=tip.hash, hash=digest))
-        tip.seq = record["seq"]
-        tip.hash = digest
-        return AuditHead(record["seq"], digest)
-
-    def _anchor(self, head: AuditHead) -> None:
-        try:
-            write_anchor(self.anchor_path, head)
-        except OSError as exc:
-            # The commit stands; the anchor only lags (verify then checks an older head).
-            logger.error("could not update the audit head anchor %s: %s", self.anchor_path, exc)
-
-    def _record_only(
-        self,
-        *,
-        actor: Actor,
-        action: str,
-        pseudonym: str | None,
-        obj: str,
-        purpose: str,
-        outcome: str,
-        details: Mapping[str, Any] | None = None,
-        actor_name: str | None = None,
-        role: str | None = "",
-    ) -> None:
-        """Commit a lone audit record (a denial or a failure)."""
-
-        def body(session: Session) -> AuditHead:
-            return self._append(
-                session,
-                self._lock_tip(session),
-                actor=actor,
-                action=action,
-                pseudonym=pseudonym,
-                obj=obj,
-                purpose=purpose,
-                outcome=outcome,
-                details=details,
-                actor_name=actor_name,
-                role=role,
-            )
-
-        self._anchor(self._run(body))
-
-    def _deny(
-        self,
-        actor: Actor,
-        permission: str,
-        *,
-        action: str,
-        pseudonym: str | None,
-        obj: str,
-        purpose: str,
-    ) -> None:
-        self._record_only(
-            actor=actor,
-            action=action,
-            pseudonym=pseudonym,
-            obj=obj,
-            purpose=purpose,
-            outcome="denied",
-            details={"permission": permission},
-        )
-        allowed = ", ".join(sorted(PERMISSIONS.get(permission, ())))
-        logger.warning(
-            "denied %s to %s (role %s) on %s",
-            permission,
-            actor.username,
-            actor.role,
-            pseudonym or obj,
-        )
-        raise AccessDenied(
-            f"user '{actor.username}' with role '{actor.role}' may not do '{permission}' "
-            f"(allowed roles: {allowed or 'none'}); the attempt was recorded in the audit log"
-        )
-
     def check_permission(
         self,
         permission: str,
@@ -534,74 +229,16 @@ class Store:
         For workflows that gate an action the store does not perform itself (e.g. starting a
         rehearsal run before its result is stored). Nothing is recorded when allowed.
         """
-        _check_actor(actor)
-        purpose = _check_purpose(purpose)
+        check_actor(actor)
+        purpose = check_purpose(purpose)
         if pseudonym is not None:
             check_pseudonym(pseudonym)
         if permission not in PERMISSIONS:
             raise InputError(f"unknown permission {permission!r}; known: {sorted(PERMISSIONS)}")
-        if not is_allowed(actor.role, permission):
-            self._deny(
-                actor,
-                permission,
-                action=action,
-                pseudonym=pseudonym,
-                obj=obj or permission,
-                purpose=purpose,
-            )
-
-    def _audited(
-        self,
-        op: Callable[[Session], _Done],
-        *,
-        actor: Actor,
-        purpose: str,
-        action: str,
-        permission: str,
-        pseudonym: str | None,
-        obj: str,
-    ) -> Any:
-        """Run ``op`` and its audit record in one transaction (see the module docstring)."""
-        _check_actor(actor)
-        purpose = _check_purpose(purpose)
-        if not is_allowed(actor.role, permission):
-            self._deny(
-                actor, permission, action=action, pseudonym=pseudonym, obj=obj, purpose=purpose
-            )
-
-        def body(session: Session) -> tuple[Any, AuditHead]:
-            tip = self._lock_tip(session)
-            done = op(session)
-            head = self._append(
-                session,
-                tip,
-                actor=actor,
-                action=action,
-                pseudonym=pseudonym,
-                obj=done.object or obj,
-                purpose=purpose,
-                outcome="success",
-                details=done.details,
-            )
-            return done.value, head
-
-        try:
-            value, head = self._run(body)
-        except _DatabaseError:
-            raise
-        except CardiotwinError as exc:
-            self._record_only(
-                actor=actor,
-                action=action,
-                pseudonym=pseudonym,
-                obj=obj,
-                purpose=purpose,
-                outcome="failure",
-                details={"error": type(exc).__name__, "message": str(exc)[:500]},
-            )
-            raise
-        self._anchor(head)
-        return value
+        self.unit_of_work.authorise(
+            actor, permission, action=action, pseudonym=pseudonym, obj=obj or permission,
+            purpose=purpose,
+        )
 
     def record_event(
         self,
@@ -630,18 +267,31 @@ class Store:
         if pseudonym is not None:
             check_pseudonym(pseudonym)
         if outcome == "failure":
-            _check_actor(actor)
-            self._record_only(actor=actor, action=action, pseudonym=pseudonym, obj=obj,
-                              purpose=_check_purpose(purpose), outcome="failure",
-                              details=dict(details or {}))
+            check_actor(actor)
+            self.unit_of_work.record(
+                actor=actor,
+                action=action,
+                pseudonym=pseudonym,
+                obj=obj,
+                purpose=check_purpose(purpose),
+                outcome="failure",
+                details=dict(details or {}),
+            )
             return
         payload = dict(details or {})
 
-        def op(session: Session) -> _Done:
-            return _Done(None, details=payload)
+        def op(session: Session) -> Done:
+            return Done(None, details=payload)
 
-        self._audited(op, actor=actor, purpose=purpose, action=action, permission=permission,
-                      pseudonym=pseudonym, obj=obj)
+        self.unit_of_work.audited(
+            op,
+            actor=actor,
+            purpose=purpose,
+            action=action,
+            permission=permission,
+            pseudonym=pseudonym,
+            obj=obj,
+        )
 
     # ---- patients -------------------------------------------------------------------------
 
@@ -675,15 +325,15 @@ class Store:
         check_pseudonym(pseudonym)
         meta_native = _checked_patient_meta(pseudonym, meta)
 
-        def op(session: Session) -> _Done:
+        def op(session: Session) -> Done:
             if session.get(PatientRow, pseudonym) is not None:
                 raise StoreError(f"patient {pseudonym} exists already")
             session.add(
                 PatientRow(pseudonym=pseudonym, created_utc=utc_now_iso(), meta=meta_native)
             )
-            return _Done(None, details={"meta_keys": sorted(meta_native)})
+            return Done(None, details={"meta_keys": sorted(meta_native)})
 
-        self._audited(
+        self.unit_of_work.audited(
             op,
             actor=actor,
             purpose=purpose,
@@ -711,15 +361,15 @@ class Store:
         check_pseudonym(pseudonym)
         meta_native = _checked_patient_meta(pseudonym, meta)
 
-        def op(session: Session) -> _Done:
+        def op(session: Session) -> Done:
             if session.get(PatientRow, pseudonym) is not None:
-                return _Done(False, details={"created": False})
+                return Done(False, details={"created": False})
             session.add(
                 PatientRow(pseudonym=pseudonym, created_utc=utc_now_iso(), meta=meta_native)
             )
-            return _Done(True, details={"created": True, "meta_keys": sorted(meta_native)})
+            return Done(True, details={"created": True, "meta_keys": sorted(meta_native)})
 
-        return self._audited(
+        return self.unit_of_work.audited(
             op,
             actor=actor,
             purpose=purpose,
@@ -780,7 +430,7 @@ class Store:
         """All patients with ``pseudonym``, ``created_utc``, ``meta``, ``latest_version`` (0 if
         no twin saved) and ``n_results``. Audited as one read."""
 
-        def op(session: Session) -> _Done:
+        def op(session: Session) -> Done:
             latest = (
                 select(TwinVersionRow.pseudonym, func.max(TwinVersionRow.version).label("v"))
                 .group_by(TwinVersionRow.pseudonym)
@@ -807,9 +457,9 @@ class Store:
                 }
                 for p, v, n in rows
             ]
-            return _Done(out, details={"n_patients": len(out)})
+            return Done(out, details={"n_patients": len(out)})
 
-        return self._audited(
+        return self.unit_of_work.audited(
             op,
             actor=actor,
             purpose=purpose,
@@ -867,10 +517,10 @@ class Store:
         pseudonym = check_pseudonym(twin.pseudonym)
         if not isinstance(reason, str) or not reason.strip():
             raise InputError("save_twin: reason must say why this version is saved")
-        state = _json_native(f"twin {pseudonym} state", twin.to_dict())
+        state = json_native(f"twin {pseudonym} state", twin.to_dict())
         base_version = int(twin.version)
 
-        def op(session: Session) -> _Done:
+        def op(session: Session) -> Done:
             created_patient = False
             if session.get(PatientRow, pseudonym) is None:
                 if base_version != 0:
@@ -912,7 +562,7 @@ class Store:
                     state=new_state,
                 )
             )
-            return _Done(
+            return Done(
                 (new_version, new_state["history"]),
                 object=f"twin/v{new_version}",
                 details={
@@ -923,7 +573,7 @@ class Store:
                 },
             )
 
-        new_version, history = self._audited(
+        new_version, history = self.unit_of_work.audited(
             op,
             actor=actor,
             purpose=purpose,
@@ -953,7 +603,7 @@ class Store:
         if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
             raise InputError(f"version must be an int or None, got {version!r}")
 
-        def op(session: Session) -> _Done:
+        def op(session: Session) -> Done:
             query = select(TwinVersionRow).where(TwinVersionRow.pseudonym == pseudonym)
             if version is None:
                 query = query.order_by(TwinVersionRow.version.desc()).limit(1)
@@ -966,9 +616,9 @@ class Store:
                     f"patient {pseudonym} has no {which} in this store; check the pseudonym "
                     "(cardiotwin patients list) and the version"
                 )
-            return _Done(row.state, object=f"twin/v{row.version}")
+            return Done(row.state, object=f"twin/v{row.version}")
 
-        return self._audited(
+        return self.unit_of_work.audited(
             op,
             actor=actor,
             purpose=purpose,
@@ -999,7 +649,7 @@ class Store:
         """Version list of a patient's twin: ``version``, ``created_utc``, ``reason``. Audited."""
         check_pseudonym(pseudonym)
 
-        def op(session: Session) -> _Done:
+        def op(session: Session) -> Done:
             if session.get(PatientRow, pseudonym) is None:
                 raise StoreError(f"patient {pseudonym} is not in this store")
             rows = session.execute(
@@ -1007,9 +657,9 @@ class Store:
                 .where(TwinVersionRow.pseudonym == pseudonym)
                 .order_by(TwinVersionRow.version)
             ).all()
-            return _Done([{"version": v, "created_utc": t, "reason": r} for v, t, r in rows])
+            return Done([{"version": v, "created_utc": t, "reason": r} for v, t, r in rows])
 
-        return self._audited(
+        return self.unit_of_work.audited(
             op,
             actor=actor,
             purpose=purpose,
@@ -1065,15 +715,14 @@ class Store:
             The role may not write this kind of result (audited).
         """
         check_pseudonym(pseudonym)
-        if not isinstance(kind, str) or not _KIND.fullmatch(kind):
-            raise InputError(f"result kind must match {_KIND.pattern}, got {kind!r}")
+        check_kind(kind, what="result")
         if not isinstance(label, str):
             raise InputError(f"result label must be a str, got {type(label).__name__}")
-        summary_n = _json_native("result summary", dict(summary))
-        provenance_n = _json_native("result provenance", provenance)
+        summary_n = json_native("result summary", dict(summary))
+        provenance_n = json_native("result provenance", provenance)
         if not isinstance(provenance_n, dict):
             raise InputError("result provenance must be a mapping or a Provenance")
-        artifacts_n = _json_native("result artifacts", dict(artifacts))
+        artifacts_n = json_native("result artifacts", dict(artifacts))
         for name, sha in artifacts_n.items():
             try:
                 check_sha256(sha)
@@ -1083,7 +732,7 @@ class Store:
                 ) from None
         permission = "rehearsal.run" if kind == "rehearsal" else "result.write"
 
-        def op(session: Session) -> _Done:
+        def op(session: Session) -> Done:
             if session.get(PatientRow, pseudonym) is None:
                 raise StoreError(f"patient {pseudonym} is not in this store")
             if twin_version is not None:
@@ -1113,13 +762,13 @@ class Store:
             )
             session.add(row)
             session.flush()
-            return _Done(
+            return Done(
                 row.id,
                 object=f"result/{row.id}",
                 details={"kind": kind, "twin_version": twin_version},
             )
 
-        result_id = self._audited(
+        result_id = self.unit_of_work.audited(
             op,
             actor=actor,
             purpose=purpose,
@@ -1143,7 +792,7 @@ class Store:
         """
         check_pseudonym(pseudonym)
 
-        def op(session: Session) -> _Done:
+        def op(session: Session) -> Done:
             if session.get(PatientRow, pseudonym) is None:
                 raise StoreError(f"patient {pseudonym} is not in this store")
             query = select(ResultRow).where(ResultRow.pseudonym == pseudonym)
@@ -1151,9 +800,9 @@ class Store:
                 query = query.where(ResultRow.kind == kind)
             rows = session.execute(query.order_by(ResultRow.id)).scalars().all()
             out = [row_as_dict(r, _RESULT_FIELDS) for r in rows]
-            return _Done(out, details={"n_results": len(out), "kind": kind})
+            return Done(out, details={"n_results": len(out), "kind": kind})
 
-        return self._audited(
+        return self.unit_of_work.audited(
             op,
             actor=actor,
             purpose=purpose,
@@ -1169,8 +818,7 @@ class Store:
         """Store a file (path) or content (bytes) as a content-addressed artifact; return its
         SHA-256. Idempotent. Not audited by itself: the result or twin that references the
         artifact is (see :meth:`add_result`)."""
-        if not isinstance(kind, str) or not _KIND.fullmatch(kind):
-            raise InputError(f"artifact kind must match {_KIND.pattern}, got {kind!r}")
+        check_kind(kind, what="artifact")
         if isinstance(path_or_bytes, bytes | bytearray | memoryview):
             sha, size = self.artifacts.put_bytes(bytes(path_or_bytes))
         else:
@@ -1189,8 +837,8 @@ class Store:
                 )
 
         try:
-            self._run(body)
-        except _DatabaseError as exc:
+            self.unit_of_work.run(body)
+        except DatabaseError as exc:
             if not isinstance(exc.__cause__, IntegrityError):  # same artifact added concurrently
                 raise
         return sha
@@ -1217,7 +865,7 @@ class Store:
         if pseudonym is not None:
             check_pseudonym(pseudonym)
 
-        def op(session: Session) -> _Done:
+        def op(session: Session) -> Done:
             query = select(AuditRow).where(AuditRow.seq > since_seq).order_by(AuditRow.seq)
             if pseudonym is not None:
                 query = query.where(AuditRow.patient_pseudonym == pseudonym)
@@ -1225,9 +873,9 @@ class Store:
                 query = query.limit(limit)
             rows = session.execute(query).scalars().all()
             out = [row_as_dict(r, _AUDIT_FIELDS) for r in rows]
-            return _Done(out, details={"n_records": len(out), "since_seq": since_seq})
+            return Done(out, details={"n_records": len(out), "since_seq": since_seq})
 
-        return self._audited(
+        return self.unit_of_work.audited(
             op,
             actor=actor,
             purpose=purpose,
@@ -1239,9 +887,7 @@ class Store:
 
     def audit_head(self) -> AuditHead:
         """The chain's current head (sequence number and hash), e.g. to keep outside the store."""
-        with self.engine.connect().execution_options(cardiotwin_readonly=True) as conn:
-            row = conn.execute(select(AuditHeadRow.seq, AuditHeadRow.hash)).first()
-        return AuditHead(0, GENESIS_HASH) if row is None else AuditHead(row[0], row[1])
+        return self.unit_of_work.head()
 
     def verify_audit(self, *, expected_head: AuditHead | None = None) -> AuditVerification:
         """Verify the whole audit chain and its head.
@@ -1261,7 +907,7 @@ class Store:
         # cannot lead a snapshot taken afterwards either.
         anchor = read_anchor(self.anchor_path)
         anchor_exists = self.anchor_path.exists()
-        with self.engine.connect().execution_options(cardiotwin_readonly=True) as conn:
+        with self.unit_of_work.read_only() as conn:
             with conn.begin():
                 tip = conn.execute(select(AuditHeadRow.seq, AuditHeadRow.hash)).first()
                 cols = [getattr(AuditRow, n) for n in _AUDIT_FIELDS]
