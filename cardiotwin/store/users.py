@@ -23,7 +23,7 @@ from cardiotwin.store.rows import UserRow
 from cardiotwin.store.unit_of_work import AuditChain, Done
 
 if TYPE_CHECKING:
-    from cardiotwin.store.db import Store
+    from cardiotwin.store.facade import Store
 
 logger = logging.getLogger(__name__)
 
