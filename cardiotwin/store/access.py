@@ -9,7 +9,16 @@ from types import MappingProxyType
 
 from cardiotwin.errors import InputError
 
-__all__ = ["ROLES", "PERMISSIONS", "Actor", "is_allowed"]
+__all__ = [
+    "ROLES",
+    "PERMISSIONS",
+    "Actor",
+    "SYSTEM_ACTOR",
+    "is_allowed",
+    "check_actor",
+    "check_username",
+    "check_role",
+]
 
 ROLES: tuple[str, ...] = ("clinician", "researcher", "device_engineer", "privacy_officer", "admin")
 """The roles a user can hold."""
@@ -92,3 +101,18 @@ class Actor:
             raise InputError(
                 f"Actor.client must be 1-64 characters from [A-Za-z0-9._:/@-], got {self.client!r}"
             )
+
+
+def check_actor(actor: Actor) -> Actor:
+    """Check that ``actor`` is an :class:`Actor` (not a user name) and return it."""
+    if not isinstance(actor, Actor):
+        raise InputError(
+            f"actor must be a cardiotwin.store.Actor, got {type(actor).__name__}; obtain one from "
+            "cardiotwin.store.users.authenticate"
+        )
+    return actor
+
+
+SYSTEM_ACTOR = Actor("system", "admin", client="local")
+"""Actor recorded for local administration without a logged-in user (e.g. creating the first
+admin account from the command line, which requires file-system access to the store)."""

@@ -9,7 +9,7 @@ it (:func:`unlock_user`). Every login attempt is audited (action ``"login"``).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -17,9 +17,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cardiotwin.errors import AccessDenied, InputError, StoreError
-from cardiotwin.store.access import Actor, check_role, check_username
+from cardiotwin.store.access import SYSTEM_ACTOR, Actor, check_role, check_username
 from cardiotwin.store.audit import utc_now_iso
-from cardiotwin.store.db import SYSTEM_ACTOR, Store, UserRow, _Done
+from cardiotwin.store.rows import UserRow
+from cardiotwin.store.unit_of_work import AuditChain, Done
+
+if TYPE_CHECKING:
+    from cardiotwin.store.facade import Store
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +94,7 @@ def add_user(
         raise InputError(f"user name {username!r} is reserved; choose another")
     password_hash = _HASHER.hash(password)
 
-    def op(session: Session) -> _Done:
+    def op(session: Session) -> Done:
         if session.get(UserRow, username) is not None:
             raise StoreError(f"user '{username}' exists already")
         session.add(
@@ -103,9 +107,9 @@ def add_user(
                 locked=False,
             )
         )
-        return _Done(None, details={"role": role})
+        return Done(None, details={"role": role})
 
-    store._audited(
+    store.unit_of_work.audited(
         op,
         actor=actor or SYSTEM_ACTOR,
         purpose=purpose,
@@ -127,16 +131,16 @@ def unlock_user(
     """Unlock an account locked by failed logins (and reset its failure count). Audited."""
     check_username(username)
 
-    def op(session: Session) -> _Done:
+    def op(session: Session) -> Done:
         user = session.get(UserRow, username)
         if user is None:
             raise StoreError(f"user '{username}' does not exist")
         was_locked = bool(user.locked)
         user.locked = False
         user.failed_logins = 0
-        return _Done(None, details={"was_locked": was_locked})
+        return Done(None, details={"was_locked": was_locked})
 
-    store._audited(
+    store.unit_of_work.audited(
         op,
         actor=actor or SYSTEM_ACTOR,
         purpose=purpose,
@@ -153,7 +157,7 @@ def list_users(
     """Accounts with ``username``, ``role``, ``created_utc``, ``last_login_utc``, ``locked``,
     ``failed_logins`` (never the hashes). Audited; requires an admin (or local access)."""
 
-    def op(session: Session) -> _Done:
+    def op(session: Session) -> Done:
         rows = session.execute(select(UserRow).order_by(UserRow.username)).scalars().all()
         out = [
             {
@@ -166,9 +170,9 @@ def list_users(
             }
             for u in rows
         ]
-        return _Done(out, details={"n_users": len(out)})
+        return Done(out, details={"n_users": len(out)})
 
-    return store._audited(
+    return store.unit_of_work.audited(
         op,
         actor=actor or SYSTEM_ACTOR,
         purpose=purpose,
@@ -208,14 +212,11 @@ def authenticate(store: Store, username: str, password: str, *, client: str = "c
         valid_name = False
     probe = Actor(SYSTEM_ACTOR.username, "admin", client=client)  # validates client
 
-    def body(session: Session) -> tuple[str, Actor | None, Any]:
-        tip = store._lock_tip(session)
+    def body(session: Session, chain: AuditChain) -> tuple[str, Actor | None]:
         user = session.get(UserRow, name) if valid_name else None
 
-        def record(outcome: str, role: str | None, details: dict[str, Any]) -> Any:
-            return store._append(
-                session,
-                tip,
+        def record(outcome: str, role: str | None, details: dict[str, Any]) -> None:
+            chain.append(
                 actor=probe,
                 actor_name=name,
                 role=role,
@@ -232,9 +233,11 @@ def authenticate(store: Store, username: str, password: str, *, client: str = "c
                 _HASHER.verify(_DUMMY_HASH, password if isinstance(password, str) else "")
             except VerificationError:
                 pass
-            return "invalid", None, record("failure", None, {"reason": "unknown user"})
+            record("failure", None, {"reason": "unknown user"})
+            return "invalid", None
         if user.locked:
-            return "locked", None, record("denied", user.role, {"reason": "account locked"})
+            record("denied", user.role, {"reason": "account locked"})
+            return "locked", None
         try:
             ok = isinstance(password, str) and _HASHER.verify(user.password_hash, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
@@ -244,11 +247,11 @@ def authenticate(store: Store, username: str, password: str, *, client: str = "c
             user.last_login_utc = utc_now_iso()
             if _HASHER.check_needs_rehash(user.password_hash):
                 user.password_hash = _HASHER.hash(password)
-            head = record("success", user.role, {})
-            return "ok", Actor(user.username, user.role, client=client), head
+            record("success", user.role, {})
+            return "ok", Actor(user.username, user.role, client=client)
         user.failed_logins = (user.failed_logins or 0) + 1
         user.locked = user.failed_logins >= MAX_FAILED_LOGINS
-        head = record(
+        record(
             "failure",
             user.role,
             {
@@ -257,10 +260,9 @@ def authenticate(store: Store, username: str, password: str, *, client: str = "c
                 "locked": bool(user.locked),
             },
         )
-        return ("locked_now" if user.locked else "invalid"), None, head
+        return ("locked_now" if user.locked else "invalid"), None
 
-    status, actor, head = store._run(body)
-    store._anchor(head)
+    status, actor = store.unit_of_work.run_chained(body)
     if status == "ok":
         assert actor is not None
         logger.info("login of %s (%s) from %s", actor.username, actor.role, client)

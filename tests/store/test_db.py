@@ -8,6 +8,7 @@ import pytest
 
 from cardiotwin.errors import AccessDenied, InputError, StoreError
 from cardiotwin.store import Actor, Store
+from cardiotwin.store.unit_of_work import AuditChain
 from cardiotwin.twin.state import PatientTwin, Physiology
 from tests.store.helpers import make_twin
 
@@ -310,7 +311,7 @@ def test_failed_transaction_leaves_neither_data_nor_audit(store, clinician, monk
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(store, "_append", broken)
+    monkeypatch.setattr(AuditChain, "append", broken)
     with pytest.raises(RuntimeError):
         store.save_twin(make_twin(), actor=clinician, purpose=PURPOSE, reason="built")
     monkeypatch.undo()
