@@ -12,7 +12,6 @@ import re
 from collections.abc import Collection
 from typing import Any
 
-
 #: Keys that identify a patient, in normalised form (:func:`normalise_key`: lower case, without
 #: "_", "-" and spaces): direct identifiers (names, IDs, birth date, contact details, record
 #: numbers) and the DICOM quasi-identifiers a volume's metadata carries (sex, age, study date and
