@@ -212,7 +212,7 @@ def versions() -> dict:
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True, check=False).stdout.strip()
     dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
-                            "cardiotwin/imaging/dicom.py"], capture_output=True, text=True,
+                            "cardiotwin/imaging/dicom"], capture_output=True, text=True,
                            check=False).stdout.strip()
     return {"cardiotwin": cardiotwin.__version__, "git_commit": commit,
             "dicom_py_modified_since_commit": bool(dirty),

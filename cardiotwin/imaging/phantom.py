@@ -58,7 +58,7 @@ from scipy.optimize import brentq
 from scipy.spatial import cKDTree
 
 from cardiotwin.errors import InputError
-from cardiotwin.geometry.landmarks import AorticRootLandmarks
+from cardiotwin.imaging.anatomy import AorticRootLandmarks
 from cardiotwin.imaging.volume import LABELS, LabelMap, Volume
 
 __all__ = ["BRANCH_NAMES", "Phantom", "PhantomParameters", "PhantomTruth", "make_phantom"]

@@ -37,8 +37,10 @@ from pydicom.uid import (
 )
 
 from cardiotwin.errors import DicomError
-from cardiotwin.imaging import dicom as dicom_mod
 from cardiotwin.imaging.dicom import NO_SERIES_UID, read_series
+from cardiotwin.imaging.dicom import frames as dicom_frames
+from cardiotwin.imaging.dicom import headers as dicom_headers
+from cardiotwin.imaging.dicom import pixels as dicom_pixels
 from cardiotwin.imaging.volume import Volume
 
 #: Transfer syntaxes whose decoding must reproduce the raw pixels bit for bit.
@@ -188,7 +190,7 @@ def test_undecodable_syntax_names_file_syntax_and_remedy(ts_files, tmp_path):
     j2k = pydicom.Dataset()
     j2k.file_meta = pydicom.dataset.FileMetaDataset()
     j2k.file_meta.TransferSyntaxUID = JPEG2000Lossless
-    assert "pip install pylibjpeg + pylibjpeg-openjpeg" in dicom_mod._decode_hint(j2k)
+    assert "pip install pylibjpeg + pylibjpeg-openjpeg" in dicom_pixels._decode_hint(j2k)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -369,11 +371,11 @@ def test_fast_header_path_agrees_with_pydicom(ts_files, shared_data):
     j2k = sorted((shared_data / "dicom" / "totalseg_ct_j2k" / "dicom").iterdir())[:2]
     n_fast = 0
     for f in [*ts_files, *ge, *j2k]:
-        fast, _ = dicom_mod._read_header(f, fast=True)
-        slow, _ = dicom_mod._read_header(f, fast=False)
-        n_fast += isinstance(fast.ds, dicom_mod._FastHeader)
+        fast, _ = dicom_headers.read_header(f, fast=True)
+        slow, _ = dicom_headers.read_header(f, fast=False)
+        n_fast += isinstance(fast.ds, dicom_headers.FastHeader)
         assert fast.pixel_offset == slow.pixel_offset, f.name
-        fa, fb = dicom_mod._frames_of(fast), dicom_mod._frames_of(slow)
+        fa, fb = dicom_frames.frames_of(fast), dicom_frames.frames_of(slow)
         assert len(fa) == len(fb) == (35 if f in ts_files else 1), f.name  # mosaic tiles
         for a, b in zip(fa, fb, strict=True):
             for attr in ("ipp", "iop", "psp"):
@@ -383,8 +385,8 @@ def test_fast_header_path_agrees_with_pydicom(ts_files, shared_data):
                 assert getattr(a, attr) == getattr(b, attr), (f.name, attr)
         for kw in ("Modality", "SeriesInstanceUID", "SeriesDescription", "StudyInstanceUID",
                    "PatientID", "Manufacturer", "PhotometricInterpretation"):
-            assert dicom_mod._text(fast.ds, kw) == dicom_mod._text(slow.ds, kw), (f.name, kw)
-        assert dicom_mod._pixel_format(fast.ds) == dicom_mod._pixel_format(slow.ds), f.name
+            assert dicom_headers.header_text(fast.ds, kw) == dicom_headers.header_text(slow.ds, kw), (f.name, kw)
+        assert dicom_pixels._pixel_format(fast.ds) == dicom_pixels._pixel_format(slow.ds), f.name
     # every little-endian file takes the fast path (native and encapsulated: 8 of the 9
     # dcm_qa_ts syntaxes, the GE CT, the JPEG 2000 CT); only big endian goes through pydicom
     assert n_fast == 8 + len(ge) + len(j2k)

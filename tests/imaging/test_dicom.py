@@ -18,8 +18,8 @@ import SimpleITK as sitk
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
 from cardiotwin.errors import DicomError, InputError
-from cardiotwin.imaging import dicom as dicom_mod
 from cardiotwin.imaging.dicom import list_series, read_series, write_ct_series
+from cardiotwin.imaging.dicom import write as dicom_write
 from cardiotwin.imaging.volume import Volume
 from tests.imaging.conftest import rotation
 
@@ -305,7 +305,7 @@ def test_writer_refuses_non_empty_folder_and_is_atomic(small_phantom, tmp_path, 
         write_ct_series(big, tmp_path / "big")
     assert not (tmp_path / "big").exists()
     # fault injection: the disk "fills up" at the 5th slice → nothing is left behind
-    real = dicom_mod.pydicom.dcmwrite
+    real = dicom_write.pydicom.dcmwrite
     calls = {"n": 0}
 
     def failing(*args, **kwargs):
@@ -314,7 +314,7 @@ def test_writer_refuses_non_empty_folder_and_is_atomic(small_phantom, tmp_path, 
             raise OSError(28, "No space left on device")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(dicom_mod.pydicom, "dcmwrite", failing)
+    monkeypatch.setattr(dicom_write.pydicom, "dcmwrite", failing)
     with pytest.raises(OSError):
         write_ct_series(small_phantom.ct, tmp_path / "partial")
     monkeypatch.undo()

@@ -16,8 +16,10 @@ import pytest
 from pydicom.uid import JPEG2000Lossless
 
 from cardiotwin.errors import DicomError
-from cardiotwin.imaging import dicom as dicom_mod
+from cardiotwin.imaging.dicom import headers as dicom_headers
+from cardiotwin.imaging.dicom import pixels as dicom_pixels
 from cardiotwin.imaging.dicom import read_series, write_ct_series
+from cardiotwin.imaging.dicom.series import scan_series
 
 
 def _transcode(files: list[Path], out_dir: Path, *, edit=None) -> list[Path]:
@@ -36,7 +38,7 @@ def _transcode(files: list[Path], out_dir: Path, *, edit=None) -> list[Path]:
 
 
 def _entries(folder: Path) -> list:
-    groups, bad = dicom_mod._scan_entries(folder, fast=True)
+    groups, bad = scan_series(folder, fast=True)
     assert not bad
     (entries,) = groups.values()
     return sorted(entries, key=lambda e: e.path.name)
@@ -62,9 +64,9 @@ def test_jpeg2000_series_reads_exactly_like_the_uncompressed_one(phantom_series)
 def test_fast_path_decodes_every_file_exactly_like_pydicom(phantom_series):
     _, j2k = phantom_series
     entries = _entries(j2k)
-    assert all(isinstance(e.ds, dicom_mod._FastHeader) for e in entries)  # header fast path too
+    assert all(isinstance(e.ds, dicom_headers.FastHeader) for e in entries)  # header fast path too
     for e in entries:
-        px = dicom_mod._j2k_pixels(e, 1, int(e.ds.Rows), int(e.ds.Columns))
+        px = dicom_pixels._j2k_pixels(e, 1, int(e.ds.Rows), int(e.ds.Columns))
         assert px is not None, f"{e.path}: the fast path refused a plain signed 16-bit file"
         ref = pydicom.dcmread(e.path).pixel_array
         assert px.dtype == ref.dtype == np.int16
@@ -83,7 +85,7 @@ def test_unsigned_12_bit_mr_like_pixels(tmp_path, small_phantom):
 
     out = _transcode(files, tmp_path / "j2k", edit=unsigned12)
     for e in _entries(out[0].parent):
-        px = dicom_mod._j2k_pixels(e, 1, int(e.ds.Rows), int(e.ds.Columns))
+        px = dicom_pixels._j2k_pixels(e, 1, int(e.ds.Rows), int(e.ds.Columns))
         ref = pydicom.dcmread(e.path).pixel_array
         assert px is not None and px.dtype == ref.dtype == np.uint16
         np.testing.assert_array_equal(px[0], ref)
@@ -100,7 +102,7 @@ def test_multiframe_jpeg2000(tmp_path, small_phantom):
     target = tmp_path / "multi.dcm"
     ds.save_as(target, enforce_file_format=True)
     (e,) = _entries(tmp_path / "multi.dcm")
-    px = dicom_mod._j2k_pixels(e, 3, int(ds.Rows), int(ds.Columns))
+    px = dicom_pixels._j2k_pixels(e, 3, int(ds.Rows), int(ds.Columns))
     assert px is not None
     np.testing.assert_array_equal(px, frames)
 
@@ -122,9 +124,9 @@ def test_signedness_mismatch_falls_back_to_pydicom(tmp_path, small_phantom):
         ds.PixelRepresentation = 1
         ds.save_as(f, enforce_file_format=True)
     for e in _entries(tmp_path / "j2k"):
-        assert dicom_mod._j2k_pixels(e, 1, int(e.ds.Rows), int(e.ds.Columns)) is None
+        assert dicom_pixels._j2k_pixels(e, 1, int(e.ds.Rows), int(e.ds.Columns)) is None
         ref = pydicom.dcmread(e.path).pixel_array
-        got = dicom_mod._file_pixels(e, 1, int(e.ds.Rows), int(e.ds.Columns), "test")
+        got = dicom_pixels._file_pixels(e, 1, int(e.ds.Rows), int(e.ds.Columns), "test")
         np.testing.assert_array_equal(got[0], ref)
 
 
@@ -155,6 +157,6 @@ def test_corpus_jpeg2000_ct_fast_path_equals_pydicom(shared_data):
     entries = _entries(folder)
     assert len(entries) == 20
     for e in entries:
-        px = dicom_mod._j2k_pixels(e, 1, int(e.ds.Rows), int(e.ds.Columns))
+        px = dicom_pixels._j2k_pixels(e, 1, int(e.ds.Rows), int(e.ds.Columns))
         assert px is not None, e.path
         np.testing.assert_array_equal(px[0], pydicom.dcmread(e.path).pixel_array)

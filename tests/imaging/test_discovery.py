@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -227,6 +228,37 @@ def test_rules_select_the_expected_series(tree, catalog):
     assert select_series(catalog, rule=f"uid-prefix={SERIES['oblique']}").series_uid == (
         SERIES["oblique"])
     assert select_series(catalog, uid=SERIES["scout"]).files == tuple(tree["files"]["scout"])
+
+
+def test_selected_series_is_read_without_parsing_headers_again(catalog, monkeypatch):
+    """The scan's header records are what read_series needs: a chosen series' files are not
+    parsed a second time, the volume is the same, and a file changed since is parsed again."""
+    from cardiotwin.imaging.dicom import series as dicom_series
+
+    sel = select_series(catalog, rule="phase=75")
+    assert [h.path for h in sel.headers] == sorted(sel.files)
+    expected = read_series(list(sel.files), series_uid=sel.series_uid)
+    parsed: list[Path] = []
+    real = dicom_series.parse_header
+
+    def counting(f, **kw):
+        parsed.append(f)
+        return real(f, **kw)
+
+    monkeypatch.setattr(dicom_series, "parse_header", counting)
+    vol = read_series(list(sel.files), series_uid=sel.series_uid, headers=sel.headers)
+    assert parsed == []
+    np.testing.assert_array_equal(vol.array, expected.array)
+    np.testing.assert_array_equal(vol.affine, expected.affine)
+    assert vol.metadata == expected.metadata
+    changed = sel.files[0]
+    st = changed.stat()
+    try:
+        os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+        read_series(list(sel.files), series_uid=sel.series_uid, headers=sel.headers)
+    finally:
+        os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert parsed == [changed]
 
 
 def test_selection_errors_list_what_is_there(catalog):
