@@ -266,7 +266,7 @@ def convergence_message(summary: dict[str, Any]) -> tuple[str, str] | None:
     """How far to trust a flow run's numbers: ``(level, text)`` with level ``"warning"`` or
     ``"error"``, or None when the steady solve converged.
 
-    The solver (``cardiotwin.physics.flow``) reports ``status`` ``"converged"``, ``"settled"`` (no
+    The solver (``cardiotwin.physics.steady``) reports ``status`` ``"converged"``, ``"settled"`` (no
     strict steady state, but outlet flows and pressures stopped changing; usable with care) or
     ``"max_iterations"``; summaries without ``status`` carry only ``converged``.
     """

@@ -161,7 +161,7 @@ def clinical_flow_settings():
     ends as ``status = "settled"`` with the measured spread, rather than iterating on. Measured on
     the demo twin: settled in 18 iterations, inlet pressure within ±0.3 % over the last 6.
     """
-    from cardiotwin.physics.flow import SteadySettings
+    from cardiotwin.physics.steady import SteadySettings
 
     return SteadySettings(max_iterations=40, settle_rtol=2e-2, settle_window=6,
                           settle_min_iterations=12)
@@ -173,14 +173,14 @@ def run_flow(domain: FluidDomain, landmarks: AorticRootLandmarks, physiology: Ph
     """Steady flow at mean systolic flow with calibrated resistance outlets; metrics in clinical units."""
     import dolfinx_solver  # noqa: F401  (loads the MPI runtime before dolfinx)
 
-    from cardiotwin.physics import flow, metrics
+    from cardiotwin.physics import mesh, metrics, steady, windkessel
 
     t0 = time.perf_counter()
     cal = calibrate_outlets(physiology, domain)
-    fm = flow.load_domain(domain)
-    outlets = {name: flow.OutletResistance(r, cal.p0_pa) for name, r in cal.resistances_pa_s_m3.items()}
-    res = flow.solve_steady(fm, inflow_m3_s=cal.inflow_m3_s, outlets=outlets, region=region,
-                            settings=clinical_flow_settings(), progress=progress)
+    fm = mesh.load_domain(domain)
+    outlets = {name: windkessel.OutletResistance(r, cal.p0_pa) for name, r in cal.resistances_pa_s_m3.items()}
+    res = steady.solve_steady(fm, inflow_m3_s=cal.inflow_m3_s, outlets=outlets, region=region,
+                              settings=clinical_flow_settings(), progress=progress)
     radius = 1.3 * landmarks.annulus_max_diameter_mm / 2
     grad = metrics.transvalvular_gradient(
         res, centre_mm=landmarks.annulus_centre_mm, axis=landmarks.annulus_normal, radius_mm=radius)
@@ -372,7 +372,7 @@ def run_cycle(domain: FluidDomain, landmarks: AorticRootLandmarks, physiology: P
     """
     import dolfinx_solver  # noqa: F401  (loads the MPI runtime before dolfinx)
 
-    from cardiotwin.physics import flow
+    from cardiotwin.physics import mesh
     from cardiotwin.physics.pulsatile import Inflow, PulsatileSettings, ValvePlanes, solve_pulsatile
 
     t0 = time.perf_counter()
@@ -381,7 +381,7 @@ def run_cycle(domain: FluidDomain, landmarks: AorticRootLandmarks, physiology: P
     dt_s = settings.dt_ms * 1e-3
     t_end_s = period_s if settings.t_end_ms is None else settings.t_end_ms * 1e-3
     n_steps = max(1, round(t_end_s / dt_s))
-    fm = flow.load_domain(domain)
+    fm = mesh.load_domain(domain)
     valve = ValvePlanes(centre_mm=tuple(landmarks.annulus_centre_mm), axis=landmarks.annulus_normal,
                         radius_mm=1.3 * landmarks.annulus_max_diameter_mm / 2)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Derived haemodynamic quantities of a :class:`~cardiotwin.physics.flow.FlowResult`.
+"""Derived haemodynamic quantities of a :class:`~cardiotwin.physics.steady.FlowResult`.
 
 Positions and lengths are given in mm (LPS, like the geometry); results are SI (Pa, m³/s).
 All reductions are MPI-safe (each rank contributes its owned cells/facets).

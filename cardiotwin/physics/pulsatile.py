@@ -101,16 +101,10 @@ from mpi4py import MPI
 from cardiotwin import units
 from cardiotwin.errors import InputError, SolverError
 from cardiotwin.physics.brinkman import BrinkmanRegion
-from cardiotwin.physics.flow import (
-    MM_TO_M,
-    Blood,
-    FlowMesh,
-    OutletResistance,
-    _indicator_dg0,
-    assemble_system,
-)
-from cardiotwin.physics.rheology import shear_rate
-from cardiotwin.physics.windkessel import RCR, TwoElement
+from cardiotwin.physics.linear import assemble_system
+from cardiotwin.physics.mesh import MM_TO_M, FlowMesh, cell_geometry, indicator_dg0
+from cardiotwin.physics.rheology import Newtonian, shear_rate
+from cardiotwin.physics.windkessel import RCR, OutletResistance, TwoElement
 from cardiotwin.provenance import Provenance, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -118,36 +112,16 @@ logger = logging.getLogger(__name__)
 OPEN = "open"
 """Outlet model meaning a zero-pressure (traction-free) outlet."""
 
-_DEFAULT_BLOOD = Blood()
+_DEFAULT_BLOOD = Newtonian()
 OutletModel = RCR | TwoElement | OutletResistance | str
 
-__all__ = ["OPEN", "Fluid", "Inflow", "ValvePlanes", "PulsatileSettings", "PulsatileResult", "StepState",
+__all__ = ["OPEN", "Inflow", "ValvePlanes", "PulsatileSettings", "PulsatileResult", "StepState",
            "solve_pulsatile", "boundary_force"]
 
 
 # ----------------------------------------------------------------------------------------------
 # Inputs
 # ----------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Fluid:
-    """A generic Newtonian fluid (SI), e.g. ``Fluid(1.0, 1e-3)`` for a benchmark with ρ = 1.
-
-    :class:`~cardiotwin.physics.flow.Blood` checks physiological ranges; this only checks that
-    both values are finite and > 0. ``solve_pulsatile(blood=...)`` accepts either (any object
-    with ``density_kg_m3`` and ``viscosity_pa_s``).
-    """
-
-    density_kg_m3: float
-    viscosity_pa_s: float
-
-    def __post_init__(self) -> None:
-        for name in ("density_kg_m3", "viscosity_pa_s"):
-            v = getattr(self, name)
-            if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
-                raise InputError(f"Fluid.{name} must be a finite number > 0; got {v!r}")
-            object.__setattr__(self, name, float(v))
-
-
 @dataclass(frozen=True)
 class Inflow:
     """Velocity Dirichlet condition on the inflow boundary.
@@ -424,7 +398,7 @@ class PulsatileResult:
     timings_s: dict[str, float]
     provenance: Provenance
     mesh: FlowMesh
-    blood: Blood | Fluid
+    blood: Newtonian
     valve_gradient_pa: np.ndarray | None = None
     jet_velocity_m_s: np.ndarray | None = None
     tawss_pa: Any = None
@@ -640,19 +614,6 @@ class _KSP:
         self.ksp.destroy()
 
 
-def _cell_geometry(msh) -> tuple[np.ndarray, np.ndarray]:
-    """Owned cells' midpoints (m, shape (n, 3)) and diameters (m)."""
-    tdim = msh.topology.dim
-    n = msh.topology.index_map(tdim).size_local
-    x = msh.geometry.x[msh.geometry.dofmaps[0][:n]]
-    nv = x.shape[1]
-    diam = np.zeros(n)
-    for i in range(nv):
-        for j in range(i + 1, nv):
-            diam = np.maximum(diam, np.linalg.norm(x[:, i] - x[:, j], axis=1))
-    return x.mean(axis=1), diam
-
-
 _counter = [0]
 
 
@@ -661,7 +622,7 @@ _counter = [0]
 # ----------------------------------------------------------------------------------------------
 def solve_pulsatile(
     fm: FlowMesh, *, inflow: Inflow, outlets: dict[str, OutletModel], dt_s: float,
-    t_end_s: float, blood: Blood | Fluid = _DEFAULT_BLOOD, regions: Sequence[BrinkmanRegion] = (),
+    t_end_s: float, blood: Newtonian = _DEFAULT_BLOOD, regions: Sequence[BrinkmanRegion] = (),
     no_slip: Sequence[str] = ("wall",), period_s: float | None = None,
     valve: ValvePlanes | None = None, settings: PulsatileSettings = PulsatileSettings(),
     initial_outlet_pressures_pa: dict[str, float] | None = None,
@@ -677,17 +638,17 @@ def solve_pulsatile(
 
     Parameters
     ----------
-    fm : mesh in metres (:func:`~cardiotwin.physics.flow.load_domain` or built in dolfinx, 2-D
+    fm : mesh in metres (:func:`~cardiotwin.physics.mesh.load_domain` or built in dolfinx, 2-D
         or 3-D) with named facet groups.
     inflow : velocity Dirichlet condition on ``inflow.boundary``.
     outlets : outlet name (with or without ``outlet:``; any facet-group name is accepted, e.g. an
         ``"outflow"`` of a 2-D mesh) → :class:`~cardiotwin.physics.windkessel.RCR`,
         :class:`~cardiotwin.physics.windkessel.TwoElement`,
-        :class:`~cardiotwin.physics.flow.OutletResistance` or ``"open"`` (zero pressure). Every
+        :class:`~cardiotwin.physics.windkessel.OutletResistance` or ``"open"`` (zero pressure). Every
         ``outlet:*`` group of the mesh needs one.
     dt_s, t_end_s : time step and end time in s (``round(t_end_s/dt_s)`` steps).
-    blood : density and viscosity: :class:`~cardiotwin.physics.flow.Blood`, :class:`Fluid` or any
-        object with ``density_kg_m3`` and ``viscosity_pa_s`` (> 0).
+    blood : density and viscosity: a :class:`~cardiotwin.physics.rheology.Newtonian` (default
+        blood) or any object with ``density_kg_m3`` and ``viscosity_pa_s`` (> 0).
     regions : Brinkman (porous) regions, evaluated in LPS mm.
     no_slip : facet groups with zero velocity (``("wall", "cylinder")`` for a 2-D benchmark).
     period_s : cycle length for last-cycle statistics (TAWSS/OSI, gradients); default the
@@ -818,8 +779,8 @@ def solve_pulsatile(
     try:
         rho, mu = float(blood.density_kg_m3), float(blood.viscosity_pa_s)
     except (AttributeError, TypeError, ValueError) as e:
-        raise InputError(f"blood must have numeric density_kg_m3 and viscosity_pa_s (Blood or "
-                         f"Fluid); got {type(blood).__name__}: {e}") from e
+        raise InputError(f"blood must have numeric density_kg_m3 and viscosity_pa_s (a "
+                         f"Newtonian); got {type(blood).__name__}: {e}") from e
     if not (math.isfinite(rho) and rho > 0 and math.isfinite(mu) and mu > 0):
         raise InputError(f"blood density ({rho!r} kg/m³) and viscosity ({mu!r} Pa·s) must be "
                          "finite and > 0")
@@ -916,7 +877,7 @@ def solve_pulsatile(
             sigma = fem.Function(Q0, name="brinkman_drag")
             samples = s.brinkman_samples if tdim == 3 else 1
             for reg in regions:
-                chi = _indicator_dg0(fm, reg, samples)
+                chi = indicator_dg0(fm, reg, samples)
                 sigma.x.array[:] += mu / reg.permeability_m2 * chi.x.array
                 vol = comm.allreduce(fem.assemble_scalar(fem.form(chi * ufl.dx)), op=MPI.SUM)
                 if vol <= 0:
@@ -1202,7 +1163,7 @@ def solve_pulsatile(
         flux_parts = _region_flux_setup(fm, V, regions)
 
         # cell data for CFL
-        _, h_cell = _cell_geometry(msh)
+        _, h_cell = cell_geometry(msh)
         n_cells = len(h_cell)
         cell_dofs = V.dofmap.list[:n_cells]
 
@@ -1624,7 +1585,7 @@ def _valve_setup(fm, V, Qsp, valve: ValvePlanes, regions=()) -> dict[str, Any]:
     comm = msh.comm
     tdim = msh.topology.dim
     n = msh.topology.index_map(tdim).size_local
-    mid, _ = _cell_geometry(msh)
+    mid, _ = cell_geometry(msh)
     mid_mm = mid / MM_TO_M
     Q0 = fem.functionspace(msh, ("DG", 0))
     vol = fem.assemble_vector(fem.form(ufl.TestFunction(Q0) * ufl.dx)).array[:n]

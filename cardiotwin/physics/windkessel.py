@@ -201,6 +201,28 @@ class _Windkessel(abc.ABC):
 
 
 @dataclass(frozen=True)
+class OutletResistance:
+    """Resistance outlet: ``p = p0_pa + resistance_pa_s_m3 · Q`` (Q in m³/s, outward positive).
+
+    Parameters
+    ----------
+    resistance_pa_s_m3 : R ≥ 0 in Pa·s/m³ (1 mmHg·s/mL = 1.333e8 Pa·s/m³).
+    p0_pa : distal pressure in Pa.
+    """
+
+    resistance_pa_s_m3: float
+    p0_pa: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.resistance_pa_s_m3) and self.resistance_pa_s_m3 >= 0):
+            raise InputError(
+                f"outlet resistance_pa_s_m3 must be finite and >= 0; got {self.resistance_pa_s_m3}")
+        if not math.isfinite(self.p0_pa):
+            raise InputError(f"outlet p0_pa must be finite; got {self.p0_pa}")
+
+
+
+@dataclass(frozen=True)
 class RCR(_Windkessel):
     """Three-element Windkessel (Westerhof 2009), SI units.
 
