@@ -83,14 +83,11 @@ J Biomech Eng 1996;118:74–82 (oscillatory shear index).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
-import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,483 +95,35 @@ import dolfinx_solver  # noqa: F401  (loads the MPI runtime before dolfinx/petsc
 import numpy as np
 from mpi4py import MPI
 
-from cardiotwin import units
 from cardiotwin.errors import InputError, SolverError
 from cardiotwin.physics.brinkman import BrinkmanRegion
 from cardiotwin.physics.linear import assemble_system
-from cardiotwin.physics.mesh import MM_TO_M, FlowMesh, cell_geometry, indicator_dg0
+from cardiotwin.physics.mesh import FlowMesh, cell_geometry, indicator_dg0
+from cardiotwin.physics.pulsatile.checkpoint import (
+    CHECKPOINT_DIR,
+    checkpoint_format,
+    checkpoint_path,
+    prune_checkpoints,
+    read_checkpoint,
+    write_checkpoint,
+)
+from cardiotwin.physics.pulsatile.forms import eddy_viscosity, shear_thinning_momentum_forms
+from cardiotwin.physics.pulsatile.inflow import make_inflow
+from cardiotwin.physics.pulsatile.outlets import OPEN, OutletModel, OutletState, outlet_key
+from cardiotwin.physics.pulsatile.result import PulsatileResult, StepState
+from cardiotwin.physics.pulsatile.settings import Inflow, PulsatileSettings, ValvePlanes
+from cardiotwin.physics.pulsatile.valve import region_flux_setup, valve_eval, valve_setup
+from cardiotwin.physics.pulsatile.wall_shear import WallShear
 from cardiotwin.physics.rheology import Newtonian, shear_rate
 from cardiotwin.physics.windkessel import RCR, OutletResistance, TwoElement
 from cardiotwin.provenance import Provenance, sha256_file
 
 logger = logging.getLogger(__name__)
 
-OPEN = "open"
-"""Outlet model meaning a zero-pressure (traction-free) outlet."""
+__all__ = ["solve_pulsatile"]
 
 _DEFAULT_BLOOD = Newtonian()
-OutletModel = RCR | TwoElement | OutletResistance | str
-
-__all__ = ["OPEN", "Inflow", "ValvePlanes", "PulsatileSettings", "PulsatileResult", "StepState",
-           "solve_pulsatile", "boundary_force"]
-
-
-# ----------------------------------------------------------------------------------------------
-# Inputs
-# ----------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Inflow:
-    """Velocity Dirichlet condition on the inflow boundary.
-
-    Give either ``flow_m3_s`` (a callable ``Q(t)`` in m³/s, e.g. an
-    :class:`~cardiotwin.physics.waveforms.AorticFlowWaveform`) with a ``profile``, or
-    ``velocity`` (a callable ``(x, t) → u``, ``x`` of shape (3, N) in m, returning (gdim, N) in
-    m/s), e.g. the parabolic inflow of a 2-D benchmark.
-
-    Parameters
-    ----------
-    flow_m3_s : flow through the boundary (into the domain) as a function of time in s.
-    profile : ``"parabolic"`` (Poiseuille-shaped from the distance to the rim, exact for circular
-        caps), ``"plug"`` or ``"womersley"`` (one Womersley profile per Fourier mode; needs a
-        waveform with a ``fourier`` method and ``period_s``, uses ``womersley_harmonics``).
-        Every shape is normalised so that its discrete flux is exactly ``Q(t)``.
-    velocity : full velocity expression instead of ``flow_m3_s``/``profile``.
-    boundary : name of the facet group (``"inlet"``).
-    """
-
-    flow_m3_s: Callable[[Any], Any] | None = None
-    profile: str = "parabolic"
-    velocity: Callable[[np.ndarray, float], np.ndarray] | None = None
-    boundary: str = "inlet"
-
-    def __post_init__(self) -> None:
-        if (self.flow_m3_s is None) == (self.velocity is None):
-            raise InputError("Inflow needs exactly one of flow_m3_s (with a profile) or velocity")
-        if self.profile not in ("parabolic", "plug", "womersley"):
-            raise InputError(f"Inflow.profile must be 'parabolic', 'plug' or 'womersley'; got "
-                             f"{self.profile!r}")
-        if self.profile == "womersley" and self.flow_m3_s is not None and not (
-                hasattr(self.flow_m3_s, "fourier") and hasattr(self.flow_m3_s, "period_s")):
-            raise InputError("Inflow.profile='womersley' needs a periodic waveform with fourier() "
-                             "and period_s (AorticFlowWaveform or FourierFlow)")
-
-
-@dataclass(frozen=True)
-class ValvePlanes:
-    """Two cross-sections around a valve/device for the transvalvular gradient (LPS mm).
-
-    The upstream section lies ``upstream_mm`` before ``centre_mm`` along ``axis``, the downstream
-    one ``downstream_mm`` after it; each is a slab of thickness ``slab_mm`` limited to
-    ``radius_mm`` from the axis, and its pressure is the volume-weighted mean there. The jet
-    velocity (continuity EOA) is the largest speed between the valve centre and the downstream
-    section within ``radius_mm``, outside the Brinkman regions.
-    """
-
-    centre_mm: tuple[float, float, float]
-    axis: tuple[float, float, float]
-    radius_mm: float
-    upstream_mm: float = 10.0
-    downstream_mm: float = 20.0
-    slab_mm: float = 2.0
-
-    def __post_init__(self) -> None:
-        a = np.asarray(self.axis, dtype=float)
-        if a.shape != (3,) or not np.isfinite(a).all() or np.linalg.norm(a) == 0:
-            raise InputError(f"ValvePlanes.axis must be a non-zero 3-vector; got {self.axis!r}")
-        object.__setattr__(self, "axis", tuple(float(v) for v in a / np.linalg.norm(a)))
-        object.__setattr__(self, "centre_mm", tuple(float(v) for v in self.centre_mm))
-        for name in ("radius_mm", "upstream_mm", "downstream_mm", "slab_mm"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v > 0):
-                raise InputError(f"ValvePlanes.{name} must be > 0; got {v!r}")
-
-    @classmethod
-    def from_region(cls, region: BrinkmanRegion, *, radius_mm: float, upstream_mm: float = 10.0,
-                    downstream_mm: float = 20.0, slab_mm: float = 2.0) -> ValvePlanes:
-        """Planes around the first part of a Brinkman region (its centre and axis)."""
-        part = region.parts[0]
-        return cls(part.centre_mm, part.axis, radius_mm, upstream_mm, downstream_mm, slab_mm)
-
-
-def _solver_defaults(kind: str) -> dict[str, Any]:
-    if kind == "momentum":
-        return {"ksp_type": "gmres", "pc_type": "bjacobi", "sub_pc_type": "ilu", "ksp_rtol": 1e-10,
-                "ksp_atol": 1e-16, "ksp_max_it": 500}
-    if kind == "pressure":
-        return {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": 1e-10, "ksp_atol": 1e-14,
-                "ksp_max_it": 500}
-    return {"ksp_type": "cg", "pc_type": "jacobi", "ksp_rtol": 1e-12, "ksp_atol": 1e-18,
-            "ksp_max_it": 1000}
-
-
-@dataclass(frozen=True)
-class PulsatileSettings:
-    """Options of :func:`solve_pulsatile`.
-
-    Parameters
-    ----------
-    convection : ``"semi-implicit"`` (Crank–Nicolson with an Adams–Bashforth advecting velocity,
-        robust to CFL of a few) or ``"explicit"`` (Adams–Bashforth 2, constant matrix, needs
-        CFL ≲ 0.5; the backflow term is then explicit too).
-    backflow_beta : β of the outlet backflow stabilisation (0 disables; 1 recommended).
-    cfl_max : a cell CFL number ``|u|Δt/h`` above this stops the run (:class:`SolverError`).
-    max_speed_m_s : a velocity above this stops the run.
-    imbalance_warn : warn when ``|ΣQ_out − Q_in|`` exceeds this fraction of the inflow scale.
-    womersley_harmonics : Fourier modes of the ``"womersley"`` inlet profile.
-    brinkman_samples : 11 or 1 sample points per cell for the Brinkman indicator (11 needs
-        tetrahedra; 2-D meshes use 1).
-    log_every : log progress at INFO every this many steps.
-    smagorinsky_cs : Smagorinsky constant C_s of a large-eddy (LES) eddy viscosity
-        ``ρ (C_s Δ)² γ̇`` added to μ in the momentum step, ``Δ`` the cube (square in 2-D) root
-        of the cell volume and ``γ̇`` the shear rate of the Adams–Bashforth velocity (0: off,
-        the default; 0.1–0.17 are the usual values). Physiological aortic flow on the meshes a
-        twin can afford (cell Reynolds numbers in the thousands) is otherwise unstable: the
-        Galerkin scheme (ours and oasisx alike) blows up in early systole
-        (``docs/pulsatile.md``, "Under-resolved flow"). The eddy viscosity dissipates the energy
-        the mesh cannot resolve; it vanishes as ``Δ → 0``, so refined meshes converge to the
-        Navier–Stokes solution. Newtonian path: the eddy viscosity is assembled with the
-        convection matrix (per-component Laplace form, no ``∇uᵀ`` part; needs
-        ``convection="semi-implicit"``); shear-thinning path: added to μ(γ̇) in the full stress.
-        Wall shear stress uses the molecular viscosity only.
-    checkpoint_format : ``"adios4dolfinx"`` (the fields stored against the mesh's input
-        ordering: a run restarts on the same mesh with any number of MPI ranks; needs the
-        MPI-enabled ``adios2`` that ``scripts/build-adios2.sh`` builds), ``"npz"`` (one file
-        per rank: same mesh and same number of ranks) or ``"auto"`` (the default:
-        adios4dolfinx when it can be imported, else npz).
-    checkpoint_keep : keep only the newest this many checkpoints in ``out_dir/checkpoints``
-        (0, the default: keep all; an adios4dolfinx checkpoint of the demo mesh is 47 MiB).
-    momentum_petsc_options, pressure_petsc_options, mass_petsc_options : PETSc options of the
-        three linear solvers (defaults: GMRES + block-Jacobi/ILU, CG + GAMG, CG + Jacobi; there
-        is no hypre in this PETSc; ``{"ksp_type": "preonly", "pc_type": "lu",
-        "pc_factor_mat_solver_type": "mumps"}`` works for any of them).
-    """
-
-    convection: str = "semi-implicit"
-    backflow_beta: float = 1.0
-    cfl_max: float = 10.0
-    max_speed_m_s: float = 50.0
-    imbalance_warn: float = 5e-3
-    womersley_harmonics: int = 20
-    brinkman_samples: int = 11
-    log_every: int = 50
-    smagorinsky_cs: float = 0.0
-    projection_bcs: bool = True
-    checkpoint_format: str = "auto"
-    checkpoint_keep: int = 0
-    momentum_petsc_options: dict[str, Any] = field(default_factory=lambda: _solver_defaults("momentum"))
-    pressure_petsc_options: dict[str, Any] = field(default_factory=lambda: _solver_defaults("pressure"))
-    mass_petsc_options: dict[str, Any] = field(default_factory=lambda: _solver_defaults("mass"))
-
-    def __post_init__(self) -> None:
-        if self.convection not in ("semi-implicit", "explicit"):
-            raise InputError(f"convection must be 'semi-implicit' or 'explicit'; got "
-                             f"{self.convection!r}")
-        if not (math.isfinite(self.backflow_beta) and self.backflow_beta >= 0):
-            raise InputError(f"backflow_beta must be >= 0; got {self.backflow_beta}")
-        for name in ("cfl_max", "max_speed_m_s", "imbalance_warn"):
-            v = getattr(self, name)
-            if not (isinstance(v, int | float) and v > 0):
-                raise InputError(f"{name} must be > 0; got {v!r}")
-        if not (isinstance(self.womersley_harmonics, int) and self.womersley_harmonics >= 0):
-            raise InputError(f"womersley_harmonics must be an integer >= 0; got "
-                             f"{self.womersley_harmonics!r}")
-        if self.brinkman_samples not in (1, 11):
-            raise InputError(f"brinkman_samples must be 1 or 11; got {self.brinkman_samples}")
-        if not (isinstance(self.log_every, int) and self.log_every >= 1):
-            raise InputError(f"log_every must be an integer >= 1; got {self.log_every!r}")
-        cs = self.smagorinsky_cs
-        if not (isinstance(cs, int | float) and math.isfinite(cs) and 0 <= cs <= 0.5):
-            raise InputError(f"smagorinsky_cs must be in [0, 0.5] (0 = no LES model; 0.1-0.17 "
-                             f"usual); got {cs!r}")
-        if self.checkpoint_format not in ("auto", "adios4dolfinx", "npz"):
-            raise InputError(f"checkpoint_format must be 'auto', 'adios4dolfinx' or 'npz'; got "
-                             f"{self.checkpoint_format!r}")
-        if not (isinstance(self.checkpoint_keep, int) and self.checkpoint_keep >= 0):
-            raise InputError(f"checkpoint_keep must be an integer >= 0 (0 keeps all); got "
-                             f"{self.checkpoint_keep!r}")
-        if cs > 0 and self.convection == "explicit":
-            raise InputError("smagorinsky_cs needs convection='semi-implicit' (the eddy "
-                             "viscosity is assembled with the convection matrix)")
-
-
-@dataclass
-class StepState:
-    """What a per-step ``callback`` sees (do not modify the Functions).
-
-    ``u`` is the velocity at ``t_s``; ``p`` the pressure at ``t_s − dt_s/2`` (the scheme keeps
-    pressure at half steps); :meth:`pressure_at_velocity_time` extrapolates it to ``t_s``.
-    ``mu`` is the (Newtonian) viscosity, or μ_∞ for a shear-thinning ``rheology``.
-    ``u_previous`` is the velocity at ``t_s − dt_s`` (the initial velocity at the first step).
-    """
-
-    step: int
-    t_s: float
-    dt_s: float
-    u: Any
-    p: Any
-    p_previous: Any
-    mu: float
-    fm: FlowMesh
-    outlet_flows_m3_s: dict[str, float]
-    outlet_pressures_pa: dict[str, float]
-    u_previous: Any = None
-
-    def pressure_at_velocity_time(self):
-        """``(3 p^{n+1/2} − p^{n−1/2})/2``: the pressure at ``t_s`` (second order)."""
-        from dolfinx import fem
-
-        out = fem.Function(self.p.function_space)
-        out.x.array[:] = 1.5 * self.p.x.array - 0.5 * self.p_previous.x.array
-        return out
-
-
-def boundary_force(u, p, *, mu: float, fm: FlowMesh, boundary: str) -> np.ndarray:
-    """Force (N, or N/m in 2-D) exerted by the fluid on a boundary: ``−∫ σ(u, p) n ds``.
-
-    ``σ = −pI + μ(∇u + ∇uᵀ)``, ``n`` the outward normal of the fluid domain; for an immersed body
-    (e.g. the ``"cylinder"`` of a 2-D benchmark) the components are drag and lift.
-    """
-    import ufl
-    from dolfinx import fem
-
-    if boundary not in fm.names:
-        raise InputError(f"unknown boundary {boundary!r}; the mesh has {sorted(fm.names)}")
-    msh = fm.mesh
-    n = ufl.FacetNormal(msh)
-    ds = ufl.Measure("ds", domain=msh, subdomain_data=fm.facet_tags)(fm.names[boundary])
-    gdim = msh.geometry.dim
-    sigma = -p * ufl.Identity(gdim) + mu * (ufl.grad(u) + ufl.grad(u).T)
-    t = -ufl.dot(sigma, n)
-    return np.array([msh.comm.allreduce(fem.assemble_scalar(fem.form(t[i] * ds)), op=MPI.SUM)
-                     for i in range(gdim)])
-
-
-# ----------------------------------------------------------------------------------------------
-# Result
-# ----------------------------------------------------------------------------------------------
-@dataclass
-class PulsatileResult:
-    """Traces and fields of a pulsatile run (SI).
-
-    Attributes
-    ----------
-    times_s : ``t^n`` of the recorded steps (velocity and flow times).
-    pressure_times_s : ``t^n − Δt/2`` at which the field pressures were taken.
-    inlet_flow_m3_s : measured inflow per step (into the domain, positive).
-    outlet_flows_m3_s : outlet → outflow per step (out of the domain, positive).
-    outlet_pressures_pa : outlet → model pressure ``p^n = a + b Qⁿ`` at ``times_s``.
-    boundary_pressures_pa : named boundary → mean field pressure at ``pressure_times_s``.
-    mass_imbalance : ``(ΣQ_out − Q_in)/max(|Q_in|, 0.1·max|Q_in|)`` per step, with the outlet
-        flows measured as consistent fluxes (see the module notes).
-    face_mass_imbalance : the same with the raw outlet face fluxes ``∫u·n`` (diagnostic of the
-        uncontrolled divergence in the outlet cell layer).
-    cfl : largest cell CFL number per step.
-    valve_gradient_pa, jet_velocity_m_s : upstream − downstream section pressure (at
-        ``pressure_times_s``) and jet speed per step when ``valve`` was given, else None.
-    period_s : the cycle length used for last-cycle statistics.
-    u, p : final velocity (P2) and pressure (P1, at the last pressure time).
-    tawss_pa, osi : time-averaged wall shear stress and oscillatory shear index over the last
-        cycle (P1 Functions, zero off the wall), None when no full cycle was run.
-    region_flux_m3_s : ``"<region>/<part>"`` → flow through the part's solid footprint per step
-        (along its axis; the cells whose centre lies in the central half of the part's
-        thickness, at least one cell diameter beyond its inner radius). A blocking part carries ~0; on a
-        mesh too coarse for the part the flow leaks through the cells that are not porous
-        (:meth:`region_leak`).
-    """
-
-    times_s: np.ndarray
-    pressure_times_s: np.ndarray
-    inlet_flow_m3_s: np.ndarray
-    outlet_flows_m3_s: dict[str, np.ndarray]
-    outlet_pressures_pa: dict[str, np.ndarray]
-    boundary_pressures_pa: dict[str, np.ndarray]
-    mass_imbalance: np.ndarray
-    cfl: np.ndarray
-    period_s: float
-    dt_s: float
-    u: Any
-    p: Any
-    n_dofs: dict[str, int]
-    timings_s: dict[str, float]
-    provenance: Provenance
-    mesh: FlowMesh
-    blood: Newtonian
-    valve_gradient_pa: np.ndarray | None = None
-    jet_velocity_m_s: np.ndarray | None = None
-    tawss_pa: Any = None
-    osi: Any = None
-    paths: dict[str, Path] = field(default_factory=dict)
-    face_mass_imbalance: np.ndarray | None = None
-    region_flux_m3_s: dict[str, np.ndarray] = field(default_factory=dict)
-
-    # -- helpers --------------------------------------------------------------------------------
-    def last_cycle(self) -> np.ndarray:
-        """Boolean mask of the steps in the last full period (all steps if shorter)."""
-        t_end = self.times_s[-1]
-        return self.times_s > t_end - self.period_s + 0.5 * self.dt_s
-
-    def pressure_drop_pa(self, upstream: str, downstream: str) -> np.ndarray:
-        """Mean-pressure difference between two named boundaries per step (at pressure times)."""
-        for b in (upstream, downstream):
-            if b not in self.boundary_pressures_pa:
-                raise InputError(f"no pressure trace for {b!r}; have {sorted(self.boundary_pressures_pa)}")
-        return self.boundary_pressures_pa[upstream] - self.boundary_pressures_pa[downstream]
-
-    def _systole(self) -> np.ndarray:
-        last = self.last_cycle()
-        q_half = self._q_at_pressure_times()
-        return last & (q_half > 0.05 * max(float(np.max(q_half[last])), 1e-300))
-
-    def _q_at_pressure_times(self) -> np.ndarray:
-        q = self.inlet_flow_m3_s
-        return np.concatenate([[q[0] / 2], 0.5 * (q[1:] + q[:-1])])
-
-    def region_leak(self) -> dict[str, float]:
-        """Largest ``|flux through a Brinkman part| / inflow`` while the inflow exceeds half its
-        peak in the last cycle (0 = impermeable), per ``"<region>/<part>"``."""
-        last = self.last_cycle()
-        q = self.inlet_flow_m3_s
-        strong = last & (q > 0.5 * max(float(np.max(q[last])), 1e-300))
-        if not strong.any():
-            return {}
-        return {k: float(np.max(np.abs(v[strong]) / q[strong]))
-                for k, v in self.region_flux_m3_s.items()}
-
-    def valve_metrics(self) -> dict[str, float] | None:
-        """Mean/peak transvalvular gradient and EOA (Gorlin, continuity) over the last cycle.
-
-        Mean gradient and Gorlin use the forward-flow period (inflow > 5 % of its peak). Gorlin
-        (1951): ``EOA[cm²] = Q_rms[mL/s] / (44.3 √(ΔP_mean[mmHg]))``. Continuity:
-        ``EOA = ∫Q dt / ∫v_jet dt`` over forward flow (stroke volume / jet velocity-time
-        integral), the Doppler continuity principle with the computed peak jet speed.
-        """
-        if self.valve_gradient_pa is None:
-            return None
-        sys = self._systole()
-        last = self.last_cycle()
-        dp = self.valve_gradient_pa
-        q = self._q_at_pressure_times()
-        mean_dp = float(np.mean(dp[sys])) if sys.any() else float("nan")
-        q_rms_ml_s = units.m3_s_to_ml_s(math.sqrt(float(np.mean(q[sys] ** 2)))) if sys.any() else float("nan")
-        mean_mmhg = units.pa_to_mmhg(mean_dp)
-        eoa_gorlin = q_rms_ml_s / (44.3 * math.sqrt(mean_mmhg)) if mean_mmhg > 0 else float("nan")
-        vj = self.jet_velocity_m_s
-        vti = float(np.sum(vj[sys])) * self.dt_s
-        eoa_cont = float(np.sum(q[sys])) * self.dt_s / vti if vti > 0 else float("nan")
-        return {"mean_gradient_pa": mean_dp, "peak_gradient_pa": float(np.max(dp[last])),
-                "mean_gradient_mmhg": mean_mmhg,
-                "peak_gradient_mmhg": units.pa_to_mmhg(float(np.max(dp[last]))),
-                "eoa_gorlin_cm2": float(eoa_gorlin),
-                "eoa_continuity_cm2": units.m2_to_cm2(eoa_cont) if math.isfinite(eoa_cont) else float("nan"),
-                "peak_jet_velocity_m_s": float(np.max(vj[last]))}
-
-    def wall_shear_summary(self) -> dict[str, float] | None:
-        """Area-weighted mean and max of TAWSS (Pa) and OSI over the wall (last cycle)."""
-        if self.tawss_pa is None:
-            return None
-        import ufl
-        from dolfinx import fem
-
-        fm = self.mesh
-        msh = fm.mesh
-        ds = ufl.Measure("ds", domain=msh, subdomain_data=fm.facet_tags)(fm.names["wall"])
-        comm = msh.comm
-        area = comm.allreduce(fem.assemble_scalar(fem.form(1.0 * ds)), op=MPI.SUM)
-        out = {}
-        for name, f in (("tawss_pa", self.tawss_pa), ("osi", self.osi)):
-            mean = comm.allreduce(fem.assemble_scalar(fem.form(f * ds)), op=MPI.SUM) / area
-            n_own = f.function_space.dofmap.index_map.size_local
-            mx = comm.allreduce(float(np.max(f.x.array[:n_own], initial=0.0)), op=MPI.MAX)
-            out[f"{name}_mean"] = float(mean)
-            out[f"{name}_max"] = float(mx)
-        return out
-
-    def summary(self) -> dict[str, Any]:
-        """JSON-able last-cycle figures (SI with clinical views), conservation, cost."""
-        last = self.last_cycle()
-        t = self.times_s
-        q = self.inlet_flow_m3_s
-        out: dict[str, Any] = {
-            "n_steps": int(len(t)), "dt_s": float(self.dt_s), "t_end_s": float(t[-1]),
-            "period_s": float(self.period_s),
-            "inlet_flow_mean_m3_s": float(np.mean(q[last])),
-            "inlet_flow_peak_m3_s": float(np.max(q[last])),
-            "stroke_volume_ml": units.m3_to_ml(float(np.sum(q[last])) * self.dt_s),
-            "outlet_flow_mean_m3_s": {k: float(np.mean(v[last])) for k, v in self.outlet_flows_m3_s.items()},
-            "outlet_pressure_pa": {k: {"max": float(np.max(v[last])), "min": float(np.min(v[last])),
-                                       "mean": float(np.mean(v[last]))}
-                                   for k, v in self.outlet_pressures_pa.items()},
-            "outlet_pressure_mmhg": {k: {"systolic": units.pa_to_mmhg(float(np.max(v[last]))),
-                                         "diastolic": units.pa_to_mmhg(float(np.min(v[last]))),
-                                         "mean": units.pa_to_mmhg(float(np.mean(v[last])))}
-                                     for k, v in self.outlet_pressures_pa.items()},
-            "mass_imbalance_max": float(np.max(np.abs(self.mass_imbalance))),
-            "cfl_max": float(np.max(self.cfl)),
-            "n_dofs": dict(self.n_dofs),
-            "timings_s": {k: float(v) for k, v in self.timings_s.items()},
-        }
-        qs = float(np.sum(q[last]))
-        if qs != 0:
-            out["flow_split"] = {k: float(np.sum(v[last]) / qs) for k, v in self.outlet_flows_m3_s.items()}
-        inlet = "inlet" if "inlet" in self.boundary_pressures_pa else None
-        if inlet is not None:
-            out["pressure_drop_pa"] = {}
-            for k in self.outlet_flows_m3_s:
-                key = f"outlet:{k}"
-                if key in self.boundary_pressures_pa:
-                    d = self.pressure_drop_pa(inlet, key)[last]
-                    out["pressure_drop_pa"][k] = {"mean": float(np.mean(d)), "peak": float(np.max(d))}
-        if (vm := self.valve_metrics()) is not None:
-            out["valve"] = vm
-        if (leak := self.region_leak()):
-            out["region_leak"] = leak
-        if (ws := self.wall_shear_summary()) is not None:
-            out["wall_shear"] = ws
-        return out
-
-
-# ----------------------------------------------------------------------------------------------
-# Helpers
-# ----------------------------------------------------------------------------------------------
-def _outlet_key(fm: FlowMesh, name: str) -> str:
-    if name in fm.names:
-        return name
-    if f"outlet:{name}" in fm.names:
-        return f"outlet:{name}"
-    raise InputError(f"unknown outlet {name!r}; the mesh's outlets are {fm.outlet_names}")
-
-
-class _Outlet:
-    """Outlet model adapter: ``p^{n+1} = a + b Q^{n+1}`` and the state update."""
-
-    def __init__(self, name: str, model: OutletModel, p0: float | None):
-        self.name, self.model = name, model
-        if isinstance(model, RCR | TwoElement):
-            self.p_c = float(model.p_d if p0 is None else p0)
-        else:
-            self.p_c = 0.0
-        self.q = 0.0
-
-    def coefficients(self, dt: float) -> tuple[float, float]:
-        m = self.model
-        if isinstance(m, RCR | TwoElement):
-            return m.implicit_coefficients(self.p_c, self.q, dt)
-        if isinstance(m, OutletResistance):
-            return m.p0_pa, m.resistance_pa_s_m3
-        return 0.0, 0.0
-
-    def pressure(self, q: float) -> float:
-        m = self.model
-        if isinstance(m, RCR | TwoElement):
-            return float(m.pressure(self.p_c, q))
-        if isinstance(m, OutletResistance):
-            return m.p0_pa + m.resistance_pa_s_m3 * q
-        return 0.0
-
-    def advance(self, q_new: float, dt: float) -> None:
-        if isinstance(self.model, RCR | TwoElement):
-            self.p_c = float(self.model.step(self.p_c, q_new, dt, q_prev=self.q))
-        self.q = float(q_new)
+_DEFAULT_SETTINGS = PulsatileSettings()
 
 
 class _KSP:
@@ -617,14 +166,11 @@ class _KSP:
 _counter = [0]
 
 
-# ----------------------------------------------------------------------------------------------
-# Solver
-# ----------------------------------------------------------------------------------------------
 def solve_pulsatile(
     fm: FlowMesh, *, inflow: Inflow, outlets: dict[str, OutletModel], dt_s: float,
     t_end_s: float, blood: Newtonian = _DEFAULT_BLOOD, regions: Sequence[BrinkmanRegion] = (),
     no_slip: Sequence[str] = ("wall",), period_s: float | None = None,
-    valve: ValvePlanes | None = None, settings: PulsatileSettings = PulsatileSettings(),
+    valve: ValvePlanes | None = None, settings: PulsatileSettings = _DEFAULT_SETTINGS,
     initial_outlet_pressures_pa: dict[str, float] | None = None,
     initial_velocity: Callable[[np.ndarray, float], np.ndarray] | Any | None = None,
     initial_pressure: Callable[[np.ndarray, float], np.ndarray] | Any | None = None,
@@ -722,7 +268,7 @@ def solve_pulsatile(
                              f"({sorted(fm.names)})")
     models: dict[str, OutletModel] = {}
     for k, v in outlets.items():
-        key = _outlet_key(fm, k)
+        key = outlet_key(fm, k)
         if isinstance(v, str) and v != OPEN:
             raise InputError(f"outlet {k!r}: model must be RCR, TwoElement, OutletResistance or "
                              f"'open'; got {v!r}")
@@ -740,7 +286,7 @@ def solve_pulsatile(
         if k == inflow.boundary or k in no_slip:
             raise InputError(f"boundary {k!r} cannot be both an outlet and an inflow/no-slip boundary")
     for k, v in (initial_outlet_pressures_pa or {}).items():
-        if _outlet_key(fm, k) not in models or not math.isfinite(v):
+        if outlet_key(fm, k) not in models or not math.isfinite(v):
             raise InputError(f"initial_outlet_pressures_pa: bad entry {k!r}: {v!r}")
     for reg in regions:
         if not isinstance(reg, BrinkmanRegion):
@@ -867,7 +413,7 @@ def solve_pulsatile(
         bcs_p0 = [fem.dirichletbc(zero_q, np.unique(np.concatenate(out_dofs_p)))]
 
         # inflow profile
-        inflow_update = _make_inflow(fm, V, g_in, inflow, in_dofs, wall_dofs, mesh_facets, ds,
+        inflow_update = make_inflow(fm, V, g_in, inflow, in_dofs, wall_dofs, mesh_facets, ds,
                                      nrm, blood, s, mu_pa_s=mu if rheology is not None else None)
 
         # Brinkman drag σχ (sum over regions)
@@ -909,7 +455,7 @@ def solve_pulsatile(
             # LES eddy viscosity μ_t = ρ(C_s Δ)²γ̇(B), Crank–Nicolson like μ: ½μ_t K_t joins the
             # per-step matrix C (A = A₀ + C, b = R₀uⁿ − C uⁿ + ...). Per-component Laplace form:
             # the ∇uᵀ part of the eddy stress is dropped (the vector path keeps it).
-            mu_t = _eddy_viscosity(msh, rho_c, s.smagorinsky_cs, B)
+            mu_t = eddy_viscosity(msh, rho_c, s.smagorinsky_cs, B)
             dx4 = ufl.Measure("dx", domain=msh, metadata={"quadrature_degree": 4})
             c_expr += 0.5 * mu_t * ufl.inner(ufl.grad(u), ufl.grad(v)) * dx4
         c_form = fem.form(c_expr)
@@ -929,7 +475,7 @@ def solve_pulsatile(
                         Li += beta * rho_c / 2 * Bn_minus * B[i] * v * ds(oid)
                 L1x_c.append(fem.form(Li))
         if variable_mu:
-            a1v_c, L1v_c = _shear_thinning_momentum_forms(
+            a1v_c, L1v_c = shear_thinning_momentum_forms(
                 rheology, V=V, u_n=u_n, u_nm1=u_nm1, p_h=p_h, B=B, rho_c=rho_c, dt_c=dt_c,
                 beta=beta, Bn_minus=Bn_minus, sigma=sigma, nrm=nrm, ds=ds, out_ids=out_ids,
                 convection=s.convection, backflow=s.backflow_beta > 0,
@@ -1100,7 +646,7 @@ def solve_pulsatile(
             prov.parameters["outlet_response_K_m3_s_pa"] = K.tolist()
 
         # ---- state ----------------------------------------------------------------------------------------
-        outs = [_Outlet(nm, models[nm], (initial_outlet_pressures_pa or {}).get(
+        outs = [OutletState(nm, models[nm], (initial_outlet_pressures_pa or {}).get(
             nm, (initial_outlet_pressures_pa or {}).get(nm.split(":", 1)[-1]))) for nm in names]
         if initial_velocity is not None:
             if hasattr(initial_velocity, "function_space"):
@@ -1134,12 +680,12 @@ def solve_pulsatile(
 
         # wall shear accumulators (P1 vector / scalar on wall nodes, lumped projection)
         mu_wall = rheology.ufl_viscosity(shear_rate(u_n)) if variable_mu else mu
-        wss = _WallShear(fm, mu_wall, u_n) if "wall" in fm.names else None
+        wss = WallShear(fm, mu_wall, u_n) if "wall" in fm.names else None
         last_cycle_start = n_steps - int(round(period_s / dt_s))
         restart_dir = Path(restart_from) if restart_from is not None else None
-        ck_format = _checkpoint_format(s.checkpoint_format) if checkpoint_every else None
+        ck_format = checkpoint_format(s.checkpoint_format) if checkpoint_every else None
         if restart_dir is not None:
-            step0, extra = _read_checkpoint(restart_dir, comm, [u_n, u_nm1, p_h], wss, msh)
+            step0, extra = read_checkpoint(restart_dir, comm, [u_n, u_nm1, p_h], wss, msh)
             for o, st in zip(outs, extra["outlets"], strict=True):
                 o.p_c, o.q = st["p_c"], st["q"]
             p_full = np.array(extra["p_full"])
@@ -1158,9 +704,9 @@ def solve_pulsatile(
             logger.info("restarting from %s at step %d", restart_dir, step0)
 
         # valve sections
-        valve_data = _valve_setup(fm, V, Qsp, valve, regions) if valve is not None else None
+        valve_data = valve_setup(fm, V, Qsp, valve, regions) if valve is not None else None
         # flux through the solid footprint of every Brinkman part (leak check)
-        flux_parts = _region_flux_setup(fm, V, regions)
+        flux_parts = region_flux_setup(fm, V, regions)
 
         # cell data for CFL
         _, h_cell = cell_geometry(msh)
@@ -1333,7 +879,7 @@ def solve_pulsatile(
             for nm in p_names:
                 rec_pb[nm].append(float(p_mean_vecs[nm].dot(p_h.x.petsc_vec)))
             if valve_data is not None:
-                dp, vj = _valve_eval(valve_data, u_n, p_h, comm, gdim)
+                dp, vj = valve_eval(valve_data, u_n, p_h, comm, gdim)
                 rec["dp_valve"].append(dp)
                 rec["vjet"].append(vj)
             if flux_parts:
@@ -1352,12 +898,10 @@ def solve_pulsatile(
                          "p_full": p_full.tolist(), "p_half_out": p_half_out.tolist(),
                          "q_scale": q_scale, "rec": rec, "rec_q": rec_q, "rec_p": rec_p,
                          "rec_pb": rec_pb}
-                _write_checkpoint(out_path / "checkpoints" / f"step_{step:06d}", comm, step,
-                                  [u_n, u_nm1, p_h], wss, extra, fmt=ck_format)
+                write_checkpoint(checkpoint_path(out_path, step), comm, step,
+                                 [u_n, u_nm1, p_h], wss, extra, fmt=ck_format)
                 if s.checkpoint_keep and comm.rank == 0:
-                    done = sorted((out_path / "checkpoints").glob("step_[0-9]*[0-9]"))
-                    for old_ck in done[:-s.checkpoint_keep]:
-                        shutil.rmtree(old_ck)
+                    prune_checkpoints(out_path / CHECKPOINT_DIR, keep=s.checkpoint_keep)
             if callback is not None:
                 callback(StepState(step, t, dt_s, u_n, p_h, p_prev, mu, fm,
                                    dict(zip(names, map(float, q_new), strict=True)),
@@ -1416,479 +960,3 @@ def solve_pulsatile(
         tawss_pa=tawss, osi=osi, paths=paths, face_mass_imbalance=np.array(rec["imb_face"]),
         region_flux_m3_s=({key: np.array([row[k] for row in rec["region_flux"]])
                            for k, (key, _) in enumerate(flux_parts)} if flux_parts else {}))
-
-
-def _eddy_viscosity(msh, rho_c, cs: float, B):
-    """Smagorinsky eddy viscosity ``ρ (C_s Δ)² γ̇(B)`` (UFL, Pa·s), Δ = cell volume^(1/d)."""
-    import ufl
-
-    delta = ufl.CellVolume(msh) ** (1.0 / msh.topology.dim)
-    return rho_c * (cs * delta) ** 2 * shear_rate(B)
-
-
-def _shear_thinning_momentum_forms(rheology, *, V, u_n, u_nm1, p_h, B, rho_c, dt_c, beta,
-                                   Bn_minus, sigma, nrm, ds, out_ids, convection: str,
-                                   backflow: bool, smagorinsky_cs: float = 0.0):
-    """Vector momentum forms (step 1) for a shear-thinning viscosity ``μ(γ̇(B))``.
-
-    With ``smagorinsky_cs > 0`` the Smagorinsky eddy viscosity ``ρ (C_s Δ)² γ̇(B)`` is added
-    (``Δ`` = cell volume^(1/d)).
-
-    Crank–Nicolson on the full stress ``2μ ε(u)`` with μ lagged at the Adams–Bashforth velocity
-    ``B`` (t^{n+1/2}). At the outlets ``∫μ(∇uᵀn)·v`` is subtracted so that the natural
-    condition stays ``μ ∂u/∂n = 0`` (as the Newtonian Laplace form and ``newton.py``); fully
-    developed flow satisfies it. Convection, backflow and Brinkman terms as the scalar path.
-    """
-    import ufl
-    from dolfinx import fem
-
-    msh = V.mesh
-    u, v = ufl.TrialFunction(V), ufl.TestFunction(V)
-    mu = rheology.ufl_viscosity(shear_rate(B))
-    if smagorinsky_cs > 0:
-        mu = mu + _eddy_viscosity(msh, rho_c, smagorinsky_cs, B)
-    # μ(γ̇) is not polynomial: quadrature degree 3k − 1 as in newton.py
-    md = {"quadrature_degree": 5}
-    dxq = ufl.Measure("dx", domain=msh, metadata=md)
-
-    def eps(w):
-        return ufl.sym(ufl.grad(w))
-
-    def outlet_term(w):
-        return sum(mu * ufl.inner(ufl.dot(ufl.grad(w).T, nrm), v) * ds(oid, metadata=md)
-                   for oid in out_ids)
-
-    a = (rho_c / dt_c * ufl.inner(u, v) * ufl.dx + mu * ufl.inner(eps(u), eps(v)) * dxq
-         - 0.5 * outlet_term(u))
-    L = (rho_c / dt_c * ufl.inner(u_n, v) * ufl.dx - mu * ufl.inner(eps(u_n), eps(v)) * dxq
-         + 0.5 * outlet_term(u_n) - ufl.inner(ufl.grad(p_h), v) * ufl.dx)
-    if convection == "semi-implicit":
-        a += 0.5 * rho_c * ufl.inner(ufl.dot(ufl.grad(u), B), v) * ufl.dx
-        L -= 0.5 * rho_c * ufl.inner(ufl.dot(ufl.grad(u_n), B), v) * ufl.dx
-        if backflow:
-            for oid in out_ids:
-                a += -beta * rho_c / 2 * Bn_minus * ufl.inner(u, v) * ds(oid)
-    else:
-        L -= rho_c * ufl.inner(1.5 * ufl.dot(ufl.grad(u_n), u_n)
-                               - 0.5 * ufl.dot(ufl.grad(u_nm1), u_nm1), v) * ufl.dx
-        if backflow:
-            for oid in out_ids:
-                L += beta * rho_c / 2 * Bn_minus * ufl.inner(B, v) * ds(oid)
-    if sigma is not None:
-        a += sigma * ufl.inner(u, v) * ufl.dx
-    return fem.form(a), fem.form(L)
-
-
-# ----------------------------------------------------------------------------------------------
-# Inflow profiles
-# ----------------------------------------------------------------------------------------------
-def _make_inflow(fm, V, g, inflow: Inflow, in_dofs, wall_dofs, facets, ds, nrm, blood, s, *,
-                 mu_pa_s: float | None = None):
-    """Return ``update(t)`` that sets the inflow Dirichlet function ``g`` at time ``t``."""
-    import ufl
-    from dolfinx import fem
-    from scipy.spatial import cKDTree
-
-    msh = fm.mesh
-    comm = msh.comm
-    gdim = msh.geometry.dim
-    tag = fm.names[inflow.boundary]
-    if inflow.velocity is not None:
-        tdim = msh.topology.dim
-        msh.topology.create_connectivity(tdim - 1, tdim)
-        f2c = msh.topology.connectivity(tdim - 1, tdim)
-        cells = np.unique(np.concatenate([f2c.links(f) for f in facets[inflow.boundary]])
-                          if len(facets[inflow.boundary]) else np.zeros(0, dtype=np.int32)
-                          ).astype(np.int32)
-        vel = inflow.velocity
-
-        def update_velocity(t: float) -> None:
-            g.interpolate(lambda x: vel(x, t), cells0=cells)
-            g.x.scatter_forward()
-
-        return update_velocity
-
-    X = V.tabulate_dof_coordinates()
-    rim_blocks = np.intersect1d(in_dofs, wall_dofs)
-    rim = np.concatenate([r for r in comm.allgather(X[rim_blocks]) if len(r)] or [np.zeros((0, 3))])
-    if len(rim) < 2:
-        raise InputError(f"inflow boundary {inflow.boundary!r} shares no rim with the no-slip "
-                         "boundaries; a flow-rate profile needs one (or give Inflow.velocity)")
-    d = cKDTree(rim).query(X[in_dofs])[0] if len(in_dofs) else np.zeros(0)
-    dmax = comm.allreduce(float(d.max()) if len(d) else 0.0, op=MPI.MAX)
-    ncomp = [comm.allreduce(fem.assemble_scalar(fem.form(nrm[i] * ds(tag))), op=MPI.SUM)
-             for i in range(gdim)]
-    direction = -np.asarray(ncomp) / np.linalg.norm(ncomp)
-    flux_form = fem.form(ufl.dot(g, nrm) * ds(tag))
-
-    def unit_flux(phi_nodes: np.ndarray) -> float:
-        g.x.array[:] = 0.0
-        g.x.array.reshape(-1, gdim)[in_dofs] = phi_nodes[:, None] * direction[None, :]
-        g.x.scatter_forward()
-        return -comm.allreduce(fem.assemble_scalar(flux_form), op=MPI.SUM)
-
-    qfun = inflow.flow_m3_s
-    if inflow.profile in ("parabolic", "plug"):
-        phi = d * (2 * dmax - d) / dmax**2 if inflow.profile == "parabolic" else \
-            (d > 1e-9 * dmax).astype(float)
-        phi = phi / unit_flux(phi)
-        shape = phi[:, None] * direction[None, :]
-
-        def update_flow(t: float) -> None:
-            g.x.array.reshape(-1, gdim)[in_dofs] = float(qfun(t)) * shape
-            g.x.scatter_forward()
-
-        return update_flow
-
-    # Womersley: one profile per Fourier mode (r = R − distance to the rim, R = max distance)
-    from cardiotwin.physics.waveforms import _flow_factor, _shape, womersley_number
-
-    coeffs = np.asarray(qfun.fourier(s.womersley_harmonics), dtype=complex)
-    period = float(qfun.period_s)
-    omega = 2 * math.pi / period
-    radius = dmax
-    r = np.clip((radius - d) / radius, 0.0, 1.0)
-    modes = []
-    for k, c in enumerate(coeffs):
-        if k == 0:
-            sh = (1.0 - r**2).astype(complex)
-        else:
-            alpha = womersley_number(radius, k * omega, density_kg_m3=blood.density_kg_m3,
-                                     viscosity_pa_s=blood.viscosity_pa_s if mu_pa_s is None
-                                     else mu_pa_s)
-            sh = _shape(r, alpha) / _flow_factor(alpha)
-        flux = unit_flux(sh.real) + 1j * unit_flux(sh.imag)
-        modes.append(c * sh / flux)
-    modes_arr = np.array(modes)          # (n_modes, n_nodes)
-    kk = np.arange(len(coeffs))
-
-    def update_womersley(t: float) -> None:
-        vals = (modes_arr * np.exp(1j * kk * omega * t)[:, None]).sum(axis=0).real
-        g.x.array.reshape(-1, gdim)[in_dofs] = vals[:, None] * direction[None, :]
-        g.x.scatter_forward()
-
-    return update_womersley
-
-
-# ----------------------------------------------------------------------------------------------
-# Valve sections
-# ----------------------------------------------------------------------------------------------
-def _valve_setup(fm, V, Qsp, valve: ValvePlanes, regions=()) -> dict[str, Any]:
-    """Per-dof weights of the two section means and the velocity dofs of the jet region (the
-    fluid between the valve centre and the downstream section, without the Brinkman regions:
-    the P2 velocity overshoots at a porous plate's rim corner, 23 m/s beside a 5–8 m/s jet on
-    the demo twin, and that is not the jet)."""
-    import ufl
-    from dolfinx import fem
-
-    msh = fm.mesh
-    comm = msh.comm
-    tdim = msh.topology.dim
-    n = msh.topology.index_map(tdim).size_local
-    mid, _ = cell_geometry(msh)
-    mid_mm = mid / MM_TO_M
-    Q0 = fem.functionspace(msh, ("DG", 0))
-    vol = fem.assemble_vector(fem.form(ufl.TestFunction(Q0) * ufl.dx)).array[:n]
-    a = np.asarray(valve.axis)
-    c = np.asarray(valve.centre_mm)
-    rel = mid_mm - c
-    z = rel @ a
-    rr = np.linalg.norm(rel - np.outer(z, a), axis=1)
-    cdofs = Qsp.dofmap.list[:n]
-    nv = cdofs.shape[1]
-    weights = []
-    for z0 in (-valve.upstream_mm, valve.downstream_mm):
-        sel = (np.abs(z - z0) <= valve.slab_mm / 2) & (rr <= valve.radius_mm)
-        total = comm.allreduce(float(vol[sel].sum()), op=MPI.SUM)
-        if total <= 0:
-            raise InputError(f"no mesh cell in the valve section {z0:+g} mm from "
-                             f"{valve.centre_mm} along {valve.axis}; check ValvePlanes (LPS mm)")
-        w = np.zeros(len(Qsp.tabulate_dof_coordinates()))
-        np.add.at(w, cdofs[sel].ravel(), np.repeat(vol[sel] / nv / total, nv))
-        weights.append(w)
-    X = V.tabulate_dof_coordinates() / MM_TO_M
-    n_own = V.dofmap.index_map.size_local
-    relx = X[:n_own] - c
-    zx = relx @ a
-    rx = np.linalg.norm(relx - np.outer(zx, a), axis=1)
-    in_jet = (zx >= 0) & (zx <= valve.downstream_mm) & (rx <= valve.radius_mm)
-    for reg in regions:
-        in_jet &= reg.indicator(X[:n_own]) == 0.0
-    jet = np.flatnonzero(in_jet)
-    return {"w_up": weights[0], "w_down": weights[1], "jet": jet}
-
-
-def _region_flux_setup(fm, V, regions) -> list[tuple[str, Any]]:
-    """Per Brinkman part, a vector ``w`` with ``w·u`` the flow through its solid footprint (m³/s).
-
-    ``∫ g (a·u) dx / (t/2)`` with ``g`` the indicator (at quadrature points) of the central half
-    of the part's thickness ``t`` within its radii, at least one cell diameter outside its inner
-    radius (the rim cells belong to the orifice), ``a`` the part's axis: the axial flux averaged
-    over the central half of the part.
-    """
-    import ufl
-    from dolfinx import fem
-    from dolfinx.fem import petsc as fpetsc
-    from petsc4py import PETSc
-
-    out: list[tuple[str, Any]] = []
-    msh = fm.mesh
-    if not regions or msh.topology.dim != 3:
-        return out
-    x = ufl.SpatialCoordinate(msh)
-    h = ufl.CellDiameter(msh)
-    v = ufl.TestFunction(V)
-    for reg in regions:
-        for k, part in enumerate(reg.parts):
-            a = np.asarray(part.axis, dtype=float)
-            axis = ufl.as_vector([float(c) for c in a])
-            rel = x - ufl.as_vector([float(c) * MM_TO_M for c in part.centre_mm])
-            z = ufl.dot(rel, axis)
-            r = ufl.sqrt(ufl.max_value(ufl.dot(rel, rel) - z * z, 0.0))
-            z_mid = 0.5 * (part.z0_mm + part.z1_mm) * MM_TO_M
-            half = 0.25 * (part.z1_mm - part.z0_mm) * MM_TO_M
-            r_in = part.r_inner_mm * MM_TO_M + (h if part.r_inner_mm > 0 else 0.0)
-            inside = ufl.And(ufl.lt(abs(z - z_mid), half),
-                             ufl.And(ufl.gt(r, r_in), ufl.lt(r, part.r_outer_mm * MM_TO_M)))
-            g = ufl.conditional(inside, 1.0, 0.0)
-            vec = fpetsc.assemble_vector(fem.form(g * ufl.dot(axis, v) / (2.0 * half) * ufl.dx))
-            vec.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
-            out.append((f"{reg.name}/{k}", vec))
-    return out
-
-
-def _valve_eval(data, u, p, comm, gdim) -> tuple[float, float]:
-    pa = p.x.array
-    local = np.array([data["w_up"] @ pa, data["w_down"] @ pa])
-    up, down = comm.allreduce(local, op=MPI.SUM)
-    sp = np.linalg.norm(u.x.array.reshape(-1, gdim)[data["jet"]], axis=1)
-    vj = comm.allreduce(float(np.max(sp, initial=0.0)), op=MPI.MAX)
-    return float(up - down), vj
-
-
-# ----------------------------------------------------------------------------------------------
-# Wall shear stress: TAWSS and OSI over the last cycle
-# ----------------------------------------------------------------------------------------------
-class _WallShear:
-    """Lumped L2 projection of the wall traction's tangential part onto P1 wall nodes.
-
-    ``TAWSS = (1/T)∫|τ|dt`` and ``OSI = ½(1 − |∫τ dt| / ∫|τ| dt)`` (He & Ku 1996), accumulated
-    with the rectangle rule over the steps of the last cycle.
-    """
-
-    def __init__(self, fm: FlowMesh, mu: Any, u):
-        """``mu``: viscosity in Pa·s, a number or a UFL expression (μ(γ̇) of ``u``)."""
-        import ufl
-        from dolfinx import fem, la
-
-        msh = fm.mesh
-        gdim = msh.geometry.dim
-        self.la = la
-        self.W = fem.functionspace(msh, ("Lagrange", 1, (gdim,)))
-        self.S = fem.functionspace(msh, ("Lagrange", 1))
-        ds = ufl.Measure("ds", domain=msh, subdomain_data=fm.facet_tags)(fm.names["wall"])
-        n = ufl.FacetNormal(msh)
-        tr = mu * (ufl.grad(u) + ufl.grad(u).T) * n
-        tau = tr - ufl.dot(tr, n) * n
-        v = ufl.TestFunction(self.W)
-        self.num_form = fem.form(ufl.inner(tau, v) * ds)
-        den = fem.assemble_vector(fem.form(ufl.inner(ufl.as_vector([1.0] * gdim), v) * ds))
-        den.scatter_reverse(la.InsertMode.add)
-        self.den = den.array.copy()
-        self.nz = self.den > 0
-        self.gdim = gdim
-        nnodes = len(self.den) // gdim
-        self.sum_vec = np.zeros((nnodes, gdim))
-        self.sum_mag = np.zeros(nnodes)
-        self.time = 0.0
-
-    def accumulate(self, dt: float) -> None:
-        from dolfinx import fem
-
-        num = fem.assemble_vector(self.num_form)
-        num.scatter_reverse(self.la.InsertMode.add)
-        tau = np.zeros_like(self.den)
-        tau[self.nz] = num.array[self.nz] / self.den[self.nz]
-        tau = tau.reshape(-1, self.gdim)
-        self.sum_vec += dt * tau
-        self.sum_mag += dt * np.linalg.norm(tau, axis=1)
-        self.time += dt
-
-    def finish(self):
-        from dolfinx import fem
-
-        tawss = fem.Function(self.S, name="tawss_pa")
-        osi = fem.Function(self.S, name="osi")
-        n_loc = len(tawss.x.array)
-        T = max(self.time, 1e-300)
-        tawss.x.array[:] = self.sum_mag[:n_loc] / T
-        mag = self.sum_mag[:n_loc]
-        ratio = np.divide(np.linalg.norm(self.sum_vec[:n_loc], axis=1), mag,
-                          out=np.ones_like(mag), where=mag > 0)
-        osi.x.array[:] = 0.5 * (1.0 - np.clip(ratio, 0.0, 1.0))
-        tawss.x.scatter_forward()
-        osi.x.scatter_forward()
-        return tawss, osi
-
-    def functions(self):
-        """The accumulators as (vector, scalar) P1 Functions (owned values valid), for the
-        adios4dolfinx checkpoint."""
-        from dolfinx import fem
-
-        vec = fem.Function(self.W, name="wss_sum_vec")
-        mag = fem.Function(self.S, name="wss_sum_mag")
-        vec.x.array[:] = self.sum_vec.ravel()
-        mag.x.array[:] = self.sum_mag
-        return vec, mag
-
-    def load_functions(self, vec, mag, time_s: float) -> None:
-        """Inverse of :meth:`functions`."""
-        self.sum_vec = vec.x.array.reshape(self.sum_vec.shape).copy()
-        self.sum_mag = mag.x.array.copy()
-        self.time = float(time_s)
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {"wss_sum_vec": self.sum_vec, "wss_sum_mag": self.sum_mag,
-                "wss_time": np.array([self.time])}
-
-    def load(self, d) -> None:
-        self.sum_vec = d["wss_sum_vec"].copy()
-        self.sum_mag = d["wss_sum_mag"].copy()
-        self.time = float(d["wss_time"][0])
-
-
-# ----------------------------------------------------------------------------------------------
-# Checkpoints: a directory with state.json (step, scalar state, format) and the fields, either
-# adios4dolfinx (state.bp, in the mesh's input ordering: any number of ranks on restart) or one
-# .npz per rank (same mesh, same number of ranks)
-# ----------------------------------------------------------------------------------------------
-_CHECKPOINT_FIELDS = ("velocity", "velocity_previous", "pressure")
-
-
-def _adios4dolfinx():
-    """The adios4dolfinx module when it can run under MPI (an MPI-enabled adios2), else None."""
-    try:
-        import adios2
-        import adios4dolfinx
-    except ImportError:
-        return None
-    return adios4dolfinx if getattr(adios2, "is_built_with_mpi", False) else None
-
-
-def _require_adios4dolfinx():
-    a4d = _adios4dolfinx()
-    if a4d is None:
-        raise InputError("adios4dolfinx checkpoints need adios4dolfinx and an MPI-enabled adios2 "
-                         "Python module; build them into the venv with "
-                         "`bash scripts/build-adios2.sh .venv` (or use checkpoint_format='npz')")
-    return a4d
-
-
-def _checkpoint_format(requested: str) -> str:
-    """Resolve ``PulsatileSettings.checkpoint_format`` to "adios4dolfinx" or "npz"."""
-    if requested == "npz":
-        return "npz"
-    if requested == "adios4dolfinx":
-        _require_adios4dolfinx()
-        return "adios4dolfinx"
-    if _adios4dolfinx() is not None:
-        return "adios4dolfinx"
-    logger.info("adios4dolfinx with MPI adios2 is not installed (scripts/build-adios2.sh): "
-                "checkpoints are per-rank .npz files (restart with the same number of ranks)")
-    return "npz"
-
-
-def _layout_signature(funcs) -> str:
-    h = hashlib.sha256()
-    for f in funcs:
-        x = f.function_space.tabulate_dof_coordinates()
-        h.update(np.round(x, 12).tobytes())
-    return h.hexdigest()
-
-
-def _mesh_fingerprint(msh) -> dict[str, Any]:
-    """Partition-independent summary of a mesh: global cell and node counts and the first two
-    moments of the node coordinates."""
-    n_own = msh.geometry.index_map().size_local
-    x = msh.geometry.x[:n_own, :msh.geometry.dim]
-    cells = msh.topology.index_map(msh.topology.dim).size_global
-    return {"cells": int(cells), "nodes": int(msh.geometry.index_map().size_global),
-            "x_sum": msh.comm.allreduce(x.sum(axis=0), op=MPI.SUM).tolist(),
-            "x2_sum": float(msh.comm.allreduce(float((x * x).sum()), op=MPI.SUM))}
-
-
-def _same_mesh(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return (a["cells"] == b["cells"] and a["nodes"] == b["nodes"]
-            and np.allclose(a["x_sum"], b["x_sum"], rtol=1e-9, atol=1e-12)
-            and math.isclose(a["x2_sum"], b["x2_sum"], rel_tol=1e-9, abs_tol=1e-15))
-
-
-def _write_checkpoint(path: Path, comm, step: int, funcs, wss, extra: dict, *,
-                      fmt: str) -> None:
-    """Write atomically: into ``<path>.tmp`` and rename when every rank has finished."""
-    tmp = path.with_name(path.name + ".tmp")
-    if comm.rank == 0:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-    comm.barrier()
-    meta: dict[str, Any] = {"step": step, "format": fmt, "mpi_size": comm.size, "state": extra}
-    if fmt == "adios4dolfinx":
-        import adios2
-
-        a4d = _require_adios4dolfinx()
-        fields = list(zip(_CHECKPOINT_FIELDS, funcs, strict=True))
-        if wss is not None:
-            fields += [(f.name, f) for f in wss.functions()]
-            meta["wss_time"] = wss.time
-        for k, (name, f) in enumerate(fields):
-            a4d.write_function_on_input_mesh(
-                tmp / "state.bp", f, name=name, time=0.0,
-                mode=adios2.Mode.Write if k == 0 else adios2.Mode.Append)
-        meta["mesh"] = _mesh_fingerprint(funcs[0].function_space.mesh)
-    else:
-        arrays = {f"f{i}": f.x.array for i, f in enumerate(funcs)}
-        if wss is not None:
-            arrays.update(wss.state())
-        np.savez(tmp / f"rank{comm.rank:04d}.npz", **arrays)
-        meta["layout"] = comm.gather(_layout_signature(funcs), root=0)
-    comm.barrier()
-    if comm.rank == 0:
-        (tmp / "state.json").write_text(json.dumps(meta))
-        if path.exists():
-            shutil.rmtree(path)
-        tmp.rename(path)
-    comm.barrier()
-
-
-def _read_checkpoint(path: Path, comm, funcs, wss, msh) -> tuple[int, dict]:
-    meta_file = path / "state.json"
-    if not meta_file.is_file():
-        raise InputError(f"restart_from={path}: no state.json there; give a checkpoint directory "
-                         "written with checkpoint_every (out_dir/checkpoints/step_<n>)")
-    meta = json.loads(meta_file.read_text())
-    if meta.get("format", "npz") == "adios4dolfinx":
-        a4d = _require_adios4dolfinx()
-        if not _same_mesh(meta["mesh"], _mesh_fingerprint(msh)):
-            raise InputError(f"checkpoint {path} was written on another mesh ({meta['mesh']['cells']} "
-                             "cells); restart on the mesh the run started with")
-        fields = list(zip(_CHECKPOINT_FIELDS, funcs, strict=True))
-        wss_fields = wss.functions() if wss is not None and "wss_time" in meta else ()
-        for name, f in fields + [(f.name, f) for f in wss_fields]:
-            a4d.read_function(path / "state.bp", f, time=0.0, name=name)
-        if wss_fields:
-            wss.load_functions(*wss_fields, meta["wss_time"])
-        return int(meta["step"]), meta["state"]
-    if meta["mpi_size"] != comm.size:
-        raise InputError(f"checkpoint {path} was written with {meta['mpi_size']} MPI ranks; "
-                         f"restart with the same number (now {comm.size}), or write adios4dolfinx "
-                         "checkpoints (scripts/build-adios2.sh), which restart on any number")
-    if meta["layout"][comm.rank] != _layout_signature(funcs):
-        raise InputError(f"checkpoint {path} does not match this mesh/partition (dof layout "
-                         "differs); restart on the same mesh with the same number of ranks")
-    data = np.load(path / f"rank{comm.rank:04d}.npz")
-    for i, f in enumerate(funcs):
-        f.x.array[:] = data[f"f{i}"]
-    if wss is not None and "wss_sum_vec" in data:
-        wss.load(data)
-    return int(meta["step"]), meta["state"]
