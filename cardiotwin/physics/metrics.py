@@ -14,8 +14,10 @@ import numpy as np
 from mpi4py import MPI
 
 from cardiotwin.errors import InputError
+from cardiotwin.physics.mesh import MM_TO_M
 
-MM_TO_M = 1e-3
+__all__ = ["ValveGradient", "flow_split", "section_mean_pressure", "transvalvular_gradient",
+           "wall_shear_stress"]
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Lumped (0-D) outlet models and a 0-D left-heart circulation, in SI units.
 
-Two things live here, both plain numpy/scipy (no dolfinx):
+Three things live here, all plain numpy/scipy (no dolfinx):
 
 1. **Windkessel outlet models** — :class:`RCR` (three-element: proximal resistance ``Rp``,
    compliance ``C``, distal resistance ``Rd`` to a distal pressure ``p_d``) and :class:`TwoElement`
@@ -27,6 +27,10 @@ Two things live here, both plain numpy/scipy (no dolfinx):
    (use ``q^n`` in place of ``q^{n+1}``, i.e. a lagged ``p_inlet``) is only conditionally stable
    and is known to become unstable for small ``Rp`` and large outlet areas; use it only with a
    sub-iteration on ``q``.
+
+   A plain **resistance outlet** :class:`OutletResistance` (``p = p0 + R Q``) is the outlet
+   model of the steady solver (:func:`~cardiotwin.physics.steady.solve_steady`) and also
+   accepted by the pulsatile one.
 
 2. **A 0-D left-heart circulation** (:class:`LVCirculation`, :func:`simulate_beat`,
    :func:`simulate_periodic`): a time-varying-elastance left ventricle filled from a constant
@@ -83,6 +87,10 @@ from cardiotwin import units
 from cardiotwin.errors import InputError, SolverError
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["BLOOD_DENSITY_KG_M3", "RCR", "BeatMetrics", "BeatResult", "LVCirculation",
+           "OutletResistance", "TwoElement", "ValveLaw", "WindkesselTrace", "simulate",
+           "simulate_beat", "simulate_periodic"]
 
 BLOOD_DENSITY_KG_M3 = 1060.0
 """Default blood density (DESIGN.md §4)."""
