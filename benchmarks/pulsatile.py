@@ -245,14 +245,15 @@ def run_case(domain_json: Path, solver: str, *, warmup: int, steps: int, dt_s: f
 
     import cardiotwin.physics.pulsatile as pulsatile_module
     from cardiotwin.geometry.volume_mesh import FluidDomain
-    from cardiotwin.physics.flow import Blood, load_domain
+    from cardiotwin.physics.mesh import load_domain
     from cardiotwin.physics.pulsatile import OPEN, Inflow, PulsatileSettings, solve_pulsatile
+    from cardiotwin.physics.rheology import Newtonian
 
     rec = json.loads(domain_json.read_text())
     domain = FluidDomain.from_dict(rec["domain"])
     fm = load_domain(domain, comm=MPI.COMM_WORLD)
     msh = fm.mesh
-    blood = Blood()
+    blood = Newtonian()
     rho, mu = blood.density_kg_m3, blood.viscosity_pa_s
     vel, wave = _inlet_velocity(domain)
     outlets = sorted(n for n in fm.names if n.startswith("outlet:"))
@@ -269,8 +270,10 @@ def run_case(domain_json: Path, solver: str, *, warmup: int, steps: int, dt_s: f
                  "cells": int(msh.topology.index_map(3).size_global),
                  "vertices": int(msh.topology.index_map(0).size_global),
                  "dt_s": dt_s, "warmup_steps": warmup, "timed_steps": steps,
-                 "pulsatile_py_sha256": hashlib.sha256(
-                     Path(pulsatile_module.__file__).read_bytes()).hexdigest()}
+                 # the solver's source: every module of the cardiotwin.physics.pulsatile package
+                 "pulsatile_py_sha256": hashlib.sha256(b"".join(
+                     p.read_bytes() for p in sorted(
+                         Path(pulsatile_module.__file__).parent.glob("*.py")))).hexdigest()}
     t_setup0 = time.perf_counter()
 
     if solver in ("cardiotwin", "cardiotwin-physiological"):

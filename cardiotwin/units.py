@@ -20,9 +20,13 @@ def pa_to_mmhg(p_pa: float) -> float:
     return p_pa / MMHG_IN_PA
 
 
+M_PER_MM = 1e-3
+"""Metres per millimetre: geometry (DICOM LPS) is in mm, physics in m."""
+
+
 def mm_to_m(x_mm: float) -> float:
     """Convert a length from mm to m."""
-    return x_mm * 1e-3
+    return x_mm * M_PER_MM
 
 
 def m_to_mm(x_m: float) -> float:

@@ -20,7 +20,7 @@ def test_twin_is_built_and_persisted_with_provenance(coarse_demo):
     for stage in ("read_dicom", "segment", "landmarks", "surface", "mesh"):
         assert prov["timings_s"][stage] > 0
     base = study.FlowSummary.from_dict(again.results[0]["summary"])
-    # steady iteration ended converged, or with outlet flows and pressures settled (flow.py)
+    # steady iteration ended converged, or with outlet flows and pressures settled (steady.py)
     assert base.status in ("converged", "settled"), base.status_reason
     # mass conservation of the baseline solve (DESIGN: outlet flows sum to inflow)
     assert abs(base.mass_imbalance) < 5e-3

@@ -1,7 +1,7 @@
 """Tetrahedral fluid meshes (gmsh) with named boundary tags.
 
 Units: mm, DICOM patient coordinates (LPS). The conversion to SI happens in
-:mod:`cardiotwin.physics.flow` when the mesh is loaded.
+:mod:`cardiotwin.physics.mesh` when the mesh is loaded.
 """
 
 from __future__ import annotations

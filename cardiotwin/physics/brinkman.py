@@ -16,6 +16,8 @@ import numpy as np
 
 from cardiotwin.errors import InputError
 
+__all__ = ["AnnularCylinder", "BrinkmanRegion", "native_valve_region"]
+
 
 def _unit(v: tuple[float, float, float] | np.ndarray) -> np.ndarray:
     v = np.asarray(v, dtype=float)

@@ -1,4 +1,4 @@
-"""Derived haemodynamic quantities of a :class:`~cardiotwin.physics.flow.FlowResult`.
+"""Derived haemodynamic quantities of a :class:`~cardiotwin.physics.steady.FlowResult`.
 
 Positions and lengths are given in mm (LPS, like the geometry); results are SI (Pa, m³/s).
 All reductions are MPI-safe (each rank contributes its owned cells/facets).
@@ -14,8 +14,10 @@ import numpy as np
 from mpi4py import MPI
 
 from cardiotwin.errors import InputError
+from cardiotwin.physics.mesh import MM_TO_M
 
-MM_TO_M = 1e-3
+__all__ = ["ValveGradient", "bernoulli_gradient_mmhg", "flow_split", "section_mean_pressure",
+           "transvalvular_gradient", "wall_shear_stress"]
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Steady incompressible Navier–Stokes: Taylor–Hood elements, Newton's method, Re continuation.
 
 This is the *verification-grade* steady solver of the physics package. It trades cost for
-accuracy and robustness against the stabilised P1–P1 Picard solver of :mod:`.flow` (which is
+accuracy and robustness against the stabilised P1–P1 Picard solver of :mod:`.steady` (which is
 what runs on patient meshes of a million cells; see ``docs/steady.md``).
 
 Discretisation
@@ -51,7 +51,7 @@ from mpi4py import MPI
 
 from cardiotwin.errors import InputError, SolverError
 from cardiotwin.physics.brinkman import BrinkmanRegion
-from cardiotwin.physics.flow import FlowMesh
+from cardiotwin.physics.mesh import FlowMesh, indicator_dg0, inlet_profile
 from cardiotwin.physics.rheology import CarreauYasuda, Newtonian, shear_rate
 from cardiotwin.provenance import Provenance, sha256_file
 
@@ -88,7 +88,8 @@ class NewtonSettings:
     quadrature_degree : cell quadrature degree; ``None`` = automatic for Newtonian fluids,
         ``3k − 1`` for shear-dependent viscosity (whose integrand is not polynomial).
     shear_rate_floor_1_s : regularisation of ``γ̇`` at zero strain (non-Newtonian only).
-    indicator_samples : samples per cell of a Brinkman indicator (1 or 11, see :mod:`.flow`).
+    indicator_samples : samples per cell of a Brinkman indicator (1 or 11, see
+        :func:`.mesh.indicator_dg0`).
     petsc_options : options of SNES and its KSP (default: MUMPS LU).
     """
 
@@ -162,7 +163,7 @@ class NewtonResult:
     ----------
     u, p : velocity (m/s, ``P_k`` vector) and pressure (Pa, ``P_{k-1}``) Functions.
     w : the mixed ``(u, p)`` Function (a warm start for another solve on the same mesh).
-    mesh : the :class:`~cardiotwin.physics.flow.FlowMesh` solved on.
+    mesh : the :class:`~cardiotwin.physics.mesh.FlowMesh` solved on.
     stages : continuation stages actually run (failed attempts included, ``converged=False``).
     reynolds : target Reynolds number ``ρ U L / μ_ref``.
     reference_velocity_m_s, reference_length_m : ``U`` (mean inflow speed) and ``L``.
@@ -361,9 +362,7 @@ def solve_newton(fm: FlowMesh, *, inflow: float | InflowProfile, inlet: str = "i
             g_full = fem.Function(V)
             g_full.interpolate(inflow)
         else:
-            from cardiotwin.physics.flow import _inlet_profile
-
-            g_full, _ = _inlet_profile(fm, V, inflow_profile)
+            g_full, _ = inlet_profile(fm, V, inflow_profile)
             unit_flux = comm.allreduce(
                 fem.assemble_scalar(fem.form(ufl.dot(g_full, n) * ds(fm.names[inlet]))), op=MPI.SUM)
             if not unit_flux < 0:
@@ -402,10 +401,8 @@ def solve_newton(fm: FlowMesh, *, inflow: float | InflowProfile, inlet: str = "i
     # ---- Brinkman indicator --------------------------------------------------------------------
     chi = None
     if region is not None:
-        from cardiotwin.physics.flow import _indicator_dg0
-
         with prov.timed("indicator"):
-            chi = _indicator_dg0(fm, region, s.indicator_samples)
+            chi = indicator_dg0(fm, region, s.indicator_samples)
 
     # ---- residual ----------------------------------------------------------------------------
     with prov.timed("forms"):
@@ -422,7 +419,7 @@ def solve_newton(fm: FlowMesh, *, inflow: float | InflowProfile, inlet: str = "i
         dso = ufl.Measure("ds", domain=msh, subdomain_data=fm.facet_tags, metadata=md)
         F = rho * ufl.inner(ufl.grad(u) * u, v) * dx - p * ufl.div(v) * dx - q * ufl.div(u) * dx
         if newtonian:
-            mu = fem.Constant(msh, PETSc.ScalarType(rheology.mu_pa_s))
+            mu = fem.Constant(msh, PETSc.ScalarType(rheology.viscosity_pa_s))
             F += mu * ufl.inner(ufl.grad(u), ufl.grad(v)) * dx
         else:
             mu = rheology.ufl_viscosity(shear_rate(u, floor_1_s=s.shear_rate_floor_1_s))

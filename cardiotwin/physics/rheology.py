@@ -1,4 +1,4 @@
-"""Blood rheology: Newtonian and Carreau–Yasuda (shear-thinning) viscosity laws.
+"""Blood rheology: the Newtonian fluid and the Carreau–Yasuda (shear-thinning) viscosity law.
 
 Both laws give the dynamic viscosity μ (Pa·s) as a function of the shear rate
 ``γ̇ = sqrt(2 D:D)`` (1/s), with ``D = (∇u + ∇uᵀ)/2`` the rate-of-strain tensor. They provide the
@@ -52,24 +52,40 @@ def _check_positive(name: str, value: float, lo: float, hi: float, hint: str) ->
 
 @dataclass(frozen=True)
 class Newtonian:
-    """Constant viscosity.
+    """A Newtonian fluid: constant viscosity and a density (the one fluid type of the solvers).
+
+    ``Newtonian()`` is blood (DESIGN.md: ρ = 1060 kg/m³, μ = 3.5e-3 Pa·s); benchmarks give their
+    own values, e.g. ``Newtonian(1e-3, density_kg_m3=1.0)`` for the Schäfer–Turek cylinder. It is
+    the ``blood`` of :func:`~cardiotwin.physics.steady.solve_steady` and
+    :func:`~cardiotwin.physics.pulsatile.solve_pulsatile` and a viscosity law (``rheology``) like
+    :class:`CarreauYasuda`; :func:`~cardiotwin.physics.newton.solve_newton` takes its density as
+    a separate argument and uses only the viscosity.
 
     Parameters
     ----------
-    mu_pa_s : dynamic viscosity in Pa·s, in (1e-6, 1e3) (blood ≈ 3.5e-3; benchmark fluids may use
-        other values, e.g. 1e-3 in the Schäfer–Turek cylinder).
+    viscosity_pa_s : dynamic viscosity μ in Pa·s, in (1e-6, 1e3) (blood ≈ 3.5e-3).
+    density_kg_m3 : density ρ in kg/m³, in (0, 1e5) (blood ≈ 1060).
     """
 
-    mu_pa_s: float = 3.5e-3
+    viscosity_pa_s: float = 3.5e-3
+    density_kg_m3: float = 1060.0
 
     def __post_init__(self) -> None:
-        _check_positive("Newtonian mu_pa_s", self.mu_pa_s, 1e-6, 1e3,
+        for name in ("viscosity_pa_s", "density_kg_m3"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise InputError(f"Newtonian {name} must be a number; got {v!r}")
+        _check_positive("Newtonian viscosity_pa_s", self.viscosity_pa_s, 1e-6, 1e3,
                         "Give the dynamic viscosity in Pa·s (blood ≈ 3.5e-3).")
+        _check_positive("Newtonian density_kg_m3", self.density_kg_m3, 0.0, 1e5,
+                        "Give the density in kg/m³ (blood ≈ 1060).")
+        object.__setattr__(self, "viscosity_pa_s", float(self.viscosity_pa_s))
+        object.__setattr__(self, "density_kg_m3", float(self.density_kg_m3))
 
     @property
     def reference_viscosity_pa_s(self) -> float:
         """The viscosity used to define a Reynolds number (here μ itself)."""
-        return float(self.mu_pa_s)
+        return float(self.viscosity_pa_s)
 
     @property
     def is_newtonian(self) -> bool:
@@ -77,12 +93,12 @@ class Newtonian:
 
     def ufl_viscosity(self, shear_rate: Any) -> Any:  # noqa: ARG002  (same signature as CY)
         """μ as a UFL-compatible value (the shear rate is ignored)."""
-        return self.mu_pa_s
+        return self.viscosity_pa_s
 
     def viscosity(self, shear_rate: np.ndarray) -> np.ndarray:
         """μ (Pa·s) for an array of shear rates (1/s)."""
         g = np.asarray(shear_rate, dtype=float)
-        return np.full_like(g, self.mu_pa_s)
+        return np.full_like(g, self.viscosity_pa_s)
 
 
 @dataclass(frozen=True)

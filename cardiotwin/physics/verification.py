@@ -26,7 +26,7 @@ import numpy as np
 from mpi4py import MPI
 
 from cardiotwin.errors import InputError
-from cardiotwin.physics.flow import FlowMesh, gmsh_model
+from cardiotwin.physics.mesh import FlowMesh, gmsh_model
 from cardiotwin.physics.rheology import Newtonian
 
 __all__ = [
@@ -193,7 +193,7 @@ def cylinder_forces(result: Any, *, boundary: str = "cylinder") -> tuple[float, 
     dofs = fem.locate_dofs_topological(V, fdim, fm.facet_tags.find(fm.names[boundary]))
     u, p = result.u, result.p
     rho = result.density_kg_m3
-    mu = result.rheology.mu_pa_s
+    mu = result.rheology.viscosity_pa_s
     forces = []
     for i in range(gdim):
         vt = fem.Function(V)

@@ -48,7 +48,9 @@ __all__ = [
     "AorticFlowWaveform",
     "FourierFlow",
     "lvet_s",
+    "womersley_flow_factor",
     "womersley_number",
+    "womersley_shape",
     "womersley_velocity",
     "womersley_flow",
     "womersley_profile_for_flow",
@@ -279,14 +281,18 @@ def womersley_number(radius_m: float, omega_rad_s: float, *, density_kg_m3: floa
     return radius_m * math.sqrt(omega_rad_s * density_kg_m3 / viscosity_pa_s)
 
 
-def _shape(r_over_R, alpha: float) -> np.ndarray:
-    """``1 − J0(β r/R)/J0(β)`` (complex), ``β = i^{3/2} α``."""
+def womersley_shape(r_over_R, alpha: float) -> np.ndarray:
+    """Womersley velocity shape ``1 − J0(β r/R)/J0(β)`` (complex), ``β = i^{3/2} α``.
+
+    ``r_over_R`` is the radial position over the radius (0 on the axis, 1 at the wall), ``α``
+    the Womersley number; the velocity of one harmonic is this shape times ``iA/(ρω)``.
+    """
     b = _I32 * alpha
     return 1.0 - jv(0, b * np.asarray(r_over_R, dtype=float)) / jv(0, b)
 
 
-def _flow_factor(alpha: float) -> complex:
-    """``1 − 2 J1(β)/(β J0(β))``."""
+def womersley_flow_factor(alpha: float) -> complex:
+    """Area mean of :func:`womersley_shape`: ``1 − 2 J1(β)/(β J0(β))``, ``β = i^{3/2} α``."""
     b = _I32 * alpha
     return complex(1.0 - 2.0 * jv(1, b) / (b * jv(0, b)))
 
@@ -316,7 +322,7 @@ def womersley_velocity(r_m, t_s, *, radius_m: float, gradient_amplitude_pa_m: co
                              viscosity_pa_s=viscosity_pa_s)
     amp = gradient_amplitude_pa_m / (1j * omega_rad_s * density_kg_m3)
     r = np.asarray(r_m, dtype=float) / radius_m
-    return (amp * _shape(r, alpha) * np.exp(1j * omega_rad_s * np.asarray(t_s, dtype=float))).real
+    return (amp * womersley_shape(r, alpha) * np.exp(1j * omega_rad_s * np.asarray(t_s, dtype=float))).real
 
 
 def womersley_flow(t_s, *, radius_m: float, gradient_amplitude_pa_m: complex, omega_rad_s: float,
@@ -326,7 +332,7 @@ def womersley_flow(t_s, *, radius_m: float, gradient_amplitude_pa_m: complex, om
     alpha = womersley_number(radius_m, omega_rad_s, density_kg_m3=density_kg_m3,
                              viscosity_pa_s=viscosity_pa_s)
     amp = gradient_amplitude_pa_m * math.pi * radius_m**2 / (1j * omega_rad_s * density_kg_m3)
-    return (amp * _flow_factor(alpha) * np.exp(1j * omega_rad_s * np.asarray(t_s, dtype=float))).real
+    return (amp * womersley_flow_factor(alpha) * np.exp(1j * omega_rad_s * np.asarray(t_s, dtype=float))).real
 
 
 def womersley_gradient_for_flow(flow_amplitude_m3_s: complex, *, radius_m: float,
@@ -340,7 +346,7 @@ def womersley_gradient_for_flow(flow_amplitude_m3_s: complex, *, radius_m: float
     alpha = womersley_number(radius_m, omega_rad_s, density_kg_m3=density_kg_m3,
                              viscosity_pa_s=viscosity_pa_s)
     return complex(flow_amplitude_m3_s * 1j * omega_rad_s * density_kg_m3
-                   / (math.pi * radius_m**2 * _flow_factor(alpha)))
+                   / (math.pi * radius_m**2 * womersley_flow_factor(alpha)))
 
 
 def womersley_profile_for_flow(r_m, t_s, coefficients, *, radius_m: float, period_s: float,
@@ -370,6 +376,6 @@ def womersley_profile_for_flow(r_m, t_s, coefficients, *, radius_m: float, perio
             continue
         alpha = womersley_number(radius_m, k * w, density_kg_m3=density_kg_m3,
                                  viscosity_pa_s=viscosity_pa_s)
-        shape = _shape(r, alpha) / (area * _flow_factor(alpha))
+        shape = womersley_shape(r, alpha) / (area * womersley_flow_factor(alpha))
         u = u + (c[k] * shape * np.exp(1j * k * w * t)).real
     return u

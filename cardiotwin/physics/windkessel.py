@@ -1,6 +1,6 @@
 """Lumped (0-D) outlet models and a 0-D left-heart circulation, in SI units.
 
-Two things live here, both plain numpy/scipy (no dolfinx):
+Three things live here, all plain numpy/scipy (no dolfinx):
 
 1. **Windkessel outlet models** — :class:`RCR` (three-element: proximal resistance ``Rp``,
    compliance ``C``, distal resistance ``Rd`` to a distal pressure ``p_d``) and :class:`TwoElement`
@@ -27,6 +27,10 @@ Two things live here, both plain numpy/scipy (no dolfinx):
    (use ``q^n`` in place of ``q^{n+1}``, i.e. a lagged ``p_inlet``) is only conditionally stable
    and is known to become unstable for small ``Rp`` and large outlet areas; use it only with a
    sub-iteration on ``q``.
+
+   A plain **resistance outlet** :class:`OutletResistance` (``p = p0 + R Q``) is the outlet
+   model of the steady solver (:func:`~cardiotwin.physics.steady.solve_steady`) and also
+   accepted by the pulsatile one.
 
 2. **A 0-D left-heart circulation** (:class:`LVCirculation`, :func:`simulate_beat`,
    :func:`simulate_periodic`): a time-varying-elastance left ventricle filled from a constant
@@ -83,6 +87,10 @@ from cardiotwin import units
 from cardiotwin.errors import InputError, SolverError
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["BLOOD_DENSITY_KG_M3", "RCR", "BeatMetrics", "BeatResult", "LVCirculation",
+           "OutletResistance", "TwoElement", "ValveLaw", "WindkesselTrace", "simulate",
+           "simulate_beat", "simulate_periodic"]
 
 BLOOD_DENSITY_KG_M3 = 1060.0
 """Default blood density (DESIGN.md §4)."""
@@ -198,6 +206,28 @@ class _Windkessel(abc.ABC):
         """Input impedance ``Z(ω) = Rp + Rd / (1 + iωRdC)`` in Pa·s/m³ (continuous model)."""
         rp, c, rd, _ = self._params()
         return rp + rd / (1.0 + 1j * omega_rad_s * rd * c)
+
+
+@dataclass(frozen=True)
+class OutletResistance:
+    """Resistance outlet: ``p = p0_pa + resistance_pa_s_m3 · Q`` (Q in m³/s, outward positive).
+
+    Parameters
+    ----------
+    resistance_pa_s_m3 : R ≥ 0 in Pa·s/m³ (1 mmHg·s/mL = 1.333e8 Pa·s/m³).
+    p0_pa : distal pressure in Pa.
+    """
+
+    resistance_pa_s_m3: float
+    p0_pa: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.resistance_pa_s_m3) and self.resistance_pa_s_m3 >= 0):
+            raise InputError(
+                f"outlet resistance_pa_s_m3 must be finite and >= 0; got {self.resistance_pa_s_m3}")
+        if not math.isfinite(self.p0_pa):
+            raise InputError(f"outlet p0_pa must be finite; got {self.p0_pa}")
+
 
 
 @dataclass(frozen=True)

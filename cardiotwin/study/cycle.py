@@ -144,7 +144,7 @@ def _resume_point(out_dir: Path, key: dict[str, Any], n_steps: int) -> Path | No
     except (OSError, ValueError):
         same = False
     if same:
-        return latest_checkpoint(ck_dir, before_step=n_steps)
+        return latest_checkpoint(out_dir, before_step=n_steps)
     shutil.rmtree(ck_dir, ignore_errors=True)
     atomic_write_bytes(key_file, to_json(key).encode())
     return None
@@ -182,7 +182,7 @@ def run_cycle(domain: FluidDomain, landmarks: AorticRootLandmarks, physiology: P
     """
     import dolfinx_solver  # noqa: F401  (loads the MPI runtime before dolfinx)
 
-    from cardiotwin.physics import flow
+    from cardiotwin.physics import mesh
     from cardiotwin.physics.pulsatile import Inflow, PulsatileSettings, ValvePlanes, solve_pulsatile
 
     t0 = time.perf_counter()
@@ -191,7 +191,7 @@ def run_cycle(domain: FluidDomain, landmarks: AorticRootLandmarks, physiology: P
     dt_s = units.ms_to_s(settings.dt_ms)
     t_end_s = period_s if settings.t_end_ms is None else units.ms_to_s(settings.t_end_ms)
     n_steps = max(1, round(t_end_s / dt_s))
-    fm = flow.load_domain(domain)
+    fm = mesh.load_domain(domain)
     valve = ValvePlanes(centre_mm=tuple(landmarks.annulus_centre_mm), axis=landmarks.annulus_normal,
                         radius_mm=1.3 * landmarks.annulus_max_diameter_mm / 2)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ def clinical_flow_settings():
     ends as ``status = "settled"`` with the measured spread, rather than iterating on. Measured on
     the demo twin: settled in 18 iterations, inlet pressure within ±0.3 % over the last 6.
     """
-    from cardiotwin.physics.flow import SteadySettings
+    from cardiotwin.physics.steady import SteadySettings
 
     return SteadySettings(max_iterations=40, settle_rtol=2e-2, settle_window=6,
                           settle_min_iterations=12)
@@ -45,13 +45,13 @@ def run_flow(domain: FluidDomain, landmarks: AorticRootLandmarks, physiology: Ph
     """
     import dolfinx_solver  # noqa: F401  (loads the MPI runtime before dolfinx)
 
-    from cardiotwin.physics import flow, metrics
+    from cardiotwin.physics import mesh, metrics, steady, windkessel
 
     t0 = time.perf_counter()
     cal = calibrate_outlets(physiology, domain)
-    fm = flow.load_domain(domain)
-    outlets = {name: flow.OutletResistance(r, cal.p0_pa) for name, r in cal.resistances_pa_s_m3.items()}
-    res = flow.solve_steady(fm, inflow_m3_s=cal.inflow_m3_s, outlets=outlets, region=region,
+    fm = mesh.load_domain(domain)
+    outlets = {name: windkessel.OutletResistance(r, cal.p0_pa) for name, r in cal.resistances_pa_s_m3.items()}
+    res = steady.solve_steady(fm, inflow_m3_s=cal.inflow_m3_s, outlets=outlets, region=region,
                             settings=clinical_flow_settings(), progress=progress)
     radius = 1.3 * landmarks.annulus_max_diameter_mm / 2
     grad = metrics.transvalvular_gradient(

@@ -12,23 +12,20 @@ import pytest
 
 from cardiotwin.errors import InputError, SolverError
 from cardiotwin.physics.brinkman import native_valve_region
-from cardiotwin.physics.flow import (
-    Blood,
-    OutletResistance,
-    SteadySettings,
-    load_domain,
-    solve_steady,
-)
+from cardiotwin.physics.mesh import load_domain
 from cardiotwin.physics.metrics import (
     flow_split,
     section_mean_pressure,
     transvalvular_gradient,
     wall_shear_stress,
 )
+from cardiotwin.physics.rheology import Newtonian
+from cardiotwin.physics.steady import SteadySettings, solve_steady
+from cardiotwin.physics.windkessel import OutletResistance
 
 from .conftest import run_mpi, save_domain
 
-BLOOD = Blood()
+BLOOD = Newtonian()
 MU, RHO = BLOOD.viscosity_pa_s, BLOOD.density_kg_m3
 R_PIPE, L_PIPE = 5e-3, 60e-3
 U_MEAN = 10 * MU / (RHO * 2 * R_PIPE)  # Re = ρ U D / μ = 10
@@ -165,7 +162,7 @@ def test_brinkman_orifice_plate_bernoulli(plate_mesh):
     Measured (h = 1 mm at the plate): A = 20 mm² → C_c 0.79, A = 40 mm² → C_c 0.84."""
     q = 2.0e-5
     # holes well inside the 6 mm pipe: the porous ring must be several cells wide, since a cell
-    # is porous only when it lies wholly inside the region (see flow._indicator_dg0)
+    # is porous only when it lies wholly inside the region (see mesh.indicator_dg0)
     small, g_small = _plate_case(plate_mesh, 20.0, q=q)
     big, g_big = _plate_case(plate_mesh, 40.0, q=q)
     for res, g, area in ((small, g_small, 20.0), (big, g_big, 40.0)):
@@ -198,7 +195,7 @@ def test_bad_inputs_raise_input_error(tee_mesh):
     with pytest.raises(InputError, match="branch"):
         solve_steady(tee_mesh, inflow_m3_s=1e-6, outlets={"main": OutletResistance(1.0)})
     with pytest.raises(InputError):
-        Blood(viscosity_pa_s=-1.0)
+        Newtonian(viscosity_pa_s=-1.0)
     with pytest.raises(InputError):
         SteadySettings(relaxation=0.0)
     with pytest.raises(InputError, match="profile"):
@@ -250,7 +247,9 @@ import json, sys
 import dolfinx_solver
 from mpi4py import MPI
 from cardiotwin.geometry.volume_mesh import FluidDomain
-from cardiotwin.physics.flow import OutletResistance, load_domain, solve_steady
+from cardiotwin.physics.mesh import load_domain
+from cardiotwin.physics.steady import solve_steady
+from cardiotwin.physics.windkessel import OutletResistance
 d = FluidDomain.from_dict(json.load(open(sys.argv[1])))
 fm = load_domain(d, comm=MPI.COMM_WORLD)
 r = solve_steady(fm, inflow_m3_s={q}, outlets={{k: OutletResistance(v) for k, v in {R}.items()}})

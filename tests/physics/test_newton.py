@@ -13,7 +13,7 @@ import pytest
 from cardiotwin.errors import InputError, SolverError
 from cardiotwin.physics import verification as ver
 from cardiotwin.physics.brinkman import AnnularCylinder, BrinkmanRegion
-from cardiotwin.physics.flow import load_domain
+from cardiotwin.physics.mesh import load_domain
 from cardiotwin.physics.newton import NewtonSettings, solve_newton
 from cardiotwin.physics.rheology import CarreauYasuda, Newtonian
 

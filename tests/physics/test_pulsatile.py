@@ -12,7 +12,7 @@ import pytest
 
 from cardiotwin.errors import InputError, SolverError
 from cardiotwin.physics import verification
-from cardiotwin.physics.flow import Blood, OutletResistance, load_domain
+from cardiotwin.physics.mesh import load_domain
 from cardiotwin.physics.pulsatile import (
     Inflow,
     PulsatileSettings,
@@ -20,24 +20,25 @@ from cardiotwin.physics.pulsatile import (
     boundary_force,
     solve_pulsatile,
 )
+from cardiotwin.physics.rheology import Newtonian
 from cardiotwin.physics.waveforms import (
     AorticFlowWaveform,
     FourierFlow,
     womersley_gradient_for_flow,
     womersley_profile_for_flow,
 )
-from cardiotwin.physics.windkessel import RCR, TwoElement, simulate
+from cardiotwin.physics.windkessel import RCR, OutletResistance, TwoElement, simulate
 
 from .conftest import make_pipe, make_tee, run_mpi, save_domain
 
-BLOOD = Blood()
+BLOOD = Newtonian()
 
 
 # ----------------------------------------------------------------------------------------------
 # Womersley (shared with validation/womersley)
 # ----------------------------------------------------------------------------------------------
 def womersley_case(fm, *, radius_m: float, length_m: float, alpha: float, steps_per_period: int,
-                   u_mean_m_s: float = 0.01, blood: Blood = BLOOD, periods: float = 1.0):
+                   u_mean_m_s: float = 0.01, blood: Newtonian = BLOOD, periods: float = 1.0):
     """Pipe flow Q(t) = Q̄(1 + cos ωt) with the analytic Womersley inlet profile, started from the
     exact solution; returns (space-time relative L2 velocity error over the run, result, RMS
     relative error of the mean inlet-face pressure against the exact ``p(0, t)`` at the
@@ -334,7 +335,7 @@ def test_2d_channel_velocity_inflow_and_boundary_force():
 
     L, H, U = 0.02, 0.005, 0.01
     fm = verification.channel_2d(L, H, 32, 8, outlet_name="outlet:out", diagonal="right")
-    blood = Blood(viscosity_pa_s=0.05)
+    blood = Newtonian(viscosity_pa_s=0.05)
 
     def inflow(x, t):
         return np.vstack([6 * U * x[1] * (H - x[1]) / H**2 * min(1.0, t / 0.05), 0 * x[0]])
@@ -360,7 +361,7 @@ import json, sys
 import dolfinx_solver
 from mpi4py import MPI
 from cardiotwin.geometry.volume_mesh import FluidDomain
-from cardiotwin.physics.flow import load_domain
+from cardiotwin.physics.mesh import load_domain
 from cardiotwin.physics.pulsatile import Inflow, solve_pulsatile
 from cardiotwin.physics.waveforms import AorticFlowWaveform
 from cardiotwin.physics.windkessel import RCR
@@ -397,7 +398,7 @@ import json, sys
 import dolfinx_solver
 from mpi4py import MPI
 from cardiotwin.geometry.volume_mesh import FluidDomain
-from cardiotwin.physics.flow import load_domain
+from cardiotwin.physics.mesh import load_domain
 from cardiotwin.physics.pulsatile import Inflow, PulsatileSettings, solve_pulsatile
 from cardiotwin.physics.waveforms import AorticFlowWaveform
 from cardiotwin.physics.windkessel import RCR
@@ -564,7 +565,7 @@ def test_newtonian_rheology_is_the_default_path(rcr_pipe):
     with pytest.raises(InputError, match=r"rheology must provide .*ufl_viscosity"):
         solve_pulsatile(rcr_pipe, rheology=NoViscosity(), **kw)
     with pytest.raises(InputError, match="rheology"):
-        solve_pulsatile(rcr_pipe, rheology=Blood(), **kw)
+        solve_pulsatile(rcr_pipe, rheology=PIPE_RCR, **kw)
 
 
 def test_time_step_and_waveform_checked_before_solving(rcr_pipe):
@@ -665,20 +666,19 @@ def test_brinkman_plate_is_impermeable_and_valve_metrics(physics_tmp):
 
 
 def test_fluid_function_initial_velocity_and_u_previous():
-    """Generic ``Fluid`` (ρ = 1, not a blood range), an initial velocity given as a Function on
+    """A benchmark ``Newtonian`` fluid (ρ = 1, not a blood range), an initial velocity given as a Function on
     the same mesh (velocity and pressure), and ``StepState.u_previous``: plane Poiseuille flow
     started from the exact solution (P2 velocity and P1 pressure represent it exactly) stays
     exact: u and u_previous agree to 1e-8 relative, pressure drop 12μLU/H² to 1e-6."""
     from dolfinx import fem
 
-    from cardiotwin.physics.pulsatile import Fluid
 
     with pytest.raises(InputError, match="density_kg_m3"):
-        Fluid(0.0, 1e-3)
+        Newtonian(density_kg_m3=0.0, viscosity_pa_s=1e-3)
     L, H, U = 2.0, 0.5, 1.0
     fm = verification.channel_2d(L, H, 16, 4, outlet_name="outlet:out", diagonal="right")
     msh = fm.mesh
-    fluid = Fluid(density_kg_m3=1.0, viscosity_pa_s=0.05)
+    fluid = Newtonian(density_kg_m3=1.0, viscosity_pa_s=0.05)
 
     def prof(x, t=0.0):
         return np.vstack([6 * U * x[1] * (H - x[1]) / H**2, 0 * x[0]])

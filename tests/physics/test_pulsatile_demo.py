@@ -21,9 +21,11 @@ from mpi4py import MPI
 
 from cardiotwin import study, units, workflows
 from cardiotwin.errors import SolverError
-from cardiotwin.physics.flow import Blood, OutletResistance, load_domain
+from cardiotwin.physics.mesh import load_domain
 from cardiotwin.physics.pulsatile import Inflow, PulsatileSettings, solve_pulsatile
+from cardiotwin.physics.rheology import Newtonian
 from cardiotwin.physics.waveforms import AorticFlowWaveform
+from cardiotwin.physics.windkessel import OutletResistance
 from cardiotwin.twin.calibrate import calibrate_outlets
 
 DT_S = 1e-3
@@ -44,7 +46,7 @@ def _run(demo_case, cs: float):
     fm, outlets, wave = demo_case
     return solve_pulsatile(
         fm, inflow=Inflow(flow_m3_s=wave), outlets=outlets, dt_s=DT_S, t_end_s=T_SYSTOLE_S,
-        blood=Blood(), initial_outlet_pressures_pa={k: o.p0_pa for k, o in outlets.items()},
+        blood=Newtonian(), initial_outlet_pressures_pa={k: o.p0_pa for k, o in outlets.items()},
         settings=PulsatileSettings(smagorinsky_cs=cs, log_every=50))
 
 

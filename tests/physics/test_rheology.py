@@ -67,7 +67,7 @@ def test_carreau_yasuda_rejects_bad_parameters(kwargs):
 
 
 def test_newtonian_rejects_bad_viscosity():
-    with pytest.raises(InputError, match="mu_pa_s"):
+    with pytest.raises(InputError, match="viscosity_pa_s"):
         Newtonian(0.0)
 
 

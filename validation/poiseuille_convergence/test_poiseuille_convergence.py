@@ -21,7 +21,9 @@ def _l2_error(domain) -> float:
     from dolfinx import fem
     from mpi4py import MPI
 
-    from cardiotwin.physics.flow import OutletResistance, load_domain, solve_steady
+    from cardiotwin.physics.mesh import load_domain
+    from cardiotwin.physics.steady import solve_steady
+    from cardiotwin.physics.windkessel import OutletResistance
 
     fm = load_domain(domain)
     res = solve_steady(fm, inflow_m3_s=Q, outlets={"out": OutletResistance(0.0)})

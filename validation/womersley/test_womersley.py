@@ -18,7 +18,7 @@ R_MM = 5.0
 @pytest.mark.parametrize("alpha,h_mm,length_mm,steps", [(4.0, 0.9, 10.0, 40), (10.0, 0.6, 5.0, 60)])
 def test_womersley_l2_error_below_2_percent(tmp_path, alpha, h_mm, length_mm, steps):
     """Space-time relative L2 velocity error over one period < 2 % (issue target)."""
-    from cardiotwin.physics.flow import load_domain
+    from cardiotwin.physics.mesh import load_domain
 
     dom = make_pipe(tmp_path / "pipe.msh", radius_mm=R_MM, length_mm=length_mm, h_mm=h_mm)
     fm = load_domain(dom)
@@ -37,7 +37,7 @@ def test_womersley_inlet_pressure_error_is_spatial(tmp_path):
     changes it by under 0.5 percentage points, while halving h at fixed Δt divides it by ≥ 2
     (observed order ≥ 1; measured 5.8 % → 2.4 %, order 1.3, of which the polygonal pipe's
     1.4 % / 0.4 % smaller Poiseuille conductance is one part). α = 4, 80 steps per period."""
-    from cardiotwin.physics.flow import load_domain
+    from cardiotwin.physics.mesh import load_domain
 
     errs = {}
     for h_mm, runs in ((1.25, (80, 160)), (0.625, (80,))):

@@ -60,8 +60,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,59 +70,25 @@ import numpy as np
 from mpi4py import MPI
 
 from cardiotwin.errors import InputError, SolverError
-from cardiotwin.geometry.volume_mesh import FluidDomain
 from cardiotwin.physics.brinkman import BrinkmanRegion
+from cardiotwin.physics.linear import LaggedCoupledSolver, LinearSolver, assemble_system
+from cardiotwin.physics.mesh import (
+    FlowMesh,
+    boundary_facets,
+    dilate_dg0,
+    indicator_dg0,
+    inlet_profile,
+    median_cell_size,
+)
+from cardiotwin.physics.rheology import Newtonian
+from cardiotwin.physics.windkessel import OutletResistance
 from cardiotwin.provenance import Provenance, sha256_file
 
 logger = logging.getLogger(__name__)
 
-MM_TO_M = 1e-3
+__all__ = ["FlowResult", "SteadySettings", "solve_steady"]
 
-
-# ----------------------------------------------------------------------------------------------
-# Parameters
-# ----------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Blood:
-    """Newtonian blood.
-
-    Parameters
-    ----------
-    density_kg_m3 : density ρ in kg/m³, within (500, 2000).
-    viscosity_pa_s : dynamic viscosity μ in Pa·s, within (1e-4, 0.1).
-    """
-
-    density_kg_m3: float = 1060.0
-    viscosity_pa_s: float = 3.5e-3
-
-    def __post_init__(self) -> None:
-        if not (500.0 < self.density_kg_m3 < 2000.0):
-            raise InputError(f"blood density_kg_m3 must be in (500, 2000); got {self.density_kg_m3}")
-        if not (1e-4 < self.viscosity_pa_s < 0.1):
-            raise InputError(
-                f"blood viscosity_pa_s must be in (1e-4, 0.1) Pa·s (blood ≈ 3.5e-3); got "
-                f"{self.viscosity_pa_s}")
-
-
-@dataclass(frozen=True)
-class OutletResistance:
-    """Resistance outlet: ``p = p0_pa + resistance_pa_s_m3 · Q`` (Q in m³/s, outward positive).
-
-    Parameters
-    ----------
-    resistance_pa_s_m3 : R ≥ 0 in Pa·s/m³ (1 mmHg·s/mL = 1.333e8 Pa·s/m³).
-    p0_pa : distal pressure in Pa.
-    """
-
-    resistance_pa_s_m3: float
-    p0_pa: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.resistance_pa_s_m3) and self.resistance_pa_s_m3 >= 0):
-            raise InputError(
-                f"outlet resistance_pa_s_m3 must be finite and >= 0; got {self.resistance_pa_s_m3}")
-        if not math.isfinite(self.p0_pa):
-            raise InputError(f"outlet p0_pa must be finite; got {self.p0_pa}")
+_BLOOD = Newtonian()
 
 
 def _default_petsc_options() -> dict[str, Any]:
@@ -154,7 +119,7 @@ class SteadySettings:
         ``settle_min_iterations``.
     tau_region_layers : the drag also enters τ_M in this many layers of cells around the Brinkman
         region (0: only inside), so PSPG cannot carry mass through the region (see
-        ``_dilate_dg0``).
+        ``dilate_dg0``).
     indicator_samples : Brinkman indicator per cell (0 or 1) = 1 when all of the cell's 4
         vertices, centroid and 6 edge midpoints (``11``), or the centroid alone (``1``).
     quadrature_degree : degree of the cell quadrature of all forms (2 is exact for the linear
@@ -221,120 +186,6 @@ class SteadySettings:
                 for k, v in d.items()}
 
 
-# ----------------------------------------------------------------------------------------------
-# Mesh
-# ----------------------------------------------------------------------------------------------
-@dataclass
-class FlowMesh:
-    """A fluid mesh in metres with named facet tags.
-
-    Attributes
-    ----------
-    mesh : dolfinx mesh, coordinates in **m** (LPS).
-    facet_tags : dolfinx MeshTags of the boundary facets.
-    names : boundary name (``"wall"``, ``"inlet"``, ``"outlet:<name>"``) → tag value.
-    domain : the :class:`FluidDomain` it was read from (mm); ``None`` for meshes built directly
-        in dolfinx (verification cases, 2-D benchmarks).
-    """
-
-    mesh: Any
-    facet_tags: Any
-    names: dict[str, int]
-    domain: FluidDomain | None = None
-
-    @property
-    def outlet_names(self) -> list[str]:
-        """Outlet names without the ``outlet:`` prefix, sorted."""
-        return sorted(n.split(":", 1)[1] for n in self.names if n.startswith("outlet:"))
-
-
-@contextmanager
-def gmsh_model(name: str, comm: MPI.Comm) -> Iterator[Any]:
-    """A fresh gmsh model on rank 0 for building or reading a mesh; removed afterwards.
-
-    gmsh is initialised non-interruptibly when needed (so this works outside the main thread,
-    e.g. in Streamlit or Dask workers) and finalised again only if this call initialised it; an
-    existing gmsh session is left untouched. Yields the ``gmsh`` module (use it on rank 0 only).
-    """
-    import gmsh
-
-    own = False
-    if comm.rank == 0:
-        if not gmsh.isInitialized():
-            gmsh.initialize(interruptible=False)
-            own = True
-        gmsh.option.setNumber("General.Terminal", 0)
-        gmsh.model.add(name)
-    try:
-        yield gmsh
-    finally:
-        if comm.rank == 0:
-            gmsh.model.remove()
-            if own:
-                gmsh.finalize()
-
-
-def assemble_system(A, b, a_form, L_form, bcs: list) -> None:
-    """Reassemble ``A`` and ``b`` in place with Dirichlet lifting (``b`` ghosts summed, BCs set)."""
-    from dolfinx.fem import petsc as fpetsc
-    from petsc4py import PETSc
-
-    A.zeroEntries()
-    fpetsc.assemble_matrix(A, a_form, bcs=bcs)
-    A.assemble()
-    with b.localForm() as bl:
-        bl.set(0.0)
-    fpetsc.assemble_vector(b, L_form)
-    fpetsc.apply_lifting(b, [a_form], bcs=[bcs])
-    b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
-    fpetsc.set_bc(b, bcs)
-
-
-def load_domain(domain: FluidDomain, *, comm: MPI.Comm = MPI.COMM_WORLD) -> FlowMesh:
-    """Read a :class:`FluidDomain` mesh (mm) into dolfinx, scaled to metres.
-
-    This is the single mm → m conversion of the physics package.
-
-    Parameters
-    ----------
-    domain : the tagged gmsh mesh (``.msh`` 4.1, mm).
-    comm : MPI communicator; rank 0 reads the file, the mesh is distributed over ``comm``.
-
-    Raises
-    ------
-    InputError
-        If the file is missing or lacks the ``inlet``/``wall``/``outlet:*`` facet groups.
-    """
-    from dolfinx.io import gmsh as dgmsh
-
-    path = Path(domain.mesh_path)
-    if not path.is_file():
-        raise InputError(f"fluid mesh file not found: {path}")
-    missing = [n for n in ("inlet", "wall") if n not in domain.facet_tags]
-    if missing or not any(n.startswith("outlet:") for n in domain.facet_tags):
-        raise InputError(
-            f"FluidDomain {path.name} must tag 'inlet', 'wall' and at least one 'outlet:<name>'; "
-            f"has {sorted(domain.facet_tags)}")
-    with gmsh_model(f"cardiotwin-flow-{path.stem}", comm) as gmsh:
-        if comm.rank == 0:
-            gmsh.merge(str(path))
-        data = dgmsh.model_to_mesh(gmsh.model, comm, 0, gdim=3)
-    mesh = data.mesh
-    mesh.geometry.x[:] *= MM_TO_M
-    if data.facet_tags is None:
-        raise InputError(f"{path.name} has no physical surface groups")
-    present = set(np.unique(np.concatenate(comm.allgather(data.facet_tags.values))).tolist())
-    absent = [n for n, t in domain.facet_tags.items() if t not in present]
-    if absent:
-        raise InputError(f"facet groups {absent} of {path.name} have no facets in the mesh")
-    mesh.topology.create_connectivity(mesh.topology.dim - 1, mesh.topology.dim)
-    return FlowMesh(mesh=mesh, facet_tags=data.facet_tags, names=dict(domain.facet_tags),
-                    domain=domain)
-
-
-# ----------------------------------------------------------------------------------------------
-# Result
-# ----------------------------------------------------------------------------------------------
 @dataclass
 class FlowResult:
     """Steady flow solution (SI) and its bookkeeping.
@@ -372,7 +223,7 @@ class FlowResult:
     inlet_pressure_pa: float = 0.0
     mesh: FlowMesh | None = None
     chi: Any = None
-    blood: Blood = field(default_factory=Blood)
+    blood: Newtonian = field(default_factory=Newtonian)
     region: BrinkmanRegion | None = None
 
     def summary(self) -> dict[str, Any]:
@@ -464,249 +315,11 @@ class FlowResult:
         return paths
 
 
-# ----------------------------------------------------------------------------------------------
-# Helpers
-# ----------------------------------------------------------------------------------------------
-def _facets(fm: FlowMesh, name: str) -> np.ndarray:
-    return fm.facet_tags.find(fm.names[name])
-
-
-def _indicator_dg0(fm: FlowMesh, region: BrinkmanRegion, samples: int):
-    """DG0 volume fraction of ``region`` per cell (sampled at 11 points or the centroid)."""
-    from dolfinx import fem
-
-    msh = fm.mesh
-    Q0 = fem.functionspace(msh, ("DG", 0))
-    chi = fem.Function(Q0)
-    tdim = msh.topology.dim
-    n_cells = msh.topology.index_map(tdim).size_local + msh.topology.index_map(tdim).num_ghosts
-    nodes = msh.geometry.dofmaps[0][:n_cells]
-    verts = msh.geometry.x[nodes] / MM_TO_M  # (n, 4, 3) in mm
-    pts = [verts.mean(axis=1)]
-    if samples == 11:
-        pts += [verts[:, i] for i in range(4)]
-        pts += [(verts[:, i] + verts[:, j]) / 2 for i in range(4) for j in range(i + 1, 4)]
-    vals = np.mean([region.indicator(p) for p in pts], axis=0)
-    # A cell belongs to the region only when all its samples do. With σ huge, the P1 velocity
-    # vanishes at every vertex of a porous cell, so the open orifice ends at the innermost porous
-    # vertices: marking cells that merely straddle the rim (majority vote) shrank a 0.8 cm² hole
-    # to ~0.45 cm² of effective area on a 1.2 mm mesh. "All inside" puts those vertices at or
-    # outside the rim, i.e. the orifice behaves like a no-slip wall at its nominal radius.
-    vals = (vals >= 1.0 - 1e-12).astype(float)
-    # DG0 dofs follow the cell index (one dof per cell, identity dofmap in dolfinx)
-    dofs = Q0.dofmap.list[:n_cells, 0]
-    chi.x.array[dofs] = vals
-    chi.x.scatter_forward()
-    return chi
-
-
-def _dilate_dg0(fm: FlowMesh, chi, layers: int):
-    """DG0 indicator of the cells within ``layers`` vertex-neighbour layers of ``chi > 0``.
-
-    Used only inside the stabilisation time scale τ_M: next to a nearly impermeable region the P1
-    pressure carries the whole valve pressure jump across the adjacent fluid cells, and there the
-    PSPG term ``τ_M/ρ ∇p·∇q`` would act as a fictitious mass flux through the region (measured:
-    two thirds of the flow "crossed" a 0.8 cm² stenosis outside its orifice). Giving those cells
-    the drag in τ_M suppresses that flux while leaving the momentum equation untouched.
-    """
-    from dolfinx import fem
-
-    msh = fm.mesh
-    tdim = msh.topology.dim
-    msh.topology.create_connectivity(tdim, 0)
-    c2v = msh.topology.connectivity(tdim, 0)
-    n_cells = msh.topology.index_map(tdim).size_local + msh.topology.index_map(tdim).num_ghosts
-    cells_v = c2v.array.reshape(-1, 4)[:n_cells]
-    dofs = chi.function_space.dofmap.list[:n_cells, 0]
-    mark = chi.x.array[dofs] > 0
-    n_verts = msh.topology.index_map(0).size_local + msh.topology.index_map(0).num_ghosts
-    for _ in range(layers):
-        vmark = np.zeros(n_verts, dtype=bool)
-        vmark[cells_v[mark].ravel()] = True
-        mark = vmark[cells_v].any(axis=1)
-    out = fem.Function(chi.function_space)
-    out.x.array[dofs] = mark.astype(float)
-    out.x.scatter_forward()
-    return out
-
-
-def _inlet_profile(fm: FlowMesh, V, kind: str) -> tuple[Any, np.ndarray]:
-    """Unit-shape inlet profile on V (P1 vector): distance-to-rim based parabola or plug.
-
-    For a circular cap ``φ = d(2D − d)/D²`` with ``d`` the distance to the cap's rim and ``D``
-    its maximum is exactly ``1 − r²/R²``; for other shapes it is a smooth, positive surrogate.
-    """
-    from dolfinx import fem
-    from scipy.spatial import cKDTree
-
-    msh = fm.mesh
-    comm = msh.comm
-    fdim = msh.topology.dim - 1
-    inlet_blocks = fem.locate_dofs_topological(V, fdim, _facets(fm, "inlet"))
-    wall_blocks = fem.locate_dofs_topological(V, fdim, _facets(fm, "wall"))
-    rim_blocks = np.intersect1d(inlet_blocks, wall_blocks)
-    X = V.tabulate_dof_coordinates()
-    rim = np.concatenate([r for r in comm.allgather(X[rim_blocks]) if len(r)] or [np.zeros((0, 3))])
-    if len(rim) < 3:
-        raise InputError("inlet cap has no rim shared with the wall; check the 'inlet' and 'wall' "
-                         "tags of the FluidDomain")
-    d = cKDTree(rim).query(X[inlet_blocks])[0] if len(inlet_blocks) else np.zeros(0)
-    dmax = comm.allreduce(float(d.max()) if len(d) else 0.0, op=MPI.MAX)
-    if kind == "parabolic":
-        phi = d * (2 * dmax - d) / dmax**2
-    elif kind == "plug":
-        phi = (d > 1e-12 * dmax).astype(float)
-    else:
-        raise InputError(f"inflow_profile must be 'parabolic' or 'plug'; got {kind!r}")
-    direction = -np.asarray(fm.domain.inlet.normal, dtype=float)
-    direction /= np.linalg.norm(direction)
-    g = fem.Function(V)
-    g.x.array.reshape(-1, 3)[inlet_blocks] = phi[:, None] * direction[None, :]
-    g.x.scatter_forward()
-    return g, inlet_blocks
-
-
-class _Linear:
-    """PETSc KSP wrapper with an error that says what failed."""
-
-    def __init__(self, comm, options: dict[str, Any], prefix: str):
-        from petsc4py import PETSc
-
-        self.PETSc = PETSc
-        self.ksp = PETSc.KSP().create(comm)
-        self.ksp.setOptionsPrefix(prefix)
-        opts = PETSc.Options()
-        for k, v in options.items():
-            opts[f"{prefix}{k}"] = v
-        self.ksp.setFromOptions()
-        self._prefix = prefix
-        self._keys = list(options)
-
-    def set_operator(self, A) -> None:
-        self.ksp.setOperators(A)
-
-    def solve(self, b, x, it: int, what: str) -> None:
-        try:
-            self.ksp.solve(b, x)
-        except self.PETSc.Error as e:  # MUMPS failures surface here
-            raise SolverError(
-                f"linear solve ({what}) failed at nonlinear iteration {it}: {e}. Likely causes: a "
-                "singular system (unconnected mesh part, missing boundary tag) or too little "
-                "MUMPS workspace (raise petsc_options['mat_mumps_icntl_14']).") from e
-        reason = self.ksp.getConvergedReason()
-        if reason < 0:
-            raise SolverError(
-                f"linear solve ({what}) diverged at nonlinear iteration {it} (KSP reason {reason}). "
-                "Use the default direct solver (MUMPS) or check petsc_options.")
-        x.ghostUpdate(addv=self.PETSc.InsertMode.INSERT, mode=self.PETSc.ScatterMode.FORWARD)
-
-    def destroy(self) -> None:
-        opts = self.PETSc.Options()
-        for k in self._keys:
-            opts.delValue(f"{self._prefix}{k}")
-        self.ksp.destroy()
-
-
-class _LaggedCoupled:
-    """GMRES on ``A + B diag(R) Bᵀ`` preconditioned by the LU factors of an earlier ``A``.
-
-    ``B`` holds the outlet vectors ``b_i = ∫_Γi n·v``; the resistance coupling is applied exactly
-    in the operator and, in the preconditioner, by the Woodbury identity with the responses
-    ``X = Â⁻¹B`` computed at factorisation time::
-
-        (Â + B R Bᵀ)⁻¹ r = y − X (I + R BᵀX)⁻¹ R Bᵀ y,   y = Â⁻¹ r.
-    """
-
-    def __init__(self, comm, options: dict[str, Any], prefix: str, A, B: list, R: np.ndarray,
-                 rtol: float, max_it: int):
-        from petsc4py import PETSc
-
-        self.PETSc, self.A, self.B, self.R = PETSc, A, B, np.asarray(R, dtype=float)
-        opts = PETSc.Options()
-        self._prefix, self._keys = prefix, list(options)
-        for k, v in options.items():
-            opts[f"{prefix}{k}"] = v
-        self.pc = PETSc.PC().create(comm)
-        self.pc.setOptionsPrefix(prefix)
-        self.pc.setFromOptions()
-        self.A_fact = None
-        self.X = [A.createVecLeft() for _ in B]
-        self.S_inv = np.eye(len(B))
-        self.n_factorisations = 0
-        outer = self
-
-        class _Op:
-            def mult(self, mat, x, y):
-                outer.A.mult(x, y)
-                for Ri, bi in zip(outer.R, outer.B, strict=True):
-                    if Ri != 0.0:
-                        y.axpy(Ri * bi.dot(x), bi)
-
-        class _Prec:
-            def apply(self, pc, x, y):
-                outer.pc.apply(x, y)
-                if outer.B:
-                    z = np.array([bi.dot(y) for bi in outer.B])
-                    corr = outer.S_inv @ (outer.R * z)
-                    for ci, Xi in zip(corr, outer.X, strict=True):
-                        y.axpy(-ci, Xi)
-
-        self.M = PETSc.Mat().createPython(A.getSizes(), context=_Op(), comm=comm)
-        self.M.setUp()
-        self.ksp = PETSc.KSP().create(comm)
-        self.ksp.setType("gmres")
-        self.ksp.setGMRESRestart(max(30, max_it + 5))
-        self.ksp.setOperators(self.M)
-        self.ksp.setTolerances(rtol=rtol, atol=1e-300, max_it=max_it)
-        self.ksp.setInitialGuessNonzero(True)
-        kpc = self.ksp.getPC()
-        kpc.setType("python")
-        kpc.setPythonContext(_Prec())
-
-    def refactor(self, it: int) -> None:
-        if self.A_fact is None:
-            self.A_fact = self.A.copy()
-        else:
-            self.A.copy(self.A_fact, structure=self.PETSc.Mat.Structure.SAME_NONZERO_PATTERN)
-        self.pc.setOperators(self.A_fact)
-        try:
-            self.pc.setUp()
-            for bi, Xi in zip(self.B, self.X, strict=True):
-                self.pc.apply(bi, Xi)
-        except self.PETSc.Error as e:
-            raise SolverError(
-                f"factorisation failed at nonlinear iteration {it}: {e}. Likely causes: a singular "
-                "system (unconnected mesh part, missing boundary tag) or too little MUMPS "
-                "workspace (raise petsc_options['mat_mumps_icntl_14']).") from e
-        m = len(self.B)
-        BtX = np.array([[self.B[j].dot(self.X[i]) for i in range(m)] for j in range(m)])
-        self.S_inv = np.linalg.inv(np.eye(m) + self.R[:, None] * BtX) if m else np.eye(0)
-        self.n_factorisations += 1
-
-    def solve(self, b, x) -> tuple[int, int]:
-        """Solve in place (``x`` holds the initial guess); returns (KSP reason, iterations)."""
-        try:
-            self.ksp.solve(b, x)
-        except self.PETSc.Error:
-            return -100, self.ksp.getIterationNumber()
-        return self.ksp.getConvergedReason(), self.ksp.getIterationNumber()
-
-    def destroy(self) -> None:
-        opts = self.PETSc.Options()
-        for k in self._keys:
-            opts.delValue(f"{self._prefix}{k}")
-        for obj in [self.ksp, self.M, self.pc, *self.X] + ([self.A_fact] if self.A_fact else []):
-            obj.destroy()
-
-
 _counter = [0]
 
 
-# ----------------------------------------------------------------------------------------------
-# Solver
-# ----------------------------------------------------------------------------------------------
 def solve_steady(fm: FlowMesh, *, inflow_m3_s: float, outlets: dict[str, OutletResistance],
-                 blood: Blood = Blood(), region: BrinkmanRegion | None = None,
+                 blood: Newtonian = _BLOOD, region: BrinkmanRegion | None = None,
                  settings: SteadySettings = SteadySettings(), inflow_profile: str = "parabolic",
                  progress: Callable[[float, str], None] | None = None) -> FlowResult:
     """Solve steady Navier–Stokes with a prescribed inflow, resistance outlets and a device.
@@ -717,7 +330,7 @@ def solve_steady(fm: FlowMesh, *, inflow_m3_s: float, outlets: dict[str, OutletR
     inflow_m3_s : flow through the inlet in m³/s (> 0), entering along −(cap normal).
     outlets : outlet name (with or without the ``outlet:`` prefix) → resistance model; every
         outlet of the domain needs one.
-    blood : density and viscosity.
+    blood : the Newtonian fluid (density and viscosity); default blood.
     region : Brinkman (porous) device or valve region, evaluated in mm; None for none.
     settings : discretisation and iteration options.
     inflow_profile : ``"parabolic"`` (scaled to the exact flow on any cap shape) or ``"plug"``.
@@ -791,7 +404,7 @@ def solve_steady(fm: FlowMesh, *, inflow_m3_s: float, outlets: dict[str, OutletR
         vel_owned = V_to_W[V_to_W < n_owned_W]
         n_dofs = W.dofmap.index_map.size_global * W.dofmap.index_map_bs
 
-        g_unit, _ = _inlet_profile(fm, V, inflow_profile)
+        g_unit, _ = inlet_profile(fm, V, inflow_profile)
         ds = ufl.Measure("ds", domain=msh, subdomain_data=fm.facet_tags)
         n = ufl.FacetNormal(msh)
         flux_unit = comm.allreduce(
@@ -802,22 +415,22 @@ def solve_steady(fm: FlowMesh, *, inflow_m3_s: float, outlets: dict[str, OutletR
         g_unit.x.array[:] *= inflow_m3_s / -flux_unit  # now ∫ g·n = −Q exactly
         g = fem.Function(V)
         zero_v = fem.Function(V)
-        wall_dofs = fem.locate_dofs_topological((W.sub(0), V), fdim, _facets(fm, "wall"))
-        inlet_dofs = fem.locate_dofs_topological((W.sub(0), V), fdim, _facets(fm, "inlet"))
+        wall_dofs = fem.locate_dofs_topological((W.sub(0), V), fdim, boundary_facets(fm, "wall"))
+        inlet_dofs = fem.locate_dofs_topological((W.sub(0), V), fdim, boundary_facets(fm, "inlet"))
         bcs = [fem.dirichletbc(g, inlet_dofs, W.sub(0)), fem.dirichletbc(zero_v, wall_dofs, W.sub(0))]
         bc_owned = np.unique(np.concatenate([b.dof_indices()[0][:b.dof_indices()[1]] for b in bcs]))
 
         area_in = comm.allreduce(fem.assemble_scalar(fem.form(1.0 * ds(fm.names["inlet"]))),
                                  op=MPI.SUM)
-        h_cells = _median_cell_size(msh)
+        h_cells = median_cell_size(msh)
         U_ref = inflow_m3_s / area_in
 
     # ---- Brinkman indicator --------------------------------------------------------------------
     chi = None
     with prov.timed("indicator"):
         if region is not None:
-            chi = _indicator_dg0(fm, region, s.indicator_samples)
-            chi_tau = _dilate_dg0(fm, chi, s.tau_region_layers) if s.tau_region_layers else chi
+            chi = indicator_dg0(fm, region, s.indicator_samples)
+            chi_tau = dilate_dg0(fm, chi, s.tau_region_layers) if s.tau_region_layers else chi
             sigma = fem.Constant(msh, PETSc.ScalarType(mu / region.permeability_m2))
             frac = comm.allreduce(fem.assemble_scalar(fem.form(chi * ufl.dx)), op=MPI.SUM)
             prov.parameters["region_volume_m3"] = float(frac)
@@ -903,10 +516,10 @@ def solve_steady(fm: FlowMesh, *, inflow_m3_s: float, outlets: dict[str, OutletR
         _counter[0] += 1
         prefix = f"cardiotwin_flow_{_counter[0]}_"
         if s.reuse_factorisation:
-            lin = _LaggedCoupled(comm, s.petsc_options, prefix, A, b_out, R, s.linear_rtol,
+            lin = LaggedCoupledSolver(comm, s.petsc_options, prefix, A, b_out, R, s.linear_rtol,
                                  max_it=2 * s.lagged_max_linear_iterations)
         else:
-            lin = _Linear(comm, s.petsc_options, prefix)
+            lin = LinearSolver(comm, s.petsc_options, prefix)
             lin.set_operator(A)
 
     residuals: list[float] = []
@@ -1069,15 +682,3 @@ def solve_steady(fm: FlowMesh, *, inflow_m3_s: float, outlets: dict[str, OutletR
         iterations=it, residuals=residuals, converged=status == "converged", n_dofs=int(n_dofs),
         timings_s=timings, provenance=prov, status=status, reason=reason,
         inlet_pressure_pa=float(p_in), mesh=fm, chi=chi, blood=blood, region=region)
-
-
-def _median_cell_size(msh) -> float:
-    """Median edge-length-like size (m) of the local cells, agreed over ranks."""
-    tdim = msh.topology.dim
-    n_cells = msh.topology.index_map(tdim).size_local
-    x = msh.geometry.x[msh.geometry.dofmaps[0][:n_cells]]
-    vol = np.abs(np.einsum("ij,ij->i", x[:, 1] - x[:, 0],
-                           np.cross(x[:, 2] - x[:, 0], x[:, 3] - x[:, 0]))) / 6.0
-    h_loc = (6 * math.sqrt(2) * vol) ** (1 / 3)  # edge of the regular tet with that volume
-    hs = msh.comm.allgather(np.median(h_loc) if len(h_loc) else np.nan)
-    return float(np.nanmedian(hs))
