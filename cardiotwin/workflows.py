@@ -159,7 +159,7 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
         log.info("reading series …%s (%s)", chosen.series_uid[-12:], chosen.reason)
         uid = None if chosen.series_uid.startswith("<") else chosen.series_uid
         files = sorted(Path(f) for f in chosen.files)
-        ct_raw = dicom.read_series(files, series_uid=uid, modality="CT")
+        ct_raw = dicom.read_series(files, series_uid=uid, modality="CT", headers=chosen.headers)
         prov.inputs["dicom"] = sha256_tree(files)
         prov.parameters["series_selection"] = chosen.reason
     key = store.pseudonym_key()
@@ -324,10 +324,13 @@ def convert_dicom(source: str | Path, out: str | Path, *, store: Store, actor: A
     with _audited_dicom(store, "dicom.read", "convert", actor=actor, purpose=purpose) as details:
         picked = ""
         files: str | Path | list[Path] = source
+        headers = None
         if rule is not None:
             sel = discovery.select_series(discovery.scan_tree(source), rule=rule)
             files, series_uid, picked = list(sel.files), sel.series_uid, sel.reason
-        raw = dicom.read_series(files, series_uid=series_uid, resample=resample, phase=phase)
+            headers = sel.headers
+        raw = dicom.read_series(files, series_uid=series_uid, resample=resample, phase=phase,
+                                headers=headers)
         vol = (deid.deidentify_volume(raw, store.pseudonym_key())
                if raw.metadata.get("patient_id") else deid.strip_identifiers(raw))
         del raw
