@@ -504,6 +504,71 @@ def dicom_convert(
             console.print(line, highlight=False, soft_wrap=True)
 
 
+# ----------------------------------------------------------------------------------------- segment
+@app.command()
+def segment(
+    dicom_dir: Annotated[Path | None, typer.Argument(
+        help="Folder with the contrast CT to segment (not needed with --evaluate).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "-o", "--out", help="Label file to write: .nii.gz, .nii or .nrrd (a .json sidecar with "
+        "the structure names, volumes and how the blood pool was found goes beside it).")] = None,
+    series: Annotated[str | None, typer.Option(
+        "--series", help="SeriesInstanceUID or rule, as for 'twin build'.")] = None,
+    resample: Annotated[bool, typer.Option(
+        "--resample", help="Regrid a gantry-tilted or unevenly spaced series.")] = False,
+    evaluate: Annotated[tuple[Path, Path] | None, typer.Option(
+        "--evaluate", help="Score LABELS against TRUTH instead (two label files: NIfTI, NRRD or "
+        "DICOM SEG): Dice, HD95 and mean surface distance per structure.")] = None,
+    label_map: Annotated[str | None, typer.Option(
+        "--map", help="With --evaluate: which values of LABELS are which structure, e.g. "
+        "'aorta=3,lv_blood=1' (default: the names stored in the file).")] = None,
+    truth_map: Annotated[str | None, typer.Option(
+        "--truth-map", help="With --evaluate: the same for TRUTH, e.g. 'aorta=52' for "
+        "TotalSegmentator's total task.")] = None,
+    store: StoreOpt = None,
+    role: RoleOpt = "clinician",
+) -> None:
+    """Segment a contrast CT into labelled structures, or score a segmentation against another.
+
+    \b
+    Examples:
+      cardiotwin segment out/ph/dicom -o labels.nii.gz
+      cardiotwin segment --evaluate labels.nii.gz out/ph/labels.nii.gz
+      cardiotwin segment --evaluate mine.nii.gz totalseg.nii.gz --map aorta=3 --truth-map aorta=52
+    """
+    from cardiotwin import workflows
+    from cardiotwin.errors import InputError
+
+    with _errors():
+        if evaluate is not None:
+            quality = workflows.evaluate_segmentation(evaluate[0], evaluate[1],
+                                                      label_map=label_map, reference_map=truth_map)
+            t = Table(title=f"{evaluate[0].name} against {evaluate[1].name}")
+            for c in ("structure", "Dice", "HD95 (mm)", "mean surface distance (mm)",
+                      "volume (mL)", "reference (mL)"):
+                t.add_column(c, justify="left" if c == "structure" else "right")
+            for q in quality.scores:
+                t.add_row(q.structure, f"{q.dice:.3f}",
+                          "–" if q.hd95_mm is None else f"{q.hd95_mm:.2f}",
+                          "–" if q.mean_surface_distance_mm is None
+                          else f"{q.mean_surface_distance_mm:.2f}",
+                          f"{q.volume_ml:.1f}", f"{q.reference_volume_ml:.1f}")
+            console.print(t)
+            return
+        if dicom_dir is None or out is None:
+            raise InputError("give the DICOM folder and -o LABELS.nii.gz (or --evaluate LABELS "
+                             "TRUTH); see 'cardiotwin segment --help'")
+        res = workflows.segment_dicom(dicom_dir, out, store=_store(store), actor=_actor(role),
+                                      series=series, resample=resample)
+        t = Table(title=f"{res.pseudonym}: {res.labels_path}")
+        for c in ("structure", "value", "volume (mL)"):
+            t.add_column(c)
+        for name, value in res.structures.items():
+            t.add_row(name, str(value), f"{res.volumes_ml[name]:.1f}")
+        console.print(t)
+        console.print(f"sidecar: {res.sidecar_path}")
+
+
 # ----------------------------------------------------------------------------------------- twin
 @twin_app.command("build")
 def twin_build(
@@ -521,8 +586,25 @@ def twin_build(
     h_max: Annotated[float, typer.Option(help="Mesh size away from the valve, mm.")] = 3.0,
     h_min: Annotated[float, typer.Option(help="Mesh size near the valve, mm.")] = 1.2,
     no_flow: Annotated[bool, typer.Option("--no-flow", help="Skip the baseline flow solve.")] = False,
+    resample: Annotated[bool, typer.Option(
+        "--resample", help="Regrid a gantry-tilted or unevenly spaced series onto a regular "
+        "grid (such series are refused without it).")] = False,
+    labels: Annotated[Path | None, typer.Option(
+        "--labels", help="Your own segmentation (NIfTI, NRRD or DICOM SEG, e.g. from "
+        "TotalSegmentator or 3D Slicer) instead of the built-in one; needs --label-map.")] = None,
+    label_map: Annotated[str | None, typer.Option(
+        "--label-map", help="Which values of --labels are which structure: "
+        "'aorta=52,lv_blood=3' (lv_blood and aorta needed; branches, calcium, myocardium "
+        "optional; join several values with +).")] = None,
 ) -> None:
-    """Build a twin from a DICOM series: segmentation, landmarks, mesh and baseline flow."""
+    """Build a twin from a DICOM series: segmentation, landmarks, mesh and baseline flow.
+
+    \b
+    Examples:
+      cardiotwin twin build out/ph/dicom --hr 72 --sv 65 --sbp 135 --dbp 70
+      cardiotwin twin build /media/export --series largest-contrast-ct --no-flow
+      cardiotwin twin build ct/ --labels seg.nii.gz --label-map aorta=52,lv_blood=3
+    """
     from cardiotwin import workflows
 
     with _errors():
@@ -533,7 +615,8 @@ def twin_build(
                 physiology=_physiology(heart_rate, stroke_volume, systolic, diastolic),
                 settings=workflows.BuildSettings(h_max_mm=h_max, h_min_mm=h_min,
                                                  run_baseline=not no_flow),
-                progress=prog, series=series)
+                progress=prog, series=series, resample=resample, labels=labels,
+                label_map=label_map)
         _print_anatomy(twin.landmarks, None, twin.mesh)
         console.print(f"twin [bold]{twin.pseudonym}[/] version {twin.version} stored in {st.root}")
 

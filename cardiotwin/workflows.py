@@ -24,7 +24,7 @@ deidentify_dicom, scan_dicom, convert_dicom
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -128,7 +128,9 @@ def _store_run(store: Store, pseudonym: str, run: FlowRun, *, kind: str, twin_ve
 def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
                physiology: Physiology | None = None, settings: BuildSettings = BuildSettings(),
                purpose: str = "treatment planning", progress: Progress = no_progress,
-               series: str | None = None) -> PatientTwin:
+               series: str | None = None, resample: bool = False,
+               labels: str | Path | None = None,
+               label_map: str | Mapping[str, tuple[int, ...]] | None = None) -> PatientTwin:
     """Build (or rebuild) the twin of the patient in a DICOM series and store it.
 
     Returns the stored twin (its ``version`` set). The patient is known only by the keyed pseudonym
@@ -137,39 +139,32 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
     ``dicom_dir`` may hold several series: ``series`` is a SeriesInstanceUID or a selection rule
     of :func:`cardiotwin.imaging.discovery.select_series` (``"largest-contrast-ct"``,
     ``"phase=75"``...); without it a folder with one series is read as it is and a folder with
-    several uses ``"largest-contrast-ct"``. The series must be CT.
+    several uses ``"largest-contrast-ct"``. The series must be CT. ``resample`` regrids a
+    gantry-tilted or unevenly spaced series (refused otherwise).
+
+    ``labels`` (NIfTI, NRRD or DICOM SEG: TotalSegmentator's, 3D Slicer's, your own) replaces the
+    built-in segmentation; ``label_map`` says which of its values are which structure
+    (``"aorta=52,lv_blood=3"``, :func:`cardiotwin.imaging.labels.parse_label_map`; ``lv_blood``
+    and ``aorta`` are needed, ``branches`` and ``calcium`` are used when given). The labels are
+    resampled onto the CT and refused when they do not lie in it.
     """
     from cardiotwin.geometry import landmarks as lm_mod
     from cardiotwin.geometry import surface as surface_mod
     from cardiotwin.geometry import volume_mesh
-    from cardiotwin.imaging import deid, dicom, discovery, segment
 
     physiology = physiology or default_physiology()
     store.check_permission("twin.write", actor=actor, purpose=purpose, obj="twin/build")
     prov = Provenance("build_twin", parameters={"settings": settings.__dict__,
                                                 "physiology": physiology.to_dict()})
+    user_spec = _label_spec(labels, label_map)
     progress(0.0, "reading DICOM")
     with prov.timed("read_dicom"):
-        catalog = discovery.scan_tree(dicom_dir)
-        if series is None and len(catalog.series) > 1:
-            series = "largest-contrast-ct"
-        is_uid = series is not None and series[:1].isdigit() and "=" not in series
-        chosen = discovery.select_series(catalog, uid=series if is_uid else None,
-                                         rule=None if is_uid else series)
-        log.info("reading series …%s (%s)", chosen.series_uid[-12:], chosen.reason)
-        uid = None if chosen.series_uid.startswith("<") else chosen.series_uid
-        files = sorted(Path(f) for f in chosen.files)
-        ct_raw = dicom.read_series(files, series_uid=uid, modality="CT", headers=chosen.headers)
-        prov.inputs["dicom"] = sha256_tree(files)
-        prov.parameters["series_selection"] = chosen.reason
-    key = store.pseudonym_key()
-    ct = deid.deidentify_volume(ct_raw, key)
-    del ct_raw
+        ct = _read_ct(dicom_dir, store=store, series=series, resample=resample, prov=prov)
     pseudo = ct.metadata["pseudonym"]
     log.info("building twin %s from %d slices", pseudo, ct.shape[0])
-    progress(0.1, "segmenting")
+    progress(0.1, "segmenting" if labels is None else "reading your labels")
     with prov.timed("segment"):
-        seg = segment.segment_heart(ct)
+        seg, seg_record = _segmentation(ct, labels, user_spec, prov)
     progress(0.25, "measuring the aortic root")
     with prov.timed("landmarks"):
         lms = lm_mod.measure_aortic_root(ct, seg)
@@ -194,8 +189,7 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
             "landmarks": lms.to_dict(),
             "volumes_ml": {"lv_blood": seg.labels.volume_ml("lv_blood"),
                            "aorta": seg.labels.volume_ml("aorta")},
-            "segmentation": {"blood_threshold_hu": seg.blood_threshold_hu,
-                             "calcium_threshold_hu": seg.calcium_threshold_hu},
+            "segmentation": seg_record,
             "ct": {"shape": list(ct.shape), "spacing_mm": list(ct.spacing_mm),
                    "modality": ct.metadata.get("modality", "CT")},
             "sizing": sizing.to_dict(),
@@ -222,6 +216,71 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
                    purpose=purpose, summary=twin.results[-1]["summary"])
     progress(1.0, "twin stored")
     return twin
+
+
+def _label_spec(labels: str | Path | None,
+                label_map: str | Mapping[str, tuple[int, ...]] | None) -> dict | None:
+    """The user's structure → label values mapping, checked before any work is done."""
+    from cardiotwin.imaging.labels import parse_label_map
+
+    if labels is None:
+        if label_map is not None:
+            raise InputError("a label map was given without a label file (--labels FILE)")
+        return None
+    if label_map is None:
+        raise InputError(f"say which values of {Path(labels).name} are which structure, e.g. "
+                         "--label-map aorta=52,lv_blood=51 (TotalSegmentator's 'total' task: "
+                         "aorta 52; its heart label 51 is all four chambers, so give the LV "
+                         "blood pool of a heart-chambers task or your own)")
+    spec = parse_label_map(label_map) if isinstance(label_map, str) else dict(label_map)
+    missing = [n for n in ("lv_blood", "aorta") if n not in spec]
+    if missing:
+        raise InputError(f"the label map needs {' and '.join(missing)} (the twin's LV outflow "
+                         "and aorta); got " + ", ".join(spec))
+    return spec
+
+
+def _read_ct(dicom_dir: str | Path, *, store: Store, series: str | None, resample: bool,
+             prov: Provenance):
+    """The chosen CT series of a folder, de-identified with the store's key."""
+    from cardiotwin.imaging import deid, dicom, discovery
+
+    catalog = discovery.scan_tree(dicom_dir)
+    if series is None and len(catalog.series) > 1:
+        series = "largest-contrast-ct"
+    is_uid = series is not None and series[:1].isdigit() and "=" not in series
+    chosen = discovery.select_series(catalog, uid=series if is_uid else None,
+                                     rule=None if is_uid else series)
+    log.info("reading series …%s (%s)", chosen.series_uid[-12:], chosen.reason)
+    uid = None if chosen.series_uid.startswith("<") else chosen.series_uid
+    files = sorted(Path(f) for f in chosen.files)
+    ct_raw = dicom.read_series(files, series_uid=uid, modality="CT", headers=chosen.headers,
+                               resample=resample)
+    prov.inputs["dicom"] = sha256_tree(files)
+    prov.parameters["series_selection"] = chosen.reason
+    return deid.deidentify_volume(ct_raw, store.pseudonym_key())
+
+
+def _segmentation(ct, labels: str | Path | None, spec: dict | None, prov: Provenance):
+    """The built-in segmentation, or the user's labels on the CT grid; and what to record."""
+    from cardiotwin.imaging import labels as labels_mod
+    from cardiotwin.imaging import segment
+
+    if labels is None:
+        seg = segment.segment_heart(ct)
+        return seg, {"source": "cardiotwin", "blood_threshold_hu": seg.blood_threshold_hu,
+                     "calcium_threshold_hu": seg.calcium_threshold_hu}
+    name = Path(labels).name
+    mapped = labels_mod.relabel(labels_mod.read_labels(labels), spec, source=name)
+    on_ct = labels_mod.resample_labels(mapped, ct, source=name)
+    inten = segment.estimate_intensities(ct)
+    prov.inputs["labels"] = sha256_file(labels)
+    seg = segment.Segmentation(on_ct, inten.blood_threshold_hu, inten.calcium_threshold_hu,
+                               report={"source": "user labels"})
+    return seg, {"source": "user labels", "labels_sha256": prov.inputs["labels"],
+                 "label_map": {k: list(v) for k, v in spec.items()},
+                 "blood_threshold_hu": seg.blood_threshold_hu,
+                 "calcium_threshold_hu": seg.calcium_threshold_hu}
 
 
 @contextmanager
@@ -423,6 +482,74 @@ def twin_fluid_domain(twin: PatientTwin, store: Store) -> FluidDomain:
     return FluidDomain.from_dict(d)
 
 
+@dataclass(frozen=True)
+class SegmentationOutput:
+    """What :func:`segment_dicom` wrote: the label file, its JSON sidecar and the structures."""
+
+    labels_path: Path
+    sidecar_path: Path
+    pseudonym: str
+    structures: Mapping[str, int]
+    volumes_ml: Mapping[str, float]
+
+
+def segment_dicom(dicom_dir: str | Path, out: str | Path, *, store: Store, actor: Actor,
+                  series: str | None = None, resample: bool = False,
+                  purpose: str = "research export") -> SegmentationOutput:
+    """Segment the CT series of a folder and write the label map (NIfTI ``.nii``/``.nii.gz`` or
+    NRRD ``.nrrd``) with a JSON sidecar (``<name>.json``: structure names → values, volumes in
+    mL, how the blood pool was found). Audited like a DICOM read; the files carry the patient's
+    pseudonym, never a name.
+    """
+    from cardiotwin.fileio import atomic_write_bytes
+    from cardiotwin.imaging import export, segment
+    from cardiotwin.study.jsonio import to_json
+
+    out = Path(out)
+    name = out.name.lower()
+    if not name.endswith((".nii", ".nii.gz", ".nrrd")):
+        raise InputError(f"{out}: write the labels as .nii, .nii.gz or .nrrd")
+    prov = Provenance("segment_dicom", parameters={"series": series, "resample": resample})
+    with _audited_dicom(store, "dicom.read", "segment", actor=actor, purpose=purpose) as details:
+        ct = _read_ct(dicom_dir, store=store, series=series, resample=resample, prov=prov)
+        seg = segment.segment_heart(ct)
+        lab = seg.labels
+        written = export.write_nrrd(lab, out) if name.endswith(".nrrd") else export.write_nifti(lab, out)
+        structures = {k: v for k, v in lab.names.items() if k != "background"}
+        volumes = {k: lab.volume_ml(k) for k in structures}
+        sidecar = out.with_name(out.name.removesuffix(".gz").rsplit(".", 1)[0] + ".json")
+        atomic_write_bytes(sidecar, to_json({
+            "pseudonym": ct.metadata["pseudonym"], "structures": structures,
+            "volumes_ml": volumes, "blood_threshold_hu": seg.blood_threshold_hu,
+            "calcium_threshold_hu": seg.calcium_threshold_hu, "report": seg.report,
+            "provenance": prov.to_dict()}).encode())
+        details.update({"pseudonym": ct.metadata["pseudonym"], "output_sha256": sha256_file(written)})
+    return SegmentationOutput(written, sidecar, ct.metadata["pseudonym"], structures, volumes)
+
+
+def evaluate_segmentation(labels: str | Path, reference: str | Path, *,
+                          label_map: str | None = None, reference_map: str | None = None):
+    """Score a label file against a reference label file per structure (Dice, HD95, mean surface
+    distance; :func:`cardiotwin.imaging.labels.evaluate_labels`).
+
+    ``label_map`` / ``reference_map`` (``"aorta=3,lv_blood=1"``) say which values are which
+    structure in each file; without them a file's own names are used (cardiotwin's files and
+    DICOM SEGs carry them). Both are files the user holds; nothing is read from the store.
+
+    Returns
+    -------
+    cardiotwin.imaging.labels.SegmentationQuality
+    """
+    from cardiotwin.imaging import labels as labels_mod
+
+    mine = labels_mod.read_labels(labels)
+    theirs = labels_mod.read_labels(reference)
+    return labels_mod.evaluate_labels(
+        mine, theirs,
+        structures=labels_mod.parse_label_map(label_map) if label_map else None,
+        reference_structures=labels_mod.parse_label_map(reference_map) if reference_map else None)
+
+
 # ------------------------------------------------------------------------ no patient data
 def can(actor: Actor, permission: str) -> bool:
     """Whether ``actor``'s role holds ``permission`` (e.g. ``"rehearsal.run"``), to show or hide
@@ -505,7 +632,8 @@ def list_users(store: Store) -> list[dict[str, Any]]:
 
 __all__ = [
     "Actor", "BuildSettings", "PhantomStudy", "Store", "add_user", "build_twin", "can",
-    "convert_dicom", "deidentify_dicom", "device_catalog", "list_patients", "list_rehearsals",
+    "SegmentationOutput", "convert_dicom", "deidentify_dicom", "device_catalog",
+    "evaluate_segmentation", "segment_dicom", "list_patients", "list_rehearsals",
     "list_users", "login", "open_store", "open_twin", "rehearse", "scan_dicom", "size_device",
     "twin_fluid_domain", "write_phantom",
 ]
