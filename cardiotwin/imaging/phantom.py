@@ -821,6 +821,8 @@ def _paint_body_wall(L: _Layout, grid: _Grid, hu: np.ndarray) -> None:
 def _add_streaks(L: _Layout, grid: _Grid, hu: np.ndarray, rng: np.random.Generator) -> None:
     """Alternating bright/dark lines through a dense source in the axial slices (beam hardening).
 
+    The line angles are drawn anew every 4 mm of z.
+
     The source is the superior vena cava (undiluted contrast) over its height when
     ``neighbours`` is set, otherwise the annulus centre over ±30 mm.
     """
@@ -834,16 +836,22 @@ def _add_streaks(L: _Layout, grid: _Grid, hu: np.ndarray, rng: np.random.Generat
     sl = grid.box(np.array([L.fov_lo[0], L.fov_lo[1], z0]), np.array([L.fov_hi[0], L.fov_hi[1], z1]))
     if sl is None:
         return
-    x, y, _ = grid.coords(sl)
+    x, y, z = grid.coords(sl)
     dx, dy = x[0] - src[0], y[0] - src[1]
     r = np.hypot(dx, dy)
-    pattern = np.zeros(np.broadcast_shapes(dx.shape, dy.shape), dtype=np.float32)
-    for k in range(int(p.n_streaks)):
-        th = rng.uniform(0.0, np.pi)
-        d_perp = np.abs(-np.sin(th) * dx + np.cos(th) * dy)
-        sign = 1.0 if k % 2 == 0 else -1.0
-        pattern += sign * np.exp(-((d_perp / 1.2) ** 2)) * np.exp(-r / 120.0)
-    hu[sl] += (p.streak_hu * pattern)[None, :, :]
+    decay = np.exp(-r / 120.0)
+    # new random angles every 4 mm of z (the streaks change with the projection set of a slice)
+    slab = np.floor((z[:, 0, 0] - z0) / 4.0).astype(int)
+    sub = hu[sl]
+    for b in np.unique(slab):
+        pattern = np.zeros(np.broadcast_shapes(dx.shape, dy.shape), dtype=np.float32)
+        for k in range(int(p.n_streaks)):
+            th = rng.uniform(0.0, np.pi)
+            d_perp = np.abs(-np.sin(th) * dx + np.cos(th) * dy)
+            sign = 1.0 if k % 2 == 0 else -1.0
+            pattern += sign * np.exp(-((d_perp / 1.2) ** 2)) * decay
+        sub[slab == b] += (p.streak_hu * pattern)[None, :, :]
+    hu[sl] = sub
 
 
 def make_phantom(params: PhantomParameters | None = None, *, seed: int = 0) -> Phantom:

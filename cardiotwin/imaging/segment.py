@@ -46,6 +46,7 @@ left atrium is equally opacified and touches the LV/aorta component, they end up
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +65,8 @@ __all__ = [
     "segment_heart",
     "estimate_intensities",
     "BloodPoolIntensities",
+    "AortaTrack",
+    "find_descending_aorta",
 ]
 
 
@@ -103,6 +106,9 @@ class SegmentationSettings:
         Radius of the opening that cuts thin bridges before component selection (0 disables).
     move_valve_funnel_to_aorta : bool
         Step 5 of the method (see module docstring).
+    find_aorta_first : bool
+        Find the descending aorta first and take the blood-pool model from it (step 1); its
+        connected component is then the blood pool (step 3) and the heart must be in view.
     """
 
     blood_threshold_hu: float | None = None
@@ -119,6 +125,7 @@ class SegmentationSettings:
     marker_min_distance_mm: float = 4.0
     opening_radius_vox: int = 1
     move_valve_funnel_to_aorta: bool = True
+    find_aorta_first: bool = True
 
     def __post_init__(self) -> None:
         lo, hi = self.blood_search_range_hu
@@ -130,15 +137,69 @@ class SegmentationSettings:
             raise InputError(f"min_blood_volume_ml must be > 0; got {self.min_blood_volume_ml}")
 
 
+@dataclass(frozen=True, eq=False)
+class AortaTrack:
+    """The descending aorta found as a bright round tube followed over axial slices.
+
+    Attributes
+    ----------
+    centres_mm : (N, 3) array
+        LPS centre of the lumen cross-section in each sampled slice, inferior to superior.
+    radii_mm : (N,) array
+        Area-equivalent radius of the cross-section at each centre.
+    median_hu : float
+        Median CT value of the lumen cores (discs of 0.6 × radius) pooled over the track.
+    sd_hu : float
+        Robust standard deviation (1.4826 × median absolute deviation) of the same voxels.
+    n_voxels : int
+        Number of voxels pooled.
+    length_mm : float
+        Superior–inferior extent of the track.
+    """
+
+    centres_mm: np.ndarray
+    radii_mm: np.ndarray
+    median_hu: float
+    sd_hu: float
+    n_voxels: int
+    length_mm: float
+
+    @property
+    def radius_mm(self) -> float:
+        """Median lumen radius along the track (mm)."""
+        return float(np.median(self.radii_mm))
+
+
 @dataclass(frozen=True)
 class BloodPoolIntensities:
-    """Histogram analysis of a contrast CT (HU)."""
+    """Blood-pool intensity model of a contrast CT (HU).
+
+    Attributes
+    ----------
+    blood_peak_hu, blood_sigma_hu : float
+        Blood-pool histogram peak and its width (σ from the half width at half maximum).
+    tissue_peak_hu : float
+        Soft-tissue (myocardium) reference peak.
+    blood_threshold_hu, calcium_threshold_hu : float
+        Thresholds derived from them (see :class:`SegmentationSettings`).
+    method : str
+        How the blood peak was found: ``"descending_aorta"`` (the histogram peak nearest the
+        intensity of the tracked descending aorta, :func:`find_descending_aorta`) or
+        ``"histogram"`` (the largest peak in ``blood_search_range_hu``, when no aorta was found).
+    aorta : AortaTrack or None
+        The descending aorta the model was taken from.
+    notes : tuple of str
+        Warnings (e.g. why the anatomy-based model was not used).
+    """
 
     blood_peak_hu: float
     blood_sigma_hu: float
     tissue_peak_hu: float
     blood_threshold_hu: float
     calcium_threshold_hu: float
+    method: str = "histogram"
+    aorta: AortaTrack | None = None
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -179,9 +240,197 @@ def _hwhm(hist: np.ndarray, centres: np.ndarray, ipk: int) -> tuple[float, float
     return float(centres[ipk] - centres[left]), float(centres[right] - centres[ipk])
 
 
+#: Thresholds tried when looking for round bright cross-sections (HU, geometric ×1.12).
+_TRACK_LEVELS_HU = tuple(float(round(100.0 * 1.12**i)) for i in range(21))
+
+
+def _round_sections(img: np.ndarray, dx: float, dy: float, r_range: tuple[float, float]
+                    ) -> list[tuple[float, float, float, float]]:
+    """Round bright cross-sections of one smoothed axial slice over a ladder of thresholds.
+
+    Returns ``(row, col, radius_mm, level_hu)`` of every connected component above a level
+    whose area-equivalent radius is in ``r_range``, whose second moments are those of a filled
+    ellipse (fill 0.88–1.12) with aspect ≥ 0.75, and which does not touch the slice border.
+    """
+    out: list[tuple[float, float, float, float]] = []
+    nj, ni = img.shape
+    jj, ii = np.mgrid[0:nj, 0:ni]
+    jf, if_ = jj.ravel().astype(np.float64), ii.ravel().astype(np.float64)
+    a_vox = dx * dy
+    for level in _TRACK_LEVELS_HU:
+        lab, n = ndi.label(img >= level)
+        if n == 0:
+            continue
+        idx = lab.ravel()
+        cnt = np.bincount(idx, minlength=n + 1).astype(np.float64)
+        r_eq = np.sqrt(cnt * a_vox / np.pi)
+        ok = (r_eq >= r_range[0]) & (r_eq <= r_range[1])
+        ok[0] = False
+        if not ok.any():
+            continue
+        border = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
+        ok[border] = False
+        if not ok.any():
+            continue
+        c = np.maximum(cnt, 1.0)
+        mj = np.bincount(idx, jf, n + 1) / c
+        mi = np.bincount(idx, if_, n + 1) / c
+        sjj = np.bincount(idx, jf * jf, n + 1) / c - mj * mj
+        sii = np.bincount(idx, if_ * if_, n + 1) / c - mi * mi
+        sji = np.bincount(idx, jf * if_, n + 1) / c - mj * mi
+        # second moments in mm²
+        syy, sxx, sxy = sjj * dy * dy, sii * dx * dx, sji * dx * dy
+        tr, det = sxx + syy, np.maximum(sxx * syy - sxy * sxy, 0.0)
+        disc = np.sqrt(np.maximum(tr * tr / 4.0 - det, 0.0))
+        l1, l2 = tr / 2.0 + disc, np.maximum(tr / 2.0 - disc, 1e-9)
+        fill = cnt * a_vox / (4.0 * np.pi * np.sqrt(l1 * l2) + 1e-9)
+        aspect = np.sqrt(l2 / np.maximum(l1, 1e-9))
+        ok &= (np.abs(fill - 1.0) <= 0.12) & (aspect >= 0.75)
+        for k in np.flatnonzero(ok):
+            out.append((float(mj[k]), float(mi[k]), float(r_eq[k]), level))
+    return out
+
+
+def find_descending_aorta(ct: Volume, *, step_mm: float = 3.0,
+                          radius_range_mm: tuple[float, float] = (7.0, 22.0),
+                          min_length_mm: float = 50.0) -> AortaTrack | None:
+    """Find the descending aorta as the longest bright, round, continuous tube across slices.
+
+    In each axial slice sampled every ``step_mm`` (smoothed with a 1 mm Gaussian), the
+    components above a ladder of thresholds (100–960 HU) that are round filled discs of
+    radius ``radius_range_mm`` are candidate lumen sections; the CT value of a candidate is
+    the median of the unsmoothed voxels within 0.6 × its radius. Candidates in consecutive
+    slices are linked when their centres are within 4 mm + 0.5 × the slice gap, their radii
+    within max(3 mm, 25 %) and their values within max(25 HU, 12 %). The longest chain is the
+    descending aorta: it runs the whole chest (and abdomen) while vertebral bodies are cut
+    every 25–35 mm by the discs, and the arch, ascending aorta and heart chambers are not
+    round and vertical over such a length.
+
+    Parameters
+    ----------
+    ct : Volume
+        CT in HU with axial slices (the third voxel axis along the patient's z).
+    step_mm : float, keyword-only
+        Sampling of the slices.
+    radius_range_mm : (float, float), keyword-only
+        Accepted lumen radii (the adult descending aorta has a radius of 8–20 mm).
+    min_length_mm : float, keyword-only
+        Minimum chain extent; capped at 60 % of the volume's z extent for short scans.
+
+    Returns
+    -------
+    AortaTrack or None
+        None when no chain is long enough.
+    """
+    a = np.asarray(ct.array)
+    direction = np.asarray(ct.direction, dtype=float)
+    if abs(abs(direction[2, 2]) - 1.0) > 0.1:
+        return None  # not an axial series
+    dx, dy, dz = (float(v) for v in ct.spacing_mm)
+    nk = a.shape[0]
+    step = max(1, int(round(step_mm / dz)))
+    ks = list(range(0, nk, step))
+    extent = nk * dz
+    need = min(min_length_mm, 0.6 * extent)
+    sig = (1.0 / dy, 1.0 / dx)
+    cands: list[list[tuple[float, float, float, float, float]]] = []
+    for k in ks:
+        sl = a[k].astype(np.float32)
+        sm = ndi.gaussian_filter(sl, sig)
+        found = _round_sections(sm, dx, dy, radius_range_mm)
+        # one candidate per disc: group the levels of the same disc, keep the median radius
+        found.sort(key=lambda c: (c[0], c[1]))
+        groups: list[list[tuple[float, float, float, float]]] = []
+        for c in found:
+            for g in groups:
+                if math.hypot((g[0][0] - c[0]) * dy, (g[0][1] - c[1]) * dx) < 0.5 * g[0][2]:
+                    g.append(c)
+                    break
+            else:
+                groups.append([c])
+        slice_c = []
+        for g in groups:
+            if len(g) < 2:
+                continue  # a disc seen at one level only is a noise or partial-volume fluke
+            j0, i0 = float(np.mean([c[0] for c in g])), float(np.mean([c[1] for c in g]))
+            r = float(np.median([c[2] for c in g]))
+            rc = 0.6 * r
+            jlo, jhi = int(max(j0 - rc / dy - 1, 0)), int(min(j0 + rc / dy + 2, sl.shape[0]))
+            ilo, ihi = int(max(i0 - rc / dx - 1, 0)), int(min(i0 + rc / dx + 2, sl.shape[1]))
+            jj, ii = np.mgrid[jlo:jhi, ilo:ihi]
+            disc = ((jj - j0) * dy) ** 2 + ((ii - i0) * dx) ** 2 <= rc * rc
+            vals = sl[jlo:jhi, ilo:ihi][disc]
+            if vals.size < 5:
+                continue
+            slice_c.append((j0, i0, r, float(np.median(vals)), float(k)))
+        cands.append(slice_c)
+    # longest chain by dynamic programming over consecutive sampled slices
+    gap = step * dz
+    best_len: list[list[float]] = []
+    prev_of: list[list[int]] = []
+    for s_i, slice_c in enumerate(cands):
+        bl, pv = [], []
+        for c in slice_c:
+            length, back = 0.0, -1
+            if s_i > 0:
+                for m, q in enumerate(cands[s_i - 1]):
+                    dist = math.hypot((q[0] - c[0]) * dy, (q[1] - c[1]) * dx)
+                    if (dist <= 4.0 + 0.5 * gap and abs(q[2] - c[2]) <= max(3.0, 0.25 * c[2])
+                            and abs(q[3] - c[3]) <= max(25.0, 0.12 * c[3])
+                            and best_len[s_i - 1][m] + gap > length):
+                        length, back = best_len[s_i - 1][m] + gap, m
+            bl.append(length)
+            pv.append(back)
+        best_len.append(bl)
+        prev_of.append(pv)
+    end, top = None, -1.0
+    for s_i, bl in enumerate(best_len):
+        for m, length in enumerate(bl):
+            if length > top:
+                end, top = (s_i, m), length
+    if end is None or top < need:
+        logger.info("no descending aorta found (longest round bright tube %.0f mm < %.0f mm)",
+                    max(top, 0.0), need)
+        return None
+    chain = []
+    s_i, m = end
+    while m >= 0:
+        chain.append(cands[s_i][m])
+        m = prev_of[s_i][m]
+        s_i -= 1
+    chain.reverse()
+    pooled = []
+    for j0, i0, r, _, k in chain:
+        rc = 0.6 * r
+        kk = int(k)
+        jlo, jhi = int(max(j0 - rc / dy - 1, 0)), int(min(j0 + rc / dy + 2, a.shape[1]))
+        ilo, ihi = int(max(i0 - rc / dx - 1, 0)), int(min(i0 + rc / dx + 2, a.shape[2]))
+        jj, ii = np.mgrid[jlo:jhi, ilo:ihi]
+        disc = ((jj - j0) * dy) ** 2 + ((ii - i0) * dx) ** 2 <= rc * rc
+        pooled.append(np.asarray(a[kk, jlo:jhi, ilo:ihi], dtype=np.float64)[disc])
+    vals = np.concatenate(pooled)
+    med = float(np.median(vals))
+    sd = float(1.4826 * np.median(np.abs(vals - med)))
+    idx = np.array([[c[1], c[0], c[4]] for c in chain])
+    centres = ct.index_to_physical(idx)
+    order = np.argsort(centres[:, 2])
+    track = AortaTrack(centres_mm=centres[order], radii_mm=np.array([c[2] for c in chain])[order],
+                       median_hu=med, sd_hu=sd, n_voxels=int(vals.size), length_mm=float(top))
+    logger.info("descending aorta: %.0f mm long, radius %.1f mm, %.0f ± %.0f HU",
+                track.length_mm, track.radius_mm, med, sd)
+    return track
+
+
 def estimate_intensities(ct: Volume, *, settings: SegmentationSettings = SegmentationSettings()
                          ) -> BloodPoolIntensities:
-    """Blood-pool peak, its width, tissue reference and thresholds from the CT histogram.
+    """Blood-pool intensity model: the descending aorta's intensity, refined on the histogram.
+
+    The descending aorta is found first (:func:`find_descending_aorta`); the blood peak is the
+    histogram maximum within its median ± max(2 × robust SD, 20 HU) if that is a local
+    maximum (else the aorta's median itself) — the contrast blood pool
+    even when soft tissue, the liver or a bright neighbour has more voxels in the search range.
+    Without a descending aorta the largest peak in ``settings.blood_search_range_hu`` is used
+    and the result says so (``method``, ``notes``).
 
     Parameters
     ----------
@@ -218,7 +467,24 @@ def estimate_intensities(ct: Volume, *, settings: SegmentationSettings = Segment
             f"{lo_b:.0f}–{hi_b:.0f} HU (need ≥ {settings.min_blood_volume_ml:.0f} mL). Check that the "
             "series is a contrast-enhanced (arterial-phase) CT in Hounsfield units (rescale "
             "slope/intercept applied), or set SegmentationSettings.blood_search_range_hu.")
-    ib = int(np.flatnonzero(in_b)[np.argmax(hs[in_b])])
+    track = find_descending_aorta(ct) if settings.find_aorta_first else None
+    method, notes = "histogram", []
+    if track is not None:
+        half = max(2.0 * track.sd_hu, 20.0)
+        near = np.flatnonzero((centres >= track.median_hu - half)
+                              & (centres <= track.median_hu + half))
+        method = "descending_aorta"
+        ib = int(np.argmin(np.abs(centres - track.median_hu)))
+        if near.size >= 3:
+            j = int(near[np.argmax(hs[near])])
+            if near[0] < j < near[-1]:  # a true local maximum, not the flank of another peak
+                ib = j
+    else:
+        notes.append("no descending aorta found (bright round tube over ≥ 50 mm of slices); "
+                     "the blood peak is the largest histogram peak in "
+                     f"{lo_b:.0f}–{hi_b:.0f} HU")
+    if method == "histogram":
+        ib = int(np.flatnonzero(in_b)[np.argmax(hs[in_b])])
     peak = float(centres[ib])
     hl, hr = _hwhm(hs, centres, ib)
     hw = min(x for x in (hl, hr) if x > 0) if max(hl, hr) > 0 else bin_hu
@@ -242,7 +508,8 @@ def estimate_intensities(ct: Volume, *, settings: SegmentationSettings = Segment
         raise SegmentationError(
             f"calcium threshold {t_ca:.0f} HU is not above the blood threshold {t_blood:.0f} HU; "
             "set SegmentationSettings.calcium_threshold_hu / blood_threshold_hu consistently.")
-    return BloodPoolIntensities(peak, sigma, tissue, t_blood, t_ca)
+    return BloodPoolIntensities(peak, sigma, tissue, t_blood, t_ca, method=method, aorta=track,
+                                notes=tuple(notes))
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,6 +578,45 @@ def _largest_component(mask: np.ndarray) -> tuple[np.ndarray, list[float]]:
     sizes[0] = 0
     order = np.argsort(sizes)[::-1]
     return lab == order[0], [float(s) for s in sizes[order[: min(5, n)]]]
+
+
+def _aorta_component(opened: np.ndarray, ct: Volume, track: AortaTrack, largest: np.ndarray,
+                     top_sizes: list[float]) -> tuple[np.ndarray, list[float], str]:
+    """The connected component of ``opened`` holding most of the descending aorta's centres."""
+    lab, n = ndi.label(opened)
+    idx = np.rint(ct.physical_to_index(track.centres_mm)).astype(int)
+    inside = np.all((idx >= 0) & (idx < np.array(opened.shape[::-1])), axis=1)
+    idx = idx[inside]
+    hits = lab[idx[:, 2], idx[:, 1], idx[:, 0]]
+    hits = hits[hits > 0]
+    if hits.size == 0:
+        logger.warning("the descending aorta's centres are not in any blood-pool component; "
+                       "using the largest component")
+        return largest, top_sizes, "largest (descending aorta not in the blood pool)"
+    chosen = int(np.bincount(hits).argmax())
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    others = np.sort(np.delete(sizes, [0, chosen]))[::-1][:4]
+    return lab == chosen, [float(sizes[chosen])] + [float(v) for v in others], \
+        "connected to the descending aorta"
+
+
+#: A heart chamber (LV cavity, aortic sinus) is at least this much wider than the descending
+#: aorta: its largest inscribed sphere radius exceeds this factor × the aorta's radius.
+_HEART_RADIUS_FACTOR = 1.25
+
+
+def _check_heart_in_view(max_inscribed_mm: float, track: AortaTrack) -> None:
+    need = _HEART_RADIUS_FACTOR * track.radius_mm
+    if max_inscribed_mm < need:
+        z0, z1 = track.centres_mm[0, 2], track.centres_mm[-1, 2]
+        raise SegmentationError(
+            "the heart is not in the field of view: the contrast blood pool connected to the "
+            f"descending aorta (found from z = {z0:.0f} to {z1:.0f} mm, radius "
+            f"{track.radius_mm:.1f} mm, {track.median_hu:.0f} HU) holds no chamber wider than the "
+            f"aorta (largest inscribed radius {max_inscribed_mm:.1f} mm < {need:.1f} mm). Use a "
+            "series that covers the heart (a chest CT angiogram from the aortic arch to below the "
+            "LV apex), or give your own labels of the aorta and LV.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -389,11 +695,13 @@ def _merge_basins(peaks: dict[int, float], saddles: dict[tuple[int, int], float]
 
 
 def _split_lv_aorta(blood: np.ndarray, spacing_kji: tuple[float, float, float],
-                    settings: SegmentationSettings) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+                    settings: SegmentationSettings, *, dist: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     from skimage.feature import peak_local_max
     from skimage.segmentation import watershed
 
-    dist = ndi.distance_transform_edt(blood, sampling=spacing_kji).astype(np.float32)
+    if dist is None:
+        dist = ndi.distance_transform_edt(blood, sampling=spacing_kji).astype(np.float32)
     min_d = max(1, int(round(settings.marker_min_distance_mm / min(spacing_kji))))
     coords = peak_local_max(dist, min_distance=min_d, threshold_abs=1.5 * max(spacing_kji),
                             exclude_border=False, labels=blood.astype(np.int32))
@@ -536,6 +844,10 @@ def segment_heart(ct: Volume, *, settings: SegmentationSettings = SegmentationSe
     else:
         opened = cand
     core, top_sizes = _largest_component(opened)
+    if inten.aorta is not None and top_sizes:
+        core, top_sizes, component_rule = _aorta_component(opened, ct, inten.aorta, core, top_sizes)
+    else:
+        component_rule = "largest"
     if not top_sizes:
         raise SegmentationError(
             f"no voxels between {inten.blood_threshold_hu:.0f} and {inten.calcium_threshold_hu:.0f} HU "
@@ -551,7 +863,14 @@ def segment_heart(ct: Volume, *, settings: SegmentationSettings = SegmentationSe
     timings["blood_pool_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    lv, aorta, split_info = _split_lv_aorta(blood, spacing_kji, settings)
+    # Noise voids inside the pool (low contrast-to-noise) would shrink the inscribed spheres:
+    # the distance map is taken on the pool with its enclosed holes filled.
+    dist = ndi.distance_transform_edt(ndi.binary_fill_holes(blood), sampling=spacing_kji
+                                      ).astype(np.float32)
+    dist[~blood] = 0.0
+    if inten.aorta is not None:
+        _check_heart_in_view(float(dist.max()), inten.aorta)
+    lv, aorta, split_info = _split_lv_aorta(blood, spacing_kji, settings, dist=dist)
     timings["split_s"] = time.perf_counter() - t
     if settings.move_valve_funnel_to_aorta:
         t = time.perf_counter()
@@ -577,7 +896,14 @@ def segment_heart(ct: Volume, *, settings: SegmentationSettings = SegmentationSe
         "method": "histogram threshold + largest component + distance-transform watershed",
         "intensities": {
             "blood_peak_hu": inten.blood_peak_hu, "blood_sigma_hu": inten.blood_sigma_hu,
-            "tissue_peak_hu": inten.tissue_peak_hu},
+            "tissue_peak_hu": inten.tissue_peak_hu, "method": inten.method,
+            "notes": list(inten.notes)},
+        "descending_aorta": None if inten.aorta is None else {
+            "median_hu": inten.aorta.median_hu, "sd_hu": inten.aorta.sd_hu,
+            "radius_mm": inten.aorta.radius_mm, "length_mm": inten.aorta.length_mm,
+            "z_range_mm": [float(inten.aorta.centres_mm[0, 2]),
+                           float(inten.aorta.centres_mm[-1, 2])]},
+        "blood_component": component_rule,
         "blood_components_ml": [s * vox_mm3 * 1e-3 for s in top_sizes],
         "blood_pool_ml": blood_ml,
         "lv_ml": float(lv.sum() * vox_mm3 * 1e-3),
