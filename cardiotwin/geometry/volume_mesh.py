@@ -219,68 +219,107 @@ def _check_caps(surface: FluidSurface, min_area_mm2: float) -> None:
             "from labels of your own.")
 
 
-def _child_main(conn: Any, surface: FluidSurface, out_path: Path, prov: Provenance,
-                options: dict[str, Any]) -> None:
-    """Child-process side of :func:`_mesh_in_child`: report each step, then the result."""
+def _worker_main(job_path: str, result_path: str) -> int:
+    """Entry point of the meshing child process (see :func:`_mesh_in_child`).
+
+    Reads ``(surface, out_path, provenance, options)`` from the pickle ``job_path``, prints
+    ``step <name>`` on stdout before each gmsh step and pickles ``("ok", FluidDomain)`` or
+    ``("error", exception)`` to ``result_path``.
+    """
+    import pickle
+
+    surface, out_path, prov, options = pickle.loads(Path(job_path).read_bytes())
+
+    def on_step(step: str) -> None:
+        print(f"step {step}", flush=True)
+
     try:
-        domain = _mesh_with_gmsh(surface, out_path, prov, options,
-                                 lambda step: conn.send(("step", step)))
-        conn.send(("ok", domain))
-    except BaseException as exc:  # noqa: BLE001 — every failure is sent to the parent
-        try:
-            conn.send(("error", exc))
-        except Exception:
-            conn.send(("error", GeometryError(f"meshing failed: {type(exc).__name__}: {exc}")))
-    finally:
-        conn.close()
+        result: tuple[str, Any] = ("ok", _mesh_with_gmsh(surface, out_path, prov, options, on_step))
+    except Exception as exc:  # every failure goes back to the parent
+        result = ("error", exc)
+    try:
+        data = pickle.dumps(result)
+    except Exception:
+        data = pickle.dumps(("error", GeometryError(f"meshing failed: {result[1]}")))
+    Path(result_path).write_bytes(data)
+    return 0
 
 
 def _mesh_in_child(surface: FluidSurface, out_path: Path, prov: Provenance,
                    options: dict[str, Any], timeout_s: float) -> FluidDomain:
-    """Run :func:`_mesh_with_gmsh` in a spawned process, stopped after ``timeout_s``."""
-    import multiprocessing as mp
+    """Run :func:`_mesh_with_gmsh` in a child Python process, killed after ``timeout_s``.
 
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child_main, args=(child, surface, out_path, prov, options),
-                       name="cardiotwin-gmsh", daemon=True)
-    t0 = time.monotonic()
-    proc.start()
-    child.close()
-    step, step_t0 = "start", t0
-    try:
-        while True:
-            left = timeout_s - (time.monotonic() - t0)
-            if left <= 0 or not parent.poll(left):
-                if parent.poll(0):
-                    continue
-                raise GeometryError(
-                    f"meshing did not finish within {timeout_s:g} s: stopped in gmsh step "
-                    f"'{step}' after {time.monotonic() - step_t0:.0f} s in it. "
-                    f"{_STEP_ADVICE.get(step, '')}. The bound is mesh_fluid_domain(timeout_s=...).")
-            try:
-                kind, payload = parent.recv()
-            except EOFError:
-                proc.join(5.0)
+    A plain subprocess (not :mod:`multiprocessing`), so the caller's main script is never
+    re-imported in the child; the job and result travel as pickles in a private temporary
+    folder, the steps as lines on the child's stdout.
+    """
+    import pickle
+    import queue
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="cardiotwin-gmsh-") as tmp:
+        job, res, err = Path(tmp) / "job.pkl", Path(tmp) / "result.pkl", Path(tmp) / "stderr.txt"
+        job.write_bytes(pickle.dumps((surface, out_path, prov, options)))
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[2])  # the folder holding this cardiotwin
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        code = ("import sys; from cardiotwin.geometry.volume_mesh import _worker_main; "
+                "sys.exit(_worker_main(sys.argv[1], sys.argv[2]))")
+        t0 = time.monotonic()
+        with open(err, "wb") as err_file:
+            proc = subprocess.Popen([sys.executable, "-c", code, str(job), str(res)],
+                                    stdout=subprocess.PIPE, stderr=err_file, stdin=subprocess.DEVNULL,
+                                    text=True, env=env)
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def pump() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.put(line.strip())
+            lines.put(None)
+
+        reader = threading.Thread(target=pump, name="cardiotwin-gmsh-steps", daemon=True)
+        reader.start()
+        step, step_t0 = "start", t0
+        try:
+            while True:
+                left = timeout_s - (time.monotonic() - t0)
+                try:
+                    line = lines.get(timeout=max(left, 0.0)) if left > 0 else lines.get_nowait()
+                except queue.Empty:
+                    raise GeometryError(
+                        f"meshing did not finish within {timeout_s:g} s: stopped in gmsh step "
+                        f"'{step}' after {time.monotonic() - step_t0:.0f} s in it. "
+                        f"{_STEP_ADVICE.get(step, '')}. The bound is "
+                        "mesh_fluid_domain(timeout_s=...).") from None
+                if line is None:
+                    break
+                if line.startswith("step "):
+                    step, step_t0 = line[5:], time.monotonic()
+                    logger.debug("gmsh step %s", step)
+            proc.wait(timeout=30.0)
+            if not res.exists():
+                tail = err.read_text(errors="replace")[-2000:]
                 raise GeometryError(
                     f"the meshing process died in gmsh step '{step}' (exit code "
-                    f"{proc.exitcode}); {_STEP_ADVICE.get(step, '')}") from None
-            if kind == "step":
-                step, step_t0 = payload, time.monotonic()
-                logger.debug("gmsh step %s", step)
-            elif kind == "ok":
-                return payload
-            else:
-                raise payload
-    finally:
-        parent.close()
-        if proc.is_alive():
-            proc.kill()
-        proc.join(10.0)
-        part = out_path.with_name(out_path.name + ".part.msh")
-        if part.exists() and not proc.is_alive():
-            part.unlink(missing_ok=True)
-
+                    f"{proc.returncode}); {_STEP_ADVICE.get(step, '')}. Its last output: {tail}")
+            kind, payload = pickle.loads(res.read_bytes())
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            reader.join(5.0)
+            if proc.stdout is not None:
+                proc.stdout.close()
+            out_path.with_name(out_path.name + ".part.msh").unlink(missing_ok=True)
+    if kind == "error":
+        raise payload
+    domain: FluidDomain = payload
+    logger.info("fluid mesh %s: %d tets, %d vertices in a child process (%.1f s)",
+                out_path.name, domain.n_cells, domain.n_vertices, time.monotonic() - t0)
+    return domain
 
 def mesh_fluid_domain(
     surface: FluidSurface,
@@ -339,9 +378,9 @@ def mesh_fluid_domain(
         slivers gmsh's own optimiser leaves between four boundary nodes).
     binary : write a binary ``.msh`` (smaller, same content).
     gmsh_options : extra numeric gmsh options (``{"Mesh.Smoothing": 10}``), applied last.
-    timeout_s : time bound (s) of the gmsh steps. gmsh runs in a child process that is stopped
-        when the bound is reached (gmsh cannot be interrupted from another thread); ``None`` runs
-        gmsh in this process without a bound. The result is the same either way.
+    timeout_s : time bound (s) of the gmsh steps. gmsh runs in a child Python process that is
+        killed when the bound is reached (gmsh cannot be interrupted from another thread);
+        ``None`` runs gmsh in this process without a bound. The result is the same either way.
     min_cap_area_mm2 : caps smaller than this (mm²) are refused before meshing (a degenerate
         cap makes gmsh's surface classification hang or fail).
 
