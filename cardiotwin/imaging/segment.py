@@ -5,8 +5,14 @@ distance-transform operation whose effect can be inspected in :attr:`Segmentatio
 
 Method (:func:`segment_heart`)
 ------------------------------
-1. **Blood-pool intensity from the histogram.** The contrast blood pool is the dominant
-   histogram peak in ``settings.blood_search_range_hu`` (default 150–800 HU). Its width (σ) is
+1. **Blood-pool intensity from the anatomy.** The descending aorta is found first
+   (:func:`find_descending_aorta`): the longest bright, round, continuous tube over the axial
+   slices (it runs the whole chest and abdomen; vertebral bodies are cut by the discs, the
+   heart chambers and the arch are not round vertical tubes). The blood peak is the histogram
+   peak at its intensity (:func:`estimate_intensities`) — not the largest peak in a fixed
+   window, which on a chest CT reaching into the abdomen is the liver or muscle. Without an
+   aorta the dominant histogram peak in ``settings.blood_search_range_hu`` (default
+   150–800 HU) is used and the result says so. Its width (σ) is
    taken from the half width at half maximum on the less contaminated flank. The soft-tissue
    reference is the histogram mode between ``settings.tissue_search_range_hu``. The blood
    threshold is their midpoint (the 50 % level of a blurred blood/tissue step, i.e. where the
@@ -17,9 +23,13 @@ Method (:func:`segment_heart`)
    delineated at its own half maximum ``(nodule peak + blood peak)/2`` (full width at half
    maximum), which removes the partial-volume halo that a fixed threshold would add.
 3. **Blood pool** = voxels between the blood threshold and the calcium threshold, opened by a
-   1-voxel ball (cuts thin partial-volume bridges, e.g. to bone rims), largest 6-connected
-   component, then reconstructed within the un-opened mask (conditional dilation).
-   Rejects bone, bowel contrast and other enhancing structures not connected to the heart.
+   1-voxel ball (cuts thin partial-volume bridges, e.g. to bone rims), the 6-connected
+   component holding the descending aorta (the largest one when no aorta was found), then
+   reconstructed within the un-opened mask (conditional dilation).
+   Rejects bone, bowel contrast and other enhancing structures not connected to the aorta.
+   When that component holds no chamber wider than the aorta (largest inscribed sphere
+   < 1.25 × the aorta's radius) the heart is not in the field of view and the series is
+   refused with a :class:`~cardiotwin.errors.SegmentationError` saying so.
 4. **Left ventricle vs aorta**: marker-based watershed of the negated Euclidean distance
    transform (markers: local maxima of the distance map = centres of inscribed spheres), then
    hierarchical merging of basins whose shared "saddle" (largest inscribed radius across their
