@@ -227,3 +227,31 @@ def test_degenerate_cap_refused_before_meshing(phantom_fluid_surface: FluidSurfa
     with pytest.raises(GeometryError, match=rf"degenerate cap\(s\) {outlet.name} \(0\.0 mm²"):
         mesh_fluid_domain(bad, tmp_path / "x.msh")
     assert not (tmp_path / "x.msh").exists()
+
+
+def test_bounded_meshing_works_from_an_unguarded_script(phantom_fluid_surface: FluidSurface,
+                                                        tmp_path) -> None:
+    # A user's plain script (no ``if __name__ == "__main__"``) must not be re-run by the child.
+    import os
+    import pickle
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "surface.pkl").write_bytes(pickle.dumps(phantom_fluid_surface))
+    script = tmp_path / "user_script.py"
+    script.write_text(
+        "import pickle, pathlib\n"
+        "from cardiotwin.geometry.volume_mesh import mesh_fluid_domain\n"
+        "here = pathlib.Path(__file__).parent\n"
+        "print('script body ran', flush=True)\n"
+        "s = pickle.loads((here / 'surface.pkl').read_bytes())\n"
+        "d = mesh_fluid_domain(s, here / 'f.msh', h_max_mm=6.0, h_min_mm=6.0,\n"
+        "                      optimize_netgen=False, timeout_s=300.0)\n"
+        "print('cells', d.n_cells, flush=True)\n")
+    root = str(Path(__file__).resolve().parents[2])
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=600, env={**os.environ, "PYTHONPATH": root})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count("script body ran") == 1
+    assert "cells" in out.stdout
