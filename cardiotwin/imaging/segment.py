@@ -699,7 +699,10 @@ def _check_heart_in_view(max_inscribed_mm: float, track: AortaTrack) -> None:
             f"{track.radius_mm:.1f} mm, {track.median_hu:.0f} HU) holds no chamber wider than the "
             f"aorta (largest inscribed radius {max_inscribed_mm:.1f} mm < {need:.1f} mm). Use a "
             "series that covers the heart (a chest CT angiogram from the aortic arch to below the "
-            "LV apex), or give your own labels of the aorta and LV.")
+            "LV apex), or give your own labels of the aorta and LV. If the heart is in view, its "
+            "blood pool is not connected to the aorta at the thresholds used (a closed valve in "
+            "a diastolic phase, or weak contrast): choose a systolic or arterial-phase series, "
+            "or set SegmentationSettings.blood_threshold_hu.")
 
 
 # --------------------------------------------------------------------------------------------
