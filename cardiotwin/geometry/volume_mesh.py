@@ -182,6 +182,145 @@ def _add_discrete_surface(gmsh: Any, surface: FluidSurface) -> None:
     gmsh.model.mesh.createTopology()
 
 
+#: Default time bound of the gmsh steps of :func:`mesh_fluid_domain` (s).
+DEFAULT_MESH_TIMEOUT_S = 900.0
+
+#: What to try when a gmsh step runs out of time, by step.
+_STEP_ADVICE = {
+    "start": "the meshing process did not start; check that gmsh imports in a fresh Python",
+    "classify": (
+        "gmsh's surface classification (classifySurfaces/createGeometry) is stuck, which happens "
+        "on noisy, self-touching or very fine surfaces: smooth or decimate the lumen surface "
+        "(segment on a coarser grid), remove tiny islands and degenerate caps, or check the "
+        "segmentation (a twin needs one aorta and one LV)"
+    ),
+    "mesh_2d": "raise h_min_mm/h_max_mm or use surface_algorithm='frontal-delaunay'",
+    "mesh_3d": "raise h_min_mm/h_max_mm, use algorithm='hxt' or optimize_netgen=False",
+    "extract": "the mesh is too large to read back; raise h_min_mm/h_max_mm",
+    "write": "the mesh is too large to write; raise h_min_mm/h_max_mm",
+}
+
+
+def _check_caps(surface: FluidSurface, min_area_mm2: float) -> None:
+    """Refuse caps without faces or with an area below ``min_area_mm2`` before meshing."""
+    areas = np.asarray(surface.mesh.area_faces, dtype=float)
+    bad = []
+    for c in surface.caps:
+        faces = np.asarray(surface.cap_faces.get(c.name, []), dtype=np.int64)
+        area = float(areas[faces].sum()) if faces.size else 0.0
+        if faces.size == 0 or area < min_area_mm2 or c.area_mm2 < min_area_mm2:
+            bad.append(f"{c.name} ({min(area, c.area_mm2):.1f} mm², {faces.size} faces)")
+    if bad:
+        raise GeometryError(
+            f"degenerate cap(s) {', '.join(bad)} (< {min_area_mm2:g} mm²) — not meshed, gmsh "
+            "would hang or fail on them. A vessel cut at a corner of the field of view or a "
+            "small segmentation island makes such caps: check the segmentation (one aorta, one "
+            "LV, branches leaving through the FOV faces), crop the labels, or build the surface "
+            "from labels of your own.")
+
+
+def _worker_main(job_path: str, result_path: str) -> int:
+    """Entry point of the meshing child process (see :func:`_mesh_in_child`).
+
+    Reads ``(surface, out_path, provenance, options)`` from the pickle ``job_path``, prints
+    ``step <name>`` on stdout before each gmsh step and pickles ``("ok", FluidDomain)`` or
+    ``("error", exception)`` to ``result_path``.
+    """
+    import pickle
+
+    surface, out_path, prov, options = pickle.loads(Path(job_path).read_bytes())
+
+    def on_step(step: str) -> None:
+        print(f"step {step}", flush=True)
+
+    try:
+        result: tuple[str, Any] = ("ok", _mesh_with_gmsh(surface, out_path, prov, options, on_step))
+    except Exception as exc:  # every failure goes back to the parent
+        result = ("error", exc)
+    try:
+        data = pickle.dumps(result)
+    except Exception:
+        data = pickle.dumps(("error", GeometryError(f"meshing failed: {result[1]}")))
+    Path(result_path).write_bytes(data)
+    return 0
+
+
+def _mesh_in_child(surface: FluidSurface, out_path: Path, prov: Provenance,
+                   options: dict[str, Any], timeout_s: float) -> FluidDomain:
+    """Run :func:`_mesh_with_gmsh` in a child Python process, killed after ``timeout_s``.
+
+    A plain subprocess (not :mod:`multiprocessing`), so the caller's main script is never
+    re-imported in the child; the job and result travel as pickles in a private temporary
+    folder, the steps as lines on the child's stdout.
+    """
+    import pickle
+    import queue
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="cardiotwin-gmsh-") as tmp:
+        job, res, err = Path(tmp) / "job.pkl", Path(tmp) / "result.pkl", Path(tmp) / "stderr.txt"
+        job.write_bytes(pickle.dumps((surface, out_path, prov, options)))
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[2])  # the folder holding this cardiotwin
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        code = ("import sys; from cardiotwin.geometry.volume_mesh import _worker_main; "
+                "sys.exit(_worker_main(sys.argv[1], sys.argv[2]))")
+        t0 = time.monotonic()
+        with open(err, "wb") as err_file:
+            proc = subprocess.Popen([sys.executable, "-c", code, str(job), str(res)],
+                                    stdout=subprocess.PIPE, stderr=err_file, stdin=subprocess.DEVNULL,
+                                    text=True, env=env)
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def pump() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.put(line.strip())
+            lines.put(None)
+
+        reader = threading.Thread(target=pump, name="cardiotwin-gmsh-steps", daemon=True)
+        reader.start()
+        step, step_t0 = "start", t0
+        try:
+            while True:
+                left = timeout_s - (time.monotonic() - t0)
+                try:
+                    line = lines.get(timeout=max(left, 0.0)) if left > 0 else lines.get_nowait()
+                except queue.Empty:
+                    raise GeometryError(
+                        f"meshing did not finish within {timeout_s:g} s: stopped in gmsh step "
+                        f"'{step}' after {time.monotonic() - step_t0:.0f} s in it. "
+                        f"{_STEP_ADVICE.get(step, '')}. The bound is "
+                        "mesh_fluid_domain(timeout_s=...).") from None
+                if line is None:
+                    break
+                if line.startswith("step "):
+                    step, step_t0 = line[5:], time.monotonic()
+                    logger.debug("gmsh step %s", step)
+            proc.wait(timeout=30.0)
+            if not res.exists():
+                tail = err.read_text(errors="replace")[-2000:]
+                raise GeometryError(
+                    f"the meshing process died in gmsh step '{step}' (exit code "
+                    f"{proc.returncode}); {_STEP_ADVICE.get(step, '')}. Its last output: {tail}")
+            kind, payload = pickle.loads(res.read_bytes())
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            reader.join(5.0)
+            if proc.stdout is not None:
+                proc.stdout.close()
+            out_path.with_name(out_path.name + ".part.msh").unlink(missing_ok=True)
+    if kind == "error":
+        raise payload
+    domain: FluidDomain = payload
+    logger.info("fluid mesh %s: %d tets, %d vertices in a child process (%.1f s)",
+                out_path.name, domain.n_cells, domain.n_vertices, time.monotonic() - t0)
+    return domain
+
 def mesh_fluid_domain(
     surface: FluidSurface,
     out_path: str | Path,
@@ -200,6 +339,8 @@ def mesh_fluid_domain(
     optimize_netgen: bool = True,
     binary: bool = False,
     gmsh_options: dict[str, float] | None = None,
+    timeout_s: float | None = DEFAULT_MESH_TIMEOUT_S,
+    min_cap_area_mm2: float = 1.0,
 ) -> FluidDomain:
     """Tetrahedral mesh of a capped lumen surface, with named boundary tags (gmsh).
 
@@ -237,6 +378,11 @@ def mesh_fluid_domain(
         slivers gmsh's own optimiser leaves between four boundary nodes).
     binary : write a binary ``.msh`` (smaller, same content).
     gmsh_options : extra numeric gmsh options (``{"Mesh.Smoothing": 10}``), applied last.
+    timeout_s : time bound (s) of the gmsh steps. gmsh runs in a child Python process that is
+        killed when the bound is reached (gmsh cannot be interrupted from another thread);
+        ``None`` runs gmsh in this process without a bound. The result is the same either way.
+    min_cap_area_mm2 : caps smaller than this (mm²) are refused before meshing (a degenerate
+        cap makes gmsh's surface classification hang or fail).
 
     Returns
     -------
@@ -249,7 +395,8 @@ def mesh_fluid_domain(
     InputError
         Bad sizes or algorithm.
     GeometryError
-        A cap is not recovered as its own gmsh surface, meshing fails or gives inverted cells.
+        A cap is degenerate, a cap is not recovered as its own gmsh surface, meshing fails, gives
+        inverted cells or does not finish within ``timeout_s`` (the message names the step).
     """
     from cardiotwin.geometry.surface import FluidSurface
 
@@ -275,6 +422,9 @@ def mesh_fluid_domain(
         )
     if not any(c.name == "inlet" for c in surface.caps):
         raise GeometryError("the surface has no inlet cap; build it with fluid_surface()")
+    if timeout_s is not None and not timeout_s > 0:
+        raise InputError(f"timeout_s must be > 0 or None; got {timeout_s}")
+    _check_caps(surface, min_cap_area_mm2)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -304,12 +454,44 @@ def mesh_fluid_domain(
             "gmsh_options": dict(gmsh_options or {}),
         },
     )
+    options = {
+        "h_max_mm": h_max_mm, "h_min_mm": h_min_mm, "refine_centre_mm": refine_centre_mm,
+        "refine_radius_mm": refine_radius_mm, "refine_transition_mm": refine_transition_mm,
+        "seed": seed, "n_threads": n_threads, "algorithm": algorithm,
+        "surface_algorithm": surface_algorithm, "classify_angle_deg": classify_angle_deg,
+        "elements_per_2pi": elements_per_2pi, "optimize_netgen": optimize_netgen,
+        "binary": binary, "gmsh_options": gmsh_options,
+    }
+    if timeout_s is None:
+        return _mesh_with_gmsh(surface, out_path, prov, options, lambda step: None)
+    return _mesh_in_child(surface, out_path, prov, options, float(timeout_s))
+
+
+def _mesh_with_gmsh(surface: FluidSurface, out_path: Path, prov: Provenance,
+                    options: dict[str, Any], on_step: Any) -> FluidDomain:
+    """The gmsh part of :func:`mesh_fluid_domain`; ``on_step(name)`` is called before each step."""
+    h_max_mm = options["h_max_mm"]
+    h_min_mm = options["h_min_mm"]
+    refine_centre_mm = options["refine_centre_mm"]
+    refine_radius_mm = options["refine_radius_mm"]
+    refine_transition_mm = options["refine_transition_mm"]
+    seed = options["seed"]
+    n_threads = options["n_threads"]
+    algorithm = options["algorithm"]
+    surface_algorithm = options["surface_algorithm"]
+    classify_angle_deg = options["classify_angle_deg"]
+    elements_per_2pi = options["elements_per_2pi"]
+    optimize_netgen = options["optimize_netgen"]
+    binary = options["binary"]
+    gmsh_options = options["gmsh_options"]
+
     caps = list(surface.caps)
     tags = _cap_tags(caps)
     extent = float(np.ptp(surface.mesh.bounds, axis=0).max())
     plane_tol = max(1e-3 * extent, 1e-4)
 
     with _gmsh_session(n_threads) as gmsh:
+        on_step("classify")
         with prov.timed("classify"):
             _add_discrete_surface(gmsh, surface)
             # Caps and wall are separate discrete entities already; classification only splits the
@@ -371,8 +553,10 @@ def mesh_fluid_domain(
             gmsh.model.addPhysicalGroup(2, g, tags[name], name=name)
 
         try:
+            on_step("mesh_2d")
             with prov.timed("mesh_2d"):
                 gmsh.model.mesh.generate(2)
+            on_step("mesh_3d")
             with prov.timed("mesh_3d"):
                 gmsh.model.mesh.generate(3)
         except Exception as exc:
@@ -381,6 +565,7 @@ def mesh_fluid_domain(
                 "or change h_min_mm/h_max_mm."
             ) from exc
 
+        on_step("extract")
         with prov.timed("extract"):
             node_tags, xyz, _ = gmsh.model.mesh.getNodes()
             pts = np.asarray(xyz).reshape(-1, 3)
@@ -400,6 +585,7 @@ def mesh_fluid_domain(
                     tris.append(index[np.asarray(ntags, dtype=np.int64).reshape(-1, 3)])
                 tri_by_group[name] = np.concatenate(tris) if tris else np.zeros((0, 3), int)
 
+        on_step("write")
         with prov.timed("write"):
             opt("Mesh.MshFileVersion", 4.1)
             opt("Mesh.Binary", 1 if binary else 0)

@@ -5,8 +5,14 @@ distance-transform operation whose effect can be inspected in :attr:`Segmentatio
 
 Method (:func:`segment_heart`)
 ------------------------------
-1. **Blood-pool intensity from the histogram.** The contrast blood pool is the dominant
-   histogram peak in ``settings.blood_search_range_hu`` (default 150–800 HU). Its width (σ) is
+1. **Blood-pool intensity from the anatomy.** The descending aorta is found first
+   (:func:`find_descending_aorta`): the longest bright, round, continuous tube over the axial
+   slices (it runs the whole chest and abdomen; vertebral bodies are cut by the discs, the
+   heart chambers and the arch are not round vertical tubes). The blood peak is the histogram
+   peak at its intensity (:func:`estimate_intensities`) — not the largest peak in a fixed
+   window, which on a chest CT reaching into the abdomen is the liver or muscle. Without an
+   aorta the dominant histogram peak in ``settings.blood_search_range_hu`` (default
+   150–800 HU) is used and the result says so. Its width (σ) is
    taken from the half width at half maximum on the less contaminated flank. The soft-tissue
    reference is the histogram mode between ``settings.tissue_search_range_hu``. The blood
    threshold is their midpoint (the 50 % level of a blurred blood/tissue step, i.e. where the
@@ -17,9 +23,13 @@ Method (:func:`segment_heart`)
    delineated at its own half maximum ``(nodule peak + blood peak)/2`` (full width at half
    maximum), which removes the partial-volume halo that a fixed threshold would add.
 3. **Blood pool** = voxels between the blood threshold and the calcium threshold, opened by a
-   1-voxel ball (cuts thin partial-volume bridges, e.g. to bone rims), largest 6-connected
-   component, then reconstructed within the un-opened mask (conditional dilation).
-   Rejects bone, bowel contrast and other enhancing structures not connected to the heart.
+   1-voxel ball (cuts thin partial-volume bridges, e.g. to bone rims), the 6-connected
+   component holding the descending aorta (the largest one when no aorta was found), then
+   reconstructed within the un-opened mask (conditional dilation).
+   Rejects bone, bowel contrast and other enhancing structures not connected to the aorta.
+   When that component holds no chamber wider than the aorta (largest inscribed sphere
+   < 1.25 × the aorta's radius) the heart is not in the field of view and the series is
+   refused with a :class:`~cardiotwin.errors.SegmentationError` saying so.
 4. **Left ventricle vs aorta**: marker-based watershed of the negated Euclidean distance
    transform (markers: local maxima of the distance map = centres of inscribed spheres), then
    hierarchical merging of basins whose shared "saddle" (largest inscribed radius across their
@@ -46,6 +56,7 @@ left atrium is equally opacified and touches the LV/aorta component, they end up
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +75,9 @@ __all__ = [
     "segment_heart",
     "estimate_intensities",
     "BloodPoolIntensities",
+    "AortaTrack",
+    "find_descending_aorta",
+    "descending_aorta_mask",
 ]
 
 
@@ -103,6 +117,9 @@ class SegmentationSettings:
         Radius of the opening that cuts thin bridges before component selection (0 disables).
     move_valve_funnel_to_aorta : bool
         Step 5 of the method (see module docstring).
+    find_aorta_first : bool
+        Find the descending aorta first and take the blood-pool model from it (step 1); its
+        connected component is then the blood pool (step 3) and the heart must be in view.
     """
 
     blood_threshold_hu: float | None = None
@@ -119,6 +136,7 @@ class SegmentationSettings:
     marker_min_distance_mm: float = 4.0
     opening_radius_vox: int = 1
     move_valve_funnel_to_aorta: bool = True
+    find_aorta_first: bool = True
 
     def __post_init__(self) -> None:
         lo, hi = self.blood_search_range_hu
@@ -130,15 +148,69 @@ class SegmentationSettings:
             raise InputError(f"min_blood_volume_ml must be > 0; got {self.min_blood_volume_ml}")
 
 
+@dataclass(frozen=True, eq=False)
+class AortaTrack:
+    """The descending aorta found as a bright round tube followed over axial slices.
+
+    Attributes
+    ----------
+    centres_mm : (N, 3) array
+        LPS centre of the lumen cross-section in each sampled slice, inferior to superior.
+    radii_mm : (N,) array
+        Area-equivalent radius of the cross-section at each centre.
+    median_hu : float
+        Median CT value of the lumen cores (discs of 0.6 × radius) pooled over the track.
+    sd_hu : float
+        Robust standard deviation (1.4826 × median absolute deviation) of the same voxels.
+    n_voxels : int
+        Number of voxels pooled.
+    length_mm : float
+        Superior–inferior extent of the track.
+    """
+
+    centres_mm: np.ndarray
+    radii_mm: np.ndarray
+    median_hu: float
+    sd_hu: float
+    n_voxels: int
+    length_mm: float
+
+    @property
+    def radius_mm(self) -> float:
+        """Median lumen radius along the track (mm)."""
+        return float(np.median(self.radii_mm))
+
+
 @dataclass(frozen=True)
 class BloodPoolIntensities:
-    """Histogram analysis of a contrast CT (HU)."""
+    """Blood-pool intensity model of a contrast CT (HU).
+
+    Attributes
+    ----------
+    blood_peak_hu, blood_sigma_hu : float
+        Blood-pool histogram peak and its width (σ from the half width at half maximum).
+    tissue_peak_hu : float
+        Soft-tissue (myocardium) reference peak.
+    blood_threshold_hu, calcium_threshold_hu : float
+        Thresholds derived from them (see :class:`SegmentationSettings`).
+    method : str
+        How the blood peak was found: ``"descending_aorta"`` (the histogram peak nearest the
+        intensity of the tracked descending aorta, :func:`find_descending_aorta`) or
+        ``"histogram"`` (the largest peak in ``blood_search_range_hu``, when no aorta was found).
+    aorta : AortaTrack or None
+        The descending aorta the model was taken from.
+    notes : tuple of str
+        Warnings (e.g. why the anatomy-based model was not used).
+    """
 
     blood_peak_hu: float
     blood_sigma_hu: float
     tissue_peak_hu: float
     blood_threshold_hu: float
     calcium_threshold_hu: float
+    method: str = "histogram"
+    aorta: AortaTrack | None = None
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -179,9 +251,269 @@ def _hwhm(hist: np.ndarray, centres: np.ndarray, ipk: int) -> tuple[float, float
     return float(centres[ipk] - centres[left]), float(centres[right] - centres[ipk])
 
 
+#: Thresholds tried when looking for round bright cross-sections (HU, geometric ×1.1).
+_TRACK_LEVELS_HU = tuple(float(round(100.0 * 1.1**i)) for i in range(24))
+
+
+def _round_sections(img: np.ndarray, dx: float, dy: float, r_range: tuple[float, float]
+                    ) -> list[tuple[float, float, float, float]]:
+    """Round bright cross-sections of one smoothed axial slice over a ladder of thresholds.
+
+    At each level the mask ``img >= level`` is opened by a 2 mm disc (cuts partial-volume
+    bridges); the centres of its largest inscribed discs (local maxima of the distance map)
+    with a radius ``r`` in ``r_range`` are candidates when at least 60 % of the circle of
+    radius ``1.3 r + 2 mm`` around them lies outside the mask — a round section, possibly
+    touching a neighbour on one side, not a part of a large bright organ.
+
+    Returns ``(row, col, radius_mm, level_hu)``.
+    """
+    out: list[tuple[float, float, float, float]] = []
+    nj, ni = img.shape
+    rj, ri = max(int(round(2.0 / dy)), 1), max(int(round(2.0 / dx)), 1)
+    yy, xx = np.ogrid[-rj:rj + 1, -ri:ri + 1]
+    disk = (yy * dy) ** 2 + (xx * dx) ** 2 <= 4.0 + 1e-6
+    size = (2 * int(r_range[0] / dy) + 1, 2 * int(r_range[0] / dx) + 1)
+    ang = np.linspace(0.0, 2 * np.pi, 48, endpoint=False)
+    ca, sa = np.cos(ang), np.sin(ang)
+    top = float(img.max())
+    for level in _TRACK_LEVELS_HU:
+        if level > top:
+            break
+        m = ndi.binary_opening(img >= level, structure=disk)
+        if not m.any():
+            continue
+        dt = ndi.distance_transform_edt(m, sampling=(dy, dx))
+        peaks = (dt >= r_range[0]) & (dt <= r_range[1])
+        if not peaks.any():
+            continue
+        peaks &= dt == ndi.maximum_filter(dt, size=size)
+        for j, i in np.argwhere(peaks)[:50]:
+            r = float(dt[j, i])
+            rr = 1.3 * r + 2.0
+            pj = np.rint(j + rr * sa / dy).astype(int)
+            pi = np.rint(i + rr * ca / dx).astype(int)
+            if pj.min() < 0 or pi.min() < 0 or pj.max() >= nj or pi.max() >= ni:
+                continue
+            if float(np.mean(~m[pj, pi])) >= 0.6:
+                out.append((float(j), float(i), r, level))
+    return out
+
+
+def find_descending_aorta(ct: Volume, *, step_mm: float = 4.0,
+                          radius_range_mm: tuple[float, float] = (6.0, 20.0),
+                          min_length_mm: float = 50.0) -> AortaTrack | None:
+    """Find the descending aorta as the longest bright, round, continuous tube across slices.
+
+    In each axial slice sampled every ``step_mm`` (smoothed with a 1 mm Gaussian), the
+    round sections above a ladder of thresholds (100–900 HU, ×1.1 steps, on pixels of
+    2 mm; see :func:`_round_sections`) with an inscribed radius in ``radius_range_mm`` are
+    candidate lumen sections; the CT value of a candidate is
+    the median of the unsmoothed voxels within 0.6 × its radius. Candidates in consecutive
+    slices are linked when their centres are within 4 mm + 0.5 × the slice gap, their radii
+    within max(3 mm, 25 %) and their values within max(25 HU, 12 %). The longest chain is the
+    descending aorta: it runs the whole chest (and abdomen) while vertebral bodies are cut
+    every 25–35 mm by the discs, and the arch, ascending aorta and heart chambers are not
+    round and vertical over such a length.
+
+    Parameters
+    ----------
+    ct : Volume
+        CT in HU with axial slices (the third voxel axis along the patient's z).
+    step_mm : float, keyword-only
+        Sampling of the slices.
+    radius_range_mm : (float, float), keyword-only
+        Accepted inscribed radii of the lumen section (the adult descending aorta has a
+        radius of 8–20 mm; the inscribed radius of a slightly oblique, noisy section is less).
+    min_length_mm : float, keyword-only
+        Minimum chain extent; capped at 60 % of the volume's z extent for short scans.
+
+    Returns
+    -------
+    AortaTrack or None
+        None when no chain is long enough.
+    """
+    a = np.asarray(ct.array)
+    direction = np.asarray(ct.direction, dtype=float)
+    if abs(abs(direction[2, 2]) - 1.0) > 0.1:
+        return None  # not an axial series
+    dx, dy, dz = (float(v) for v in ct.spacing_mm)
+    nk = a.shape[0]
+    step = max(1, int(round(step_mm / dz)))
+    ks = list(range(0, nk, step))
+    extent = nk * dz
+    need = min(min_length_mm, 0.6 * extent)
+    sig = (1.0 / dy, 1.0 / dx)
+    # analyse the smoothed slices on pixels of 2 mm (the lumen radius is ≥ 6 mm)
+    fj, fi = 2.0 / dy, 2.0 / dx
+    cands: list[list[tuple[float, float, float, float, float]]] = []
+    for k in ks:
+        sl = a[k].astype(np.float32)
+        sm = ndi.zoom(ndi.gaussian_filter(sl, sig), (1.0 / fj, 1.0 / fi), order=1)
+        found = [(c[0] * fj, c[1] * fi, c[2], c[3])
+                 for c in _round_sections(sm, 2.0, 2.0, radius_range_mm)]
+        # one candidate per disc: group the levels of the same disc, keep the median radius
+        found.sort(key=lambda c: (c[0], c[1]))
+        groups: list[list[tuple[float, float, float, float]]] = []
+        for c in found:
+            for g in groups:
+                if math.hypot((g[0][0] - c[0]) * dy, (g[0][1] - c[1]) * dx) < 0.5 * g[0][2]:
+                    g.append(c)
+                    break
+            else:
+                groups.append([c])
+        slice_c = []
+        for g in groups:
+            if len(g) < 2:
+                continue  # a disc seen at one level only is a noise or partial-volume fluke
+            j0, i0 = float(np.mean([c[0] for c in g])), float(np.mean([c[1] for c in g]))
+            r = float(np.median([c[2] for c in g]))
+            rc = 0.6 * r
+            jlo, jhi = int(max(j0 - rc / dy - 1, 0)), int(min(j0 + rc / dy + 2, sl.shape[0]))
+            ilo, ihi = int(max(i0 - rc / dx - 1, 0)), int(min(i0 + rc / dx + 2, sl.shape[1]))
+            jj, ii = np.mgrid[jlo:jhi, ilo:ihi]
+            disc = ((jj - j0) * dy) ** 2 + ((ii - i0) * dx) ** 2 <= rc * rc
+            vals = sl[jlo:jhi, ilo:ihi][disc]
+            if vals.size < 5:
+                continue
+            slice_c.append((j0, i0, r, float(np.median(vals)), float(k)))
+        cands.append(slice_c)
+    # longest chain by dynamic programming over consecutive sampled slices
+    gap = step * dz
+    best_len: list[list[float]] = []
+    prev_of: list[list[int]] = []
+    for s_i, slice_c in enumerate(cands):
+        bl, pv = [], []
+        for c in slice_c:
+            length, back = 0.0, -1
+            if s_i > 0:
+                for m, q in enumerate(cands[s_i - 1]):
+                    dist = math.hypot((q[0] - c[0]) * dy, (q[1] - c[1]) * dx)
+                    if (dist <= 4.0 + 0.5 * gap and abs(q[2] - c[2]) <= max(3.0, 0.25 * c[2])
+                            and abs(q[3] - c[3]) <= max(25.0, 0.12 * c[3])
+                            and best_len[s_i - 1][m] + gap > length):
+                        length, back = best_len[s_i - 1][m] + gap, m
+            bl.append(length)
+            pv.append(back)
+        best_len.append(bl)
+        prev_of.append(pv)
+    end, top = None, -1.0
+    for s_i, bl in enumerate(best_len):
+        for m, length in enumerate(bl):
+            if length > top:
+                end, top = (s_i, m), length
+    if end is None or top < need:
+        logger.info("no descending aorta found (longest round bright tube %.0f mm < %.0f mm)",
+                    max(top, 0.0), need)
+        return None
+    chain = []
+    s_i, m = end
+    while m >= 0:
+        chain.append(cands[s_i][m])
+        m = prev_of[s_i][m]
+        s_i -= 1
+    chain.reverse()
+    pooled = []
+    for j0, i0, r, _, k in chain:
+        rc = 0.6 * r
+        kk = int(k)
+        jlo, jhi = int(max(j0 - rc / dy - 1, 0)), int(min(j0 + rc / dy + 2, a.shape[1]))
+        ilo, ihi = int(max(i0 - rc / dx - 1, 0)), int(min(i0 + rc / dx + 2, a.shape[2]))
+        jj, ii = np.mgrid[jlo:jhi, ilo:ihi]
+        disc = ((jj - j0) * dy) ** 2 + ((ii - i0) * dx) ** 2 <= rc * rc
+        pooled.append(np.asarray(a[kk, jlo:jhi, ilo:ihi], dtype=np.float64)[disc])
+    vals = np.concatenate(pooled)
+    med = float(np.median(vals))
+    sd = float(1.4826 * np.median(np.abs(vals - med)))
+    idx = np.array([[c[1], c[0], c[4]] for c in chain])
+    centres = ct.index_to_physical(idx)
+    order = np.argsort(centres[:, 2])
+    track = AortaTrack(centres_mm=centres[order], radii_mm=np.array([c[2] for c in chain])[order],
+                       median_hu=med, sd_hu=sd, n_voxels=int(vals.size), length_mm=float(top))
+    logger.info("descending aorta: %.0f mm long, radius %.1f mm, %.0f ± %.0f HU",
+                track.length_mm, track.radius_mm, med, sd)
+    return track
+
+
+def descending_aorta_mask(ct: Volume, inten: BloodPoolIntensities) -> np.ndarray:
+    """Lumen of the tracked descending aorta (bool ``[k, j, i]`` mask).
+
+    The voxels between the blood and calcium thresholds of ``inten`` inside a tube around the
+    track (radius 1.6 × the track's radius + 3 mm, centres interpolated between the sampled
+    slices and held over one sampling step beyond the ends); in each slice the component holding
+    the centre after a 2 mm opening (which cuts the contact with a vertebra or the crus),
+    grown back by 2 mm within the thresholds, with its enclosed holes filled (plaque, noise).
+
+    Parameters
+    ----------
+    ct : Volume
+        The CT the intensities were estimated on (axial slices).
+    inten : BloodPoolIntensities
+        With ``aorta`` set (``method == "descending_aorta"``).
+
+    Returns
+    -------
+    numpy.ndarray of bool
+
+    Raises
+    ------
+    SegmentationError
+        If ``inten`` holds no descending aorta.
+    """
+    track = inten.aorta
+    if track is None:
+        raise SegmentationError(
+            "no descending aorta was found in this series (no bright round tube over the "
+            "slices); check it is a contrast CT covering the chest or abdomen")
+    a = np.asarray(ct.array)
+    nk, nj, ni = a.shape
+    idx = ct.physical_to_index(track.centres_mm)  # (i, j, k)
+    order = np.argsort(idx[:, 2])
+    idx = idx[order]
+    ks = np.arange(nk, dtype=float)
+    reach = 4.0 / float(ct.spacing_mm[2]) + 1.0
+    in_range = (ks >= idx[0, 2] - reach) & (ks <= idx[-1, 2] + reach)
+    ci = np.interp(ks, idx[:, 2], idx[:, 0])
+    cj = np.interp(ks, idx[:, 2], idx[:, 1])
+    radius = 1.6 * float(np.max(track.radii_mm)) + 3.0
+    dx, dy = float(ct.spacing_mm[0]), float(ct.spacing_mm[1])
+    jj = np.arange(nj)[:, None]
+    ii = np.arange(ni)[None, :]
+    tube = np.zeros(a.shape, dtype=bool)
+    for k in np.flatnonzero(in_range):
+        tube[k] = ((jj - cj[k]) * dy) ** 2 + ((ii - ci[k]) * dx) ** 2 <= radius * radius
+    cand = tube & (a >= inten.blood_threshold_hu) & (a < inten.calcium_threshold_hu)
+    rj, ri = max(int(round(2.0 / dy)), 1), max(int(round(2.0 / dx)), 1)
+    yy, xx = np.ogrid[-rj:rj + 1, -ri:ri + 1]
+    disk = (yy * dy) ** 2 + (xx * dx) ** 2 <= 4.0 + 1e-6
+    mask = np.zeros(a.shape, dtype=bool)
+    for k in np.flatnonzero(in_range):
+        opened = ndi.binary_opening(cand[k], structure=disk)
+        lab, n = ndi.label(opened)
+        if n == 0:
+            continue
+        j0, i0 = int(round(cj[k])), int(round(ci[k]))
+        if not (0 <= j0 < nj and 0 <= i0 < ni):
+            continue
+        c = lab[j0, i0]
+        if c == 0:  # the centre fell on noise: take the component nearest to it
+            near = ndi.distance_transform_edt(lab == 0, return_distances=False,
+                                              return_indices=True)
+            c = lab[near[0][j0, i0], near[1][j0, i0]]
+        comp = ndi.binary_dilation(lab == c, structure=disk) & cand[k]
+        mask[k] = ndi.binary_fill_holes(comp)
+    return mask
+
+
 def estimate_intensities(ct: Volume, *, settings: SegmentationSettings = SegmentationSettings()
                          ) -> BloodPoolIntensities:
-    """Blood-pool peak, its width, tissue reference and thresholds from the CT histogram.
+    """Blood-pool intensity model: the descending aorta's intensity, refined on the histogram.
+
+    The descending aorta is found first (:func:`find_descending_aorta`); the blood peak is the
+    histogram maximum within its median ± max(2 × robust SD, 20 HU) if that is a local
+    maximum (else the aorta's median itself) — the contrast blood pool
+    even when soft tissue, the liver or a bright neighbour has more voxels in the search range.
+    Without a descending aorta the largest peak in ``settings.blood_search_range_hu`` is used
+    and the result says so (``method``, ``notes``).
 
     Parameters
     ----------
@@ -218,7 +550,24 @@ def estimate_intensities(ct: Volume, *, settings: SegmentationSettings = Segment
             f"{lo_b:.0f}–{hi_b:.0f} HU (need ≥ {settings.min_blood_volume_ml:.0f} mL). Check that the "
             "series is a contrast-enhanced (arterial-phase) CT in Hounsfield units (rescale "
             "slope/intercept applied), or set SegmentationSettings.blood_search_range_hu.")
-    ib = int(np.flatnonzero(in_b)[np.argmax(hs[in_b])])
+    track = find_descending_aorta(ct) if settings.find_aorta_first else None
+    method, notes = "histogram", []
+    if track is not None:
+        half = max(2.0 * track.sd_hu, 20.0)
+        near = np.flatnonzero((centres >= track.median_hu - half)
+                              & (centres <= track.median_hu + half))
+        method = "descending_aorta"
+        ib = int(np.argmin(np.abs(centres - track.median_hu)))
+        if near.size >= 3:
+            j = int(near[np.argmax(hs[near])])
+            if near[0] < j < near[-1]:  # a true local maximum, not the flank of another peak
+                ib = j
+    else:
+        notes.append("no descending aorta found (bright round tube over ≥ 50 mm of slices); "
+                     "the blood peak is the largest histogram peak in "
+                     f"{lo_b:.0f}–{hi_b:.0f} HU")
+    if method == "histogram":
+        ib = int(np.flatnonzero(in_b)[np.argmax(hs[in_b])])
     peak = float(centres[ib])
     hl, hr = _hwhm(hs, centres, ib)
     hw = min(x for x in (hl, hr) if x > 0) if max(hl, hr) > 0 else bin_hu
@@ -242,7 +591,8 @@ def estimate_intensities(ct: Volume, *, settings: SegmentationSettings = Segment
         raise SegmentationError(
             f"calcium threshold {t_ca:.0f} HU is not above the blood threshold {t_blood:.0f} HU; "
             "set SegmentationSettings.calcium_threshold_hu / blood_threshold_hu consistently.")
-    return BloodPoolIntensities(peak, sigma, tissue, t_blood, t_ca)
+    return BloodPoolIntensities(peak, sigma, tissue, t_blood, t_ca, method=method, aorta=track,
+                                notes=tuple(notes))
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,6 +661,48 @@ def _largest_component(mask: np.ndarray) -> tuple[np.ndarray, list[float]]:
     sizes[0] = 0
     order = np.argsort(sizes)[::-1]
     return lab == order[0], [float(s) for s in sizes[order[: min(5, n)]]]
+
+
+def _aorta_component(opened: np.ndarray, ct: Volume, track: AortaTrack, largest: np.ndarray,
+                     top_sizes: list[float]) -> tuple[np.ndarray, list[float], str]:
+    """The connected component of ``opened`` holding most of the descending aorta's centres."""
+    lab, n = ndi.label(opened)
+    idx = np.rint(ct.physical_to_index(track.centres_mm)).astype(int)
+    inside = np.all((idx >= 0) & (idx < np.array(opened.shape[::-1])), axis=1)
+    idx = idx[inside]
+    hits = lab[idx[:, 2], idx[:, 1], idx[:, 0]]
+    hits = hits[hits > 0]
+    if hits.size == 0:
+        logger.warning("the descending aorta's centres are not in any blood-pool component; "
+                       "using the largest component")
+        return largest, top_sizes, "largest (descending aorta not in the blood pool)"
+    chosen = int(np.bincount(hits).argmax())
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    others = np.sort(np.delete(sizes, [0, chosen]))[::-1][:4]
+    return lab == chosen, [float(sizes[chosen])] + [float(v) for v in others], \
+        "connected to the descending aorta"
+
+
+#: A heart chamber (LV cavity, aortic sinus) is at least this much wider than the descending
+#: aorta: its largest inscribed sphere radius exceeds this factor × the aorta's radius.
+_HEART_RADIUS_FACTOR = 1.25
+
+
+def _check_heart_in_view(max_inscribed_mm: float, track: AortaTrack) -> None:
+    need = _HEART_RADIUS_FACTOR * track.radius_mm
+    if max_inscribed_mm < need:
+        z0, z1 = track.centres_mm[0, 2], track.centres_mm[-1, 2]
+        raise SegmentationError(
+            "the heart is not in the field of view: the contrast blood pool connected to the "
+            f"descending aorta (found from z = {z0:.0f} to {z1:.0f} mm, radius "
+            f"{track.radius_mm:.1f} mm, {track.median_hu:.0f} HU) holds no chamber wider than the "
+            f"aorta (largest inscribed radius {max_inscribed_mm:.1f} mm < {need:.1f} mm). Use a "
+            "series that covers the heart (a chest CT angiogram from the aortic arch to below the "
+            "LV apex), or give your own labels of the aorta and LV. If the heart is in view, its "
+            "blood pool is not connected to the aorta at the thresholds used (a closed valve in "
+            "a diastolic phase, or weak contrast): choose a systolic or arterial-phase series, "
+            "or set SegmentationSettings.blood_threshold_hu.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -389,11 +781,13 @@ def _merge_basins(peaks: dict[int, float], saddles: dict[tuple[int, int], float]
 
 
 def _split_lv_aorta(blood: np.ndarray, spacing_kji: tuple[float, float, float],
-                    settings: SegmentationSettings) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+                    settings: SegmentationSettings, *, dist: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     from skimage.feature import peak_local_max
     from skimage.segmentation import watershed
 
-    dist = ndi.distance_transform_edt(blood, sampling=spacing_kji).astype(np.float32)
+    if dist is None:
+        dist = ndi.distance_transform_edt(blood, sampling=spacing_kji).astype(np.float32)
     min_d = max(1, int(round(settings.marker_min_distance_mm / min(spacing_kji))))
     coords = peak_local_max(dist, min_distance=min_d, threshold_abs=1.5 * max(spacing_kji),
                             exclude_border=False, labels=blood.astype(np.int32))
@@ -536,6 +930,10 @@ def segment_heart(ct: Volume, *, settings: SegmentationSettings = SegmentationSe
     else:
         opened = cand
     core, top_sizes = _largest_component(opened)
+    if inten.aorta is not None and top_sizes:
+        core, top_sizes, component_rule = _aorta_component(opened, ct, inten.aorta, core, top_sizes)
+    else:
+        component_rule = "largest"
     if not top_sizes:
         raise SegmentationError(
             f"no voxels between {inten.blood_threshold_hu:.0f} and {inten.calcium_threshold_hu:.0f} HU "
@@ -543,6 +941,9 @@ def segment_heart(ct: Volume, *, settings: SegmentationSettings = SegmentationSe
     blood = ndi.binary_dilation(core, structure=_ball(settings.opening_radius_vox)) & cand \
         if settings.opening_radius_vox > 0 else core
     blood_ml = float(blood.sum()) * vox_mm3 * 1e-3
+    if blood_ml < settings.min_blood_volume_ml and inten.aorta is not None:
+        small = ndi.distance_transform_edt(ndi.binary_fill_holes(blood), sampling=spacing_kji)
+        _check_heart_in_view(float(small.max()), inten.aorta)
     if blood_ml < settings.min_blood_volume_ml:
         raise SegmentationError(
             f"the largest contrast blood-pool component is {blood_ml:.1f} mL (< "
@@ -551,7 +952,14 @@ def segment_heart(ct: Volume, *, settings: SegmentationSettings = SegmentationSe
     timings["blood_pool_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    lv, aorta, split_info = _split_lv_aorta(blood, spacing_kji, settings)
+    # Noise voids inside the pool (low contrast-to-noise) would shrink the inscribed spheres:
+    # the distance map is taken on the pool with its enclosed holes filled.
+    dist = ndi.distance_transform_edt(ndi.binary_fill_holes(blood), sampling=spacing_kji
+                                      ).astype(np.float32)
+    dist[~blood] = 0.0
+    if inten.aorta is not None:
+        _check_heart_in_view(float(dist.max()), inten.aorta)
+    lv, aorta, split_info = _split_lv_aorta(blood, spacing_kji, settings, dist=dist)
     timings["split_s"] = time.perf_counter() - t
     if settings.move_valve_funnel_to_aorta:
         t = time.perf_counter()
@@ -577,7 +985,14 @@ def segment_heart(ct: Volume, *, settings: SegmentationSettings = SegmentationSe
         "method": "histogram threshold + largest component + distance-transform watershed",
         "intensities": {
             "blood_peak_hu": inten.blood_peak_hu, "blood_sigma_hu": inten.blood_sigma_hu,
-            "tissue_peak_hu": inten.tissue_peak_hu},
+            "tissue_peak_hu": inten.tissue_peak_hu, "method": inten.method,
+            "notes": list(inten.notes)},
+        "descending_aorta": None if inten.aorta is None else {
+            "median_hu": inten.aorta.median_hu, "sd_hu": inten.aorta.sd_hu,
+            "radius_mm": inten.aorta.radius_mm, "length_mm": inten.aorta.length_mm,
+            "z_range_mm": [float(inten.aorta.centres_mm[0, 2]),
+                           float(inten.aorta.centres_mm[-1, 2])]},
+        "blood_component": component_rule,
         "blood_components_ml": [s * vox_mm3 * 1e-3 for s in top_sizes],
         "blood_pool_ml": blood_ml,
         "lv_ml": float(lv.sum() * vox_mm3 * 1e-3),

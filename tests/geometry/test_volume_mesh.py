@@ -9,12 +9,14 @@ The tests use the 1.5 mm phantom and h 4.0/2.0 mm (refine radius 15 mm) to stay 
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import time
 
 import numpy as np
 import pytest
 
-from cardiotwin.errors import InputError
+from cardiotwin.errors import GeometryError, InputError
 from cardiotwin.geometry.quality import tet_quality, tet_signed_volumes
 from cardiotwin.geometry.surface import FluidSurface
 from cardiotwin.geometry.volume_mesh import (
@@ -187,3 +189,69 @@ def test_mesh_fluid_domain_rejects_bad_sizes(phantom_fluid_surface: FluidSurface
     with pytest.raises(InputError, match="algorithm"):
         mesh_fluid_domain(phantom_fluid_surface, tmp_path / "x.msh", algorithm="magic")
     assert not (tmp_path / "x.msh").exists()
+
+
+def test_meshing_is_time_bounded(phantom_fluid_surface: FluidSurface, tmp_path) -> None:
+    # A bound far too short for gmsh: the child process is stopped and the error names the step.
+    t0 = time.monotonic()
+    with pytest.raises(GeometryError, match=r"did not finish within 0\.5 s: stopped in gmsh step "
+                                            r"'(start|classify|mesh_2d|mesh_3d)'") as err:
+        mesh_fluid_domain(phantom_fluid_surface, tmp_path / "x.msh", h_max_mm=4.0, h_min_mm=2.0,
+                          timeout_s=0.5)
+    assert time.monotonic() - t0 < 20.0
+    assert "timeout_s" in str(err.value)
+    assert not (tmp_path / "x.msh").exists()
+    with pytest.raises(InputError, match="timeout_s"):
+        mesh_fluid_domain(phantom_fluid_surface, tmp_path / "x.msh", timeout_s=0.0)
+
+
+def test_in_process_and_child_process_meshes_agree(phantom_fluid_surface: FluidSurface,
+                                                   tmp_path) -> None:
+    kw = {"h_max_mm": 6.0, "h_min_mm": 6.0, "seed": 0, "optimize_netgen": False}
+    a = mesh_fluid_domain(phantom_fluid_surface, tmp_path / "a.msh", timeout_s=None, **kw)
+    b = mesh_fluid_domain(phantom_fluid_surface, tmp_path / "b.msh", timeout_s=300.0, **kw)
+    assert (a.n_cells, a.n_vertices) == (b.n_cells, b.n_vertices)
+    assert a.caps == b.caps
+
+
+def test_degenerate_cap_refused_before_meshing(phantom_fluid_surface: FluidSurface,
+                                               tmp_path) -> None:
+    surf = phantom_fluid_surface
+    outlet = surf.outlets[0]
+    bad = dataclasses.replace(
+        surf,
+        caps=[dataclasses.replace(c, area_mm2=0.0) if c.name == outlet.name else c
+              for c in surf.caps],
+        cap_faces={**surf.cap_faces, outlet.name: np.zeros(0, dtype=np.int64)},
+    )
+    with pytest.raises(GeometryError, match=rf"degenerate cap\(s\) {outlet.name} \(0\.0 mm²"):
+        mesh_fluid_domain(bad, tmp_path / "x.msh")
+    assert not (tmp_path / "x.msh").exists()
+
+
+def test_bounded_meshing_works_from_an_unguarded_script(phantom_fluid_surface: FluidSurface,
+                                                        tmp_path) -> None:
+    # A user's plain script (no ``if __name__ == "__main__"``) must not be re-run by the child.
+    import os
+    import pickle
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "surface.pkl").write_bytes(pickle.dumps(phantom_fluid_surface))
+    script = tmp_path / "user_script.py"
+    script.write_text(
+        "import pickle, pathlib\n"
+        "from cardiotwin.geometry.volume_mesh import mesh_fluid_domain\n"
+        "here = pathlib.Path(__file__).parent\n"
+        "print('script body ran', flush=True)\n"
+        "s = pickle.loads((here / 'surface.pkl').read_bytes())\n"
+        "d = mesh_fluid_domain(s, here / 'f.msh', h_max_mm=6.0, h_min_mm=6.0,\n"
+        "                      optimize_netgen=False, timeout_s=300.0)\n"
+        "print('cells', d.n_cells, flush=True)\n")
+    root = str(Path(__file__).resolve().parents[2])
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=600, env={**os.environ, "PYTHONPATH": root})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count("script body ran") == 1
+    assert "cells" in out.stdout

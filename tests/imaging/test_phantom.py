@@ -9,7 +9,13 @@ import pytest
 from scipy import ndimage
 
 from cardiotwin.errors import InputError
-from cardiotwin.imaging.phantom import BRANCH_NAMES, PhantomParameters, make_phantom
+from cardiotwin.imaging.phantom import (
+    BRANCH_NAMES,
+    PhantomParameters,
+    make_phantom,
+    variant,
+    variant_parameters,
+)
 from cardiotwin.imaging.volume import LABELS
 
 LUMEN = (LABELS["lv_blood"], LABELS["aorta"])
@@ -304,3 +310,83 @@ def test_invalid_parameters_are_refused(field, value):
     with pytest.raises(InputError, match=field):
         PhantomParameters(**{field: value})
 
+
+
+# ---------------------------------------------------------------------------------------------
+# named variants (cardiotwin.imaging.phantom.variant): as hard as a real chest CT angiogram
+# ---------------------------------------------------------------------------------------------
+
+
+def test_default_variant_is_the_default_phantom():
+    p = PhantomParameters(spacing_mm=(2.0, 2.0, 2.0))
+    a = make_phantom(p, seed=5)
+    b = variant("default", seed=5, spacing_mm=(2.0, 2.0, 2.0))
+    assert np.array_equal(a.ct.array, b.ct.array)
+    assert np.array_equal(a.labels.array, b.labels.array)
+
+
+def test_hard_variant_parameters_are_seeded_and_in_range():
+    drawn = [variant_parameters("hard", seed=s) for s in range(12)]
+    assert variant_parameters("hard", seed=3) == drawn[3]
+    assert len({p.blood_hu for p in drawn}) == len(drawn)
+    for p in drawn:
+        assert 200.0 <= p.blood_hu <= 700.0
+        assert 700.0 <= p.bone_hu <= 1200.0
+        assert p.neighbours and p.body and p.streak_hu > 0
+        assert 100.0 <= p.fov_extend_mm[4] <= 160.0  # into the abdomen
+        assert p.myocardium_hu < p.blood_hu - 60.0
+    p = variant_parameters("hard", seed=3, blood_hu=250.0, spacing_mm=(2.0, 2.0, 2.0))
+    assert p.blood_hu == 250.0 and p.spacing_mm == (2.0, 2.0, 2.0)
+    with pytest.raises(InputError, match="unknown phantom variant"):
+        variant_parameters("easy")
+    with pytest.raises(InputError, match="unknown PhantomParameters field"):
+        variant_parameters("hard", contrast=300.0)
+    with pytest.raises(InputError, match="fov_extend_mm"):
+        PhantomParameters(fov_extend_mm=(0.0, 0.0, 0.0, 0.0, -5.0, 0.0))
+
+
+@pytest.fixture(scope="module")
+def clean_hard():
+    """The hard variant without noise, blur or streaks, so every CT value is exact."""
+    return variant("hard", seed=2, spacing_mm=(2.0, 2.0, 2.0), noise_hu=0.0, blur_sigma_mm=0.0,
+                   streak_hu=0.0)
+
+
+def test_hard_variant_neighbours_are_background_and_a_wall_apart(clean_hard):
+    ph = clean_hard
+    p = ph.truth.parameters
+    ct, lab = ph.ct.array, ph.labels.array
+    background = lab == 0
+    lv_ao = np.isin(lab, [LABELS["lv_blood"], LABELS["aorta"], LABELS["branches"]])
+    d = ndimage.distance_transform_edt(~lv_ao, sampling=ph.ct.spacing_mm[::-1])
+    for value in (p.right_heart_hu, p.left_atrium_hu, p.svc_hu):
+        pool = background & (ct == value)
+        assert pool.sum() * ph.ct.voxel_volume_mm3 * 1e-3 > 5.0  # at least 5 mL in view
+        assert d[pool].min() > p.neighbour_gap_mm - 1e-6
+    # bone (spine, ribs, sternum), air around the body, liver and kidneys below the heart
+    assert (ct == p.bone_hu).sum() * ph.ct.voxel_volume_mm3 * 1e-3 > 50.0
+    assert (ct == -1000.0).any()
+    assert (ct == p.abdomen_hu).sum() > (ct == p.blood_hu).sum()
+    assert (ct == p.kidney_hu).any()
+
+
+def test_hard_variant_puts_the_heart_high_and_off_centre(clean_hard):
+    ph = clean_hard
+    ct = ph.ct
+    lo = ct.index_to_physical(np.zeros(3))
+    hi = ct.index_to_physical(np.array(ct.shape[::-1], dtype=float) - 1.0)
+    centre = np.asarray(ph.truth.landmarks.annulus_centre_mm)
+    frac = (centre - lo) / (hi - lo)
+    assert frac[2] > 0.6  # the annulus is in the upper 40 % of the slices
+    assert np.abs(frac[:2] - 0.5).max() > 0.08  # and not in the middle of the slices
+    # the ground truth follows the FOV: the descending aorta reaches its inferior face
+    assert ph.truth.aorta_centreline_mm[-1, 2] == pytest.approx(lo[2], abs=3.0)
+
+
+def test_streaks_change_the_image_only_where_asked():
+    kw = {"spacing_mm": (2.0, 2.0, 2.0), "noise_hu": 0.0}
+    a = variant("hard", seed=1, streak_hu=0.0, **kw)
+    b = variant("hard", seed=1, **kw)
+    diff = b.ct.array - a.ct.array
+    assert np.abs(diff).max() > 20.0
+    assert np.array_equal(a.labels.array, b.labels.array)
