@@ -201,6 +201,7 @@ def demo(
         console.print("[bold]4/4[/] report")
         truth = ph.truth.landmarks
         _print_anatomy(twin.landmarks, truth, twin.mesh)
+        _print_gate(twin.quality_gate)
         _print_comparison(reh, title=f"{twin.pseudonym}: native stenotic valve vs "
                                      f"{reh.nominal_diameter_mm:g} mm balloon-expandable valve")
         timings["total"] = time.perf_counter() - t_all
@@ -226,6 +227,16 @@ def _file_handler(path: Path) -> logging.Handler:
     for name in ("cardiotwin",):
         logging.getLogger(name).setLevel(logging.INFO)
     return h
+
+
+def _print_gate(gate) -> None:
+    """The anatomy quality gate of a twin: its status and every warning."""
+    if gate is None:
+        return
+    colour = {"pass": "green", "warn": "yellow", "fail": "red"}[gate.status]
+    console.print(f"anatomy quality gate: [{colour}]{gate.status}[/] ({len(gate.checks)} checks)")
+    for c in gate.warnings:
+        console.print(f"[yellow]warning:[/] {c.name}: {c.message}")
 
 
 def _print_anatomy(lms, truth=None, mesh: dict | None = None) -> None:
@@ -586,6 +597,9 @@ def twin_build(
     h_max: Annotated[float, typer.Option(help="Mesh size away from the valve, mm.")] = 3.0,
     h_min: Annotated[float, typer.Option(help="Mesh size near the valve, mm.")] = 1.2,
     no_flow: Annotated[bool, typer.Option("--no-flow", help="Skip the baseline flow solve.")] = False,
+    mesh_timeout: Annotated[float, typer.Option(
+        "--mesh-timeout", help="Stop meshing after this many seconds with a message naming "
+        "the gmsh step that was slow.")] = 900.0,
     resample: Annotated[bool, typer.Option(
         "--resample", help="Regrid a gantry-tilted or unevenly spaced series onto a regular "
         "grid (such series are refused without it).")] = False,
@@ -614,10 +628,12 @@ def twin_build(
                 dicom_dir, store=st, actor=_actor(role),
                 physiology=_physiology(heart_rate, stroke_volume, systolic, diastolic),
                 settings=workflows.BuildSettings(h_max_mm=h_max, h_min_mm=h_min,
-                                                 run_baseline=not no_flow),
+                                                 run_baseline=not no_flow,
+                                                 mesh_timeout_s=mesh_timeout),
                 progress=prog, series=series, resample=resample, labels=labels,
                 label_map=label_map)
         _print_anatomy(twin.landmarks, None, twin.mesh)
+        _print_gate(twin.quality_gate)
         console.print(f"twin [bold]{twin.pseudonym}[/] version {twin.version} stored in {st.root}")
 
 
@@ -647,6 +663,7 @@ def twin_show(pseudonym: str, store: StoreOpt = None, role: RoleOpt = "clinician
         twin = workflows.open_twin(pseudonym, store=_store(store), actor=_actor(role))
         console.print(f"[bold]{twin.pseudonym}[/] version {twin.version}")
         _print_anatomy(twin.landmarks, None, twin.mesh)
+        _print_gate(twin.quality_gate)
         console.print(f"physiology: {twin.physiology.to_dict()}")
         baseline = FlowSummary.baseline_of(twin)
         if baseline is not None and baseline.peak_gradient_mmhg is not None:

@@ -187,6 +187,17 @@ def write_cycle_plot(out_png: str | Path, before_csv: str | Path, after_csv: str
     return out_png
 
 
+def _gate_section(twin: PatientTwin) -> list[str]:
+    """The anatomy quality gate the twin passed: status and every check with its range."""
+    gate = twin.quality_gate
+    if gate is None:
+        return []
+    rows = [{"check": c.name, "status": c.status, "value": c.value, "unit": c.unit,
+             "expected": c.expected, "message": c.message} for c in gate.checks]
+    return [f"<h3>Anatomy quality gate: {html.escape(gate.status)}</h3>",
+            _table(rows, ["check", "status", "value", "unit", "expected", "message"])]
+
+
 _MEASUREMENTS = (
     ("annulus_diameter_mm", "Annulus diameter (area-derived)"),
     ("annulus_perimeter_diameter_mm", "Annulus diameter (perimeter-derived)"),
@@ -255,6 +266,7 @@ def write_report(out_path: str | Path, *, twin: PatientTwin, rehearsal: Rehearsa
         "<div class='grid'>" + "".join(f"<img src='data:image/png;base64,{i}'/>" for i in imgs) + "</div>",
         "<h2>Anatomy</h2>",
         _table(meas_rows, ["measurement", "cardiotwin"] + (["phantom truth"] if truth else [])),
+        *_gate_section(twin),
         "<h2>Device</h2>",
         _table([{"property": k, "value": v} for k, v in pl.items()
                 if not isinstance(v, (list, tuple))], ["property", "value"]),

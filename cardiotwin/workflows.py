@@ -68,6 +68,8 @@ class BuildSettings:
     refine_radius_mm : radius of the refined zone around the valve.
     inlet_offset_mm : the LVOT inlet plane lies this far below the annulus.
     run_baseline : solve the native-valve flow as part of the build.
+    mesh_timeout_s : time bound of the mesher (gmsh runs in a child process that is stopped
+        after this long, with a message naming the step it was in).
     """
 
     h_max_mm: float = 3.0
@@ -75,10 +77,13 @@ class BuildSettings:
     refine_radius_mm: float = 16.0
     inlet_offset_mm: float = 12.0
     run_baseline: bool = True
+    mesh_timeout_s: float = 900.0
 
     def __post_init__(self) -> None:
         if not 0 < self.h_min_mm <= self.h_max_mm:
             raise InputError(f"need 0 < h_min_mm <= h_max_mm; got {self.h_min_mm}, {self.h_max_mm}")
+        if not self.mesh_timeout_s > 0:
+            raise InputError(f"mesh_timeout_s must be > 0 s; got {self.mesh_timeout_s}")
 
 
 def login(store: Store, username: str, password: str, *, client: str) -> Actor:
@@ -147,10 +152,16 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
     (``"aorta=52,lv_blood=3"``, :func:`cardiotwin.imaging.labels.parse_label_map`; ``lv_blood``
     and ``aorta`` are needed, ``branches`` and ``calcium`` are used when given). The labels are
     resampled onto the CT and refused when they do not lie in it.
+
+    Before anything is meshed the anatomy passes a quality gate
+    (:func:`cardiotwin.geometry.anatomy_gate.run_gate`: structure volumes and positions, annulus
+    size, aortic continuity, outlet caps, each against a documented range): a failure raises
+    :class:`~cardiotwin.errors.SegmentationError` saying what looked wrong and what to do, and
+    nothing is stored; warnings are stored with the twin (``twin.quality_gate``).
     """
+    from cardiotwin.geometry import anatomy_gate, volume_mesh
     from cardiotwin.geometry import landmarks as lm_mod
     from cardiotwin.geometry import surface as surface_mod
-    from cardiotwin.geometry import volume_mesh
 
     physiology = physiology or default_physiology()
     store.check_permission("twin.write", actor=actor, purpose=purpose, obj="twin/build")
@@ -171,13 +182,20 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
     progress(0.35, "extracting the fluid surface")
     with prov.timed("surface"):
         fsurf = surface_mod.fluid_surface(seg.labels, lms, inlet_offset_mm=settings.inlet_offset_mm)
+    progress(0.42, "checking the anatomy")
+    with prov.timed("quality_gate"):
+        gate = anatomy_gate.run_gate(seg.labels, lms, caps=fsurf.caps)
+    for message in gate.messages():
+        log.warning("%s: anatomy %s", pseudo, message)
+    gate.raise_if_failed()
     progress(0.45, "meshing")
     wd = _work_dir(store, pseudo, "anatomy")
     with prov.timed("mesh"):
         refine = tuple(np.asarray(lms.annulus_centre_mm) + 8.0 * np.asarray(lms.annulus_normal))
         domain = volume_mesh.mesh_fluid_domain(
             fsurf, wd / "fluid.msh", h_max_mm=settings.h_max_mm, h_min_mm=settings.h_min_mm,
-            refine_centre_mm=refine, refine_radius_mm=settings.refine_radius_mm)
+            refine_centre_mm=refine, refine_radius_mm=settings.refine_radius_mm,
+            timeout_s=settings.mesh_timeout_s)
         volume_mesh.write_vtu(domain, wd / "fluid_mesh.vtu")
         fsurf.mesh.export(wd / "lumen_surface.stl")
     mesh_sha = store.put_artifact(domain.mesh_path, kind="mesh")
@@ -190,6 +208,7 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
             "volumes_ml": {"lv_blood": seg.labels.volume_ml("lv_blood"),
                            "aorta": seg.labels.volume_ml("aorta")},
             "segmentation": seg_record,
+            "quality_gate": gate.to_dict(),
             "ct": {"shape": list(ct.shape), "spacing_mm": list(ct.spacing_mm),
                    "modality": ct.metadata.get("modality", "CT")},
             "sizing": sizing.to_dict(),
@@ -258,7 +277,8 @@ def _read_ct(dicom_dir: str | Path, *, store: Store, series: str | None, resampl
                                resample=resample)
     prov.inputs["dicom"] = sha256_tree(files)
     prov.parameters["series_selection"] = chosen.reason
-    return deid.deidentify_volume(ct_raw, store.pseudonym_key())
+    return deid.deidentify_volume(ct_raw, store.pseudonym_key(),
+                                  fallback_id="dicom-files:" + prov.inputs["dicom"])
 
 
 def _segmentation(ct, labels: str | Path | None, spec: dict | None, prov: Provenance):

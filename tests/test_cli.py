@@ -251,3 +251,19 @@ def test_segment_writes_labels_with_a_sidecar_and_evaluate_scores_them(tmp_path,
                               str(tmp_path / "ph" / "labels.nii.gz"), "--map", "valve=6",
                               "--truth-map", "aorta=3"])
     assert res.exit_code != 0 and "share no structure" in res.output
+
+
+def test_twin_build_refuses_a_scan_without_a_heart(shared_data, store_home):
+    """The real abdominal CT (venous phase, no heart in view): `twin build` stops with the reason
+    and a remedy, exit code 1, no traceback, and nothing is stored."""
+    res = runner.invoke(app, ["twin", "build",
+                              str(shared_data / "dicom" / "totalseg_ct_j2k" / "dicom"),
+                              "--no-flow"])
+    assert res.exit_code == 1, res.output
+    assert "heart is not in the field of view" in res.output
+    assert "Traceback" not in res.output
+    from cardiotwin.store import Actor
+    from cardiotwin.workflows import list_patients, open_store
+
+    actor = Actor(username="dr", role="clinician", client="test")
+    assert list_patients(store=open_store(store_home), actor=actor) == []

@@ -254,3 +254,16 @@ def test_your_own_labels_are_checked_before_anything_is_stored(coarse_demo, tmp_
                                  labels=labels, label_map=label_map,
                                  settings=workflows.BuildSettings(run_baseline=False))
     assert workflows.list_patients(store=store, actor=actor) == []
+
+
+def test_the_twin_carries_the_anatomy_gate_it_passed(coarse_demo):
+    """The build ran the quality gate before meshing, stored it with the twin, and its annulus
+    check measured the twin's own annulus."""
+    twin = workflows.open_twin(coarse_demo["twin"].pseudonym, store=coarse_demo["store"],
+                               actor=coarse_demo["actor"])
+    gate = twin.quality_gate
+    assert gate is not None and gate.status in ("pass", "warn"), gate.messages()
+    names = {c.name for c in gate.checks}
+    assert {"lv_blood_volume", "annulus_diameter", "outlet_count"} <= names, names
+    annulus = next(c for c in gate.checks if c.name == "annulus_diameter")
+    assert annulus.value == pytest.approx(twin.landmarks.annulus_diameter_mm)

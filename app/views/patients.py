@@ -60,6 +60,12 @@ with left:
         st.dataframe(common.anatomy_table(lms), hide_index=True, width="stretch")
     else:
         st.info("This twin has no anatomy measurements.")
+    gate = twin.quality_gate
+    if gate is not None:
+        st.caption(f"Anatomy quality gate: {gate.status} ({len(gate.checks)} checks against "
+                   "documented ranges)")
+        for check in gate.warnings:
+            st.warning(f"Anatomy: {check.name}: {check.message}")
 with right:
     st.subheader("Physiology")
     st.dataframe(common.physiology_table(twin.physiology), hide_index=True, width="stretch")

@@ -209,6 +209,11 @@ class GateResult:
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status, "checks": [c.to_dict() for c in self.checks]}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GateResult:
+        """Inverse of :meth:`to_dict` (the form stored with a twin)."""
+        return cls(tuple(GateCheck(**c) for c in data.get("checks", ())))
+
 
 def _ranged(name: str, value: float, what: str, advice: str) -> GateCheck:
     rng = RANGES[name]

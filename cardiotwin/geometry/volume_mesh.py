@@ -293,7 +293,7 @@ def _mesh_in_child(surface: FluidSurface, out_path: Path, prov: Provenance,
                         f"meshing did not finish within {timeout_s:g} s: stopped in gmsh step "
                         f"'{step}' after {time.monotonic() - step_t0:.0f} s in it. "
                         f"{_STEP_ADVICE.get(step, '')}. The bound is "
-                        "mesh_fluid_domain(timeout_s=...).") from None
+                        "mesh_fluid_domain(timeout_s=...) (`twin build --mesh-timeout S`).") from None
                 if line is None:
                     break
                 if line.startswith("step "):

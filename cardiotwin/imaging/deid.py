@@ -91,12 +91,31 @@ def strip_identifiers(volume: Volume, **metadata: Any) -> Volume:
                   meta | metadata)
 
 
-def deidentify_volume(volume: Volume, key: bytes) -> Volume:
-    """A copy of ``volume`` whose metadata holds the pseudonym and no identifying field."""
+def deidentify_volume(volume: Volume, key: bytes, *, fallback_id: str | None = None) -> Volume:
+    """A copy of ``volume`` whose metadata holds the pseudonym and no identifying field.
+
+    A series whose PatientID is empty (public and already anonymised exports often blank it)
+    is keyed by its StudyInstanceUID instead (``pseudonym("study:" + uid)``), or when that is
+    empty too by ``fallback_id`` (e.g. the hash of the series' files), with a warning: its twin
+    is then not linked to later scans of the same patient.
+    """
     pid = volume.metadata.get("patient_id")
-    if pid is None:
+    if pid is None and fallback_id is None:
         raise InputError("volume metadata has no patient_id: cannot assign it to a twin")
-    return strip_identifiers(volume, pseudonym=pseudonym(str(pid), key))
+    if pid is not None and str(pid).strip():
+        return strip_identifiers(volume, pseudonym=pseudonym(str(pid), key))
+    study = str(volume.metadata.get("study_uid") or "").strip()
+    if study:
+        code, what = pseudonym("study:" + study, key), "its study"
+    elif fallback_id:
+        code, what = pseudonym(fallback_id, key), "its files' content"
+    else:
+        raise InputError("the series has neither a PatientID nor a StudyInstanceUID: cannot "
+                         "assign it to a twin; set PatientID in the DICOM (e.g. with "
+                         "`cardiotwin dicom deid`)")
+    log.warning("%s: the series has no PatientID; its twin is keyed by %s, so a later scan of "
+                "the same patient will not map to it", code, what)
+    return strip_identifiers(volume, pseudonym=code)
 
 
 # --------------------------------------------------------------------------------------------

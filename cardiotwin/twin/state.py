@@ -346,6 +346,16 @@ class PatientTwin:
                              "with `cardiotwin twin build`")
         return AorticRootLandmarks.from_dict(data)
 
+    @property
+    def quality_gate(self):
+        """The anatomy quality gate the twin passed when it was built
+        (:class:`~cardiotwin.geometry.anatomy_gate.GateResult`), or None for twins built before
+        the gate existed."""
+        from cardiotwin.geometry.anatomy_gate import GateResult
+
+        data = self.anatomy.get("quality_gate")
+        return None if not data else GateResult.from_dict(data)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (a deep copy), inverse of :meth:`from_dict`."""
         return {
