@@ -527,6 +527,15 @@ def segment(
         "--series", help="SeriesInstanceUID or rule, as for 'twin build'.")] = None,
     resample: Annotated[bool, typer.Option(
         "--resample", help="Regrid a gantry-tilted or unevenly spaced series.")] = False,
+    blood_threshold: Annotated[float | None, typer.Option(
+        "--blood-threshold", help="Contrast blood-pool threshold in HU (default: found from "
+        "the scan's descending aorta).")] = None,
+    calcium_threshold: Annotated[float | None, typer.Option(
+        "--calcium-threshold", help="Calcium threshold in HU (default: above the blood pool "
+        "from the scan).")] = None,
+    neck_ratio: Annotated[float | None, typer.Option(
+        "--neck-ratio", help="How narrow the LV/aorta neck must be to split them there "
+        "(SegmentationSettings.neck_ratio; lower it when the split fails).")] = None,
     evaluate: Annotated[tuple[Path, Path] | None, typer.Option(
         "--evaluate", help="Score LABELS against TRUTH instead (two label files: NIfTI, NRRD or "
         "DICOM SEG): Dice, HD95 and mean surface distance per structure.")] = None,
@@ -569,8 +578,11 @@ def segment(
         if dicom_dir is None or out is None:
             raise InputError("give the DICOM folder and -o LABELS.nii.gz (or --evaluate LABELS "
                              "TRUTH); see 'cardiotwin segment --help'")
-        res = workflows.segment_dicom(dicom_dir, out, store=_store(store), actor=_actor(role),
-                                      series=series, resample=resample)
+        res = workflows.segment_dicom(
+            dicom_dir, out, store=_store(store), actor=_actor(role), series=series,
+            resample=resample, settings=workflows.BuildSettings(
+                blood_threshold_hu=blood_threshold, calcium_threshold_hu=calcium_threshold,
+                neck_ratio=neck_ratio))
         t = Table(title=f"{res.pseudonym}: {res.labels_path}")
         for c in ("structure", "value", "volume (mL)"):
             t.add_column(c)
@@ -600,6 +612,15 @@ def twin_build(
     mesh_timeout: Annotated[float, typer.Option(
         "--mesh-timeout", help="Stop meshing after this many seconds with a message naming "
         "the gmsh step that was slow.")] = 900.0,
+    blood_threshold: Annotated[float | None, typer.Option(
+        "--blood-threshold", help="Contrast blood-pool threshold in HU (default: found from "
+        "the scan's descending aorta).")] = None,
+    calcium_threshold: Annotated[float | None, typer.Option(
+        "--calcium-threshold", help="Calcium threshold in HU (default: above the blood pool "
+        "from the scan).")] = None,
+    neck_ratio: Annotated[float | None, typer.Option(
+        "--neck-ratio", help="How narrow the LV/aorta neck must be to split them there "
+        "(SegmentationSettings.neck_ratio; lower it when the split fails).")] = None,
     resample: Annotated[bool, typer.Option(
         "--resample", help="Regrid a gantry-tilted or unevenly spaced series onto a regular "
         "grid (such series are refused without it).")] = False,
@@ -629,7 +650,10 @@ def twin_build(
                 physiology=_physiology(heart_rate, stroke_volume, systolic, diastolic),
                 settings=workflows.BuildSettings(h_max_mm=h_max, h_min_mm=h_min,
                                                  run_baseline=not no_flow,
-                                                 mesh_timeout_s=mesh_timeout),
+                                                 mesh_timeout_s=mesh_timeout,
+                                                 blood_threshold_hu=blood_threshold,
+                                                 calcium_threshold_hu=calcium_threshold,
+                                                 neck_ratio=neck_ratio),
                 progress=prog, series=series, resample=resample, labels=labels,
                 label_map=label_map)
         _print_anatomy(twin.landmarks, None, twin.mesh)

@@ -70,6 +70,9 @@ class BuildSettings:
     run_baseline : solve the native-valve flow as part of the build.
     mesh_timeout_s : time bound of the mesher (gmsh runs in a child process that is stopped
         after this long, with a message naming the step it was in).
+    blood_threshold_hu, calcium_threshold_hu, neck_ratio : overrides of the segmentation's
+        :class:`~cardiotwin.imaging.segment.SegmentationSettings` (None: its defaults, the
+        thresholds found from the scan).
     """
 
     h_max_mm: float = 3.0
@@ -78,6 +81,17 @@ class BuildSettings:
     inlet_offset_mm: float = 12.0
     run_baseline: bool = True
     mesh_timeout_s: float = 900.0
+    blood_threshold_hu: float | None = None
+    calcium_threshold_hu: float | None = None
+    neck_ratio: float | None = None
+
+    def segmentation_settings(self):
+        """The :class:`~cardiotwin.imaging.segment.SegmentationSettings` these options give."""
+        from cardiotwin.imaging.segment import SegmentationSettings
+
+        over = {k: getattr(self, k) for k in ("blood_threshold_hu", "calcium_threshold_hu",
+                                              "neck_ratio") if getattr(self, k) is not None}
+        return SegmentationSettings(**over)
 
     def __post_init__(self) -> None:
         if not 0 < self.h_min_mm <= self.h_max_mm:
@@ -175,7 +189,8 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
     log.info("building twin %s from %d slices", pseudo, ct.shape[0])
     progress(0.1, "segmenting" if labels is None else "reading your labels")
     with prov.timed("segment"):
-        seg, seg_record = _segmentation(ct, labels, user_spec, prov)
+        seg, seg_record = _segmentation(ct, labels, user_spec, prov,
+                                        settings.segmentation_settings())
     progress(0.25, "measuring the aortic root")
     with prov.timed("landmarks"):
         lms = lm_mod.measure_aortic_root(ct, seg)
@@ -281,13 +296,14 @@ def _read_ct(dicom_dir: str | Path, *, store: Store, series: str | None, resampl
                                   fallback_id="dicom-files:" + prov.inputs["dicom"])
 
 
-def _segmentation(ct, labels: str | Path | None, spec: dict | None, prov: Provenance):
+def _segmentation(ct, labels: str | Path | None, spec: dict | None, prov: Provenance,
+                  seg_settings):
     """The built-in segmentation, or the user's labels on the CT grid; and what to record."""
     from cardiotwin.imaging import labels as labels_mod
     from cardiotwin.imaging import segment
 
     if labels is None:
-        seg = segment.segment_heart(ct)
+        seg = segment.segment_heart(ct, settings=seg_settings)
         return seg, {"source": "cardiotwin", "blood_threshold_hu": seg.blood_threshold_hu,
                      "calcium_threshold_hu": seg.calcium_threshold_hu}
     name = Path(labels).name
@@ -515,10 +531,12 @@ class SegmentationOutput:
 
 def segment_dicom(dicom_dir: str | Path, out: str | Path, *, store: Store, actor: Actor,
                   series: str | None = None, resample: bool = False,
+                  settings: BuildSettings = BuildSettings(),
                   purpose: str = "research export") -> SegmentationOutput:
     """Segment the CT series of a folder and write the label map (NIfTI ``.nii``/``.nii.gz`` or
     NRRD ``.nrrd``) with a JSON sidecar (``<name>.json``: structure names → values, volumes in
-    mL, how the blood pool was found). Audited like a DICOM read; the files carry the patient's
+    mL, how the blood pool was found). ``settings`` supplies the segmentation overrides
+    (``blood_threshold_hu``...). Audited like a DICOM read; the files carry the patient's
     pseudonym, never a name.
     """
     from cardiotwin.fileio import atomic_write_bytes
@@ -532,7 +550,7 @@ def segment_dicom(dicom_dir: str | Path, out: str | Path, *, store: Store, actor
     prov = Provenance("segment_dicom", parameters={"series": series, "resample": resample})
     with _audited_dicom(store, "dicom.read", "segment", actor=actor, purpose=purpose) as details:
         ct = _read_ct(dicom_dir, store=store, series=series, resample=resample, prov=prov)
-        seg = segment.segment_heart(ct)
+        seg = segment.segment_heart(ct, settings=settings.segmentation_settings())
         lab = seg.labels
         written = export.write_nrrd(lab, out) if name.endswith(".nrrd") else export.write_nifti(lab, out)
         structures = {k: v for k, v in lab.names.items() if k != "background"}

@@ -246,6 +246,11 @@ def test_segment_writes_labels_with_a_sidecar_and_evaluate_scores_them(tmp_path,
     dice = {line.split("│")[1].strip(): float(line.split("│")[2])
             for line in res.output.splitlines() if line.count("│") > 3}
     assert dice["lv_blood"] >= 0.95 and dice["aorta"] >= 0.95, res.output
+    # the thresholds an error message may recommend are options of the command
+    res = runner.invoke(app, ["segment", str(tmp_path / "ph" / "dicom"), "-o",
+                              str(tmp_path / "seg250.nii.gz"), "--blood-threshold", "250"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "seg250.json").read_text())["blood_threshold_hu"] == 250.0
     # a mapping that names no structure in common says what to do
     res = runner.invoke(app, ["segment", "--evaluate", str(out),
                               str(tmp_path / "ph" / "labels.nii.gz"), "--map", "valve=6",

@@ -549,7 +549,7 @@ def estimate_intensities(ct: Volume, *, settings: SegmentationSettings = Segment
             f"no contrast blood pool: only {n_in_range * vox_ml:.1f} mL of voxels lie in "
             f"{lo_b:.0f}–{hi_b:.0f} HU (need ≥ {settings.min_blood_volume_ml:.0f} mL). Check that the "
             "series is a contrast-enhanced (arterial-phase) CT in Hounsfield units (rescale "
-            "slope/intercept applied), or set SegmentationSettings.blood_search_range_hu.")
+            "slope/intercept applied), or set SegmentationSettings.blood_search_range_hu (or the threshold itself: `--blood-threshold` on the command line).")
     track = find_descending_aorta(ct) if settings.find_aorta_first else None
     method, notes = "histogram", []
     if track is not None:
@@ -590,7 +590,7 @@ def estimate_intensities(ct: Volume, *, settings: SegmentationSettings = Segment
     if t_ca <= t_blood:
         raise SegmentationError(
             f"calcium threshold {t_ca:.0f} HU is not above the blood threshold {t_blood:.0f} HU; "
-            "set SegmentationSettings.calcium_threshold_hu / blood_threshold_hu consistently.")
+            "set SegmentationSettings.calcium_threshold_hu / blood_threshold_hu consistently (`--calcium-threshold` / `--blood-threshold`).")
     return BloodPoolIntensities(peak, sigma, tissue, t_blood, t_ca, method=method, aorta=track,
                                 notes=tuple(notes))
 
@@ -702,7 +702,7 @@ def _check_heart_in_view(max_inscribed_mm: float, track: AortaTrack) -> None:
             "LV apex), or give your own labels of the aorta and LV. If the heart is in view, its "
             "blood pool is not connected to the aorta at the thresholds used (a closed valve in "
             "a diastolic phase, or weak contrast): choose a systolic or arterial-phase series, "
-            "or set SegmentationSettings.blood_threshold_hu.")
+            "or set SegmentationSettings.blood_threshold_hu (`--blood-threshold`).")
 
 
 # --------------------------------------------------------------------------------------------
@@ -806,7 +806,7 @@ def _split_lv_aorta(blood: np.ndarray, spacing_kji: tuple[float, float, float],
         raise SegmentationError(
             "no constriction separates the LV from the aorta in the blood pool (the valve orifice "
             "was not found as a neck). Check the series is systolic-phase contrast CT with the "
-            f"aortic valve visible, or lower SegmentationSettings.neck_ratio ({settings.neck_ratio}).")
+            f"aortic valve visible, or lower SegmentationSettings.neck_ratio ({settings.neck_ratio}; `--neck-ratio`).")
     lut = np.zeros(len(coords) + 1, dtype=np.int32)
     for b, r in root.items():
         lut[b] = r
