@@ -163,7 +163,7 @@ def show_error(exc: CardiotwinError, *, what: str) -> None:
 
 
 def patients_with_twins_or_stop(store: Store, actor: Actor, *, purpose: str,
-                                empty_message: str) -> list[dict[str, Any]]:
+                                empty_message: str) -> list[workflows.PatientEntry]:
     """Patients that have a stored twin (audited list); stops the page with a message when the
     list cannot be read or is empty."""
     try:
@@ -171,7 +171,7 @@ def patients_with_twins_or_stop(store: Store, actor: Actor, *, purpose: str,
     except CardiotwinError as exc:
         show_error(exc, what="Cannot list the patients")
         st.stop()
-    patients = [p for p in patients if p.get("latest_version", 1)]
+    patients = [p for p in patients if p.latest_version]
     if not patients:
         st.info(empty_message)
         st.stop()

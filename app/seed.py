@@ -83,7 +83,7 @@ def seed_store(root: str | Path, *, spacing_mm: float = 1.0, phantom_seed: int =
         operator = os.environ.get("CARDIOTWIN_USER") or getpass.getuser()
         actor = Actor(username=operator, role="clinician", client=CLIENT)
         patients = workflows.list_patients(store=store, actor=actor, purpose="demo setup")
-        with_twin = [p["pseudonym"] for p in patients if p.get("latest_version", 1)]
+        with_twin = [p.pseudonym for p in patients if p.latest_version]
         built = None
         t0 = time.perf_counter()
         if not with_twin:

@@ -669,11 +669,10 @@ def twin_list(store: StoreOpt = None, role: RoleOpt = "clinician") -> None:
     with _errors():
         rows = workflows.list_patients(store=_store(store), actor=_actor(role))
         t = Table(title="Patients")
-        cols = list(rows[0]) if rows else ["pseudonym"]
-        for c in cols:
+        for c in ("pseudonym", "latest_version", "created_utc"):
             t.add_column(c)
         for r in rows:
-            t.add_row(*[str(r.get(c, "")) for c in cols])
+            t.add_row(r.pseudonym, str(r.latest_version), r.created_utc)
         console.print(t)
 
 

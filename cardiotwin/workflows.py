@@ -441,9 +441,22 @@ def open_twin(pseudonym: str, *, store: Store, actor: Actor,
     return store.load_twin(pseudonym, actor=actor, purpose=purpose)
 
 
-def list_patients(*, store: Store, actor: Actor, purpose: str = "treatment planning") -> list[dict]:
-    """Pseudonymised list of patients with twins (audited)."""
-    return store.list_patients(actor=actor, purpose=purpose)
+@dataclass(frozen=True)
+class PatientEntry:
+    """One pseudonymised patient of the store: ``latest_version`` is 0 when no twin is stored
+    yet; ``created_utc`` is ISO 8601."""
+
+    pseudonym: str
+    latest_version: int
+    created_utc: str
+
+
+def list_patients(*, store: Store, actor: Actor,
+                  purpose: str = "treatment planning") -> list[PatientEntry]:
+    """Pseudonymised list of the store's patients (audited)."""
+    return [PatientEntry(str(p["pseudonym"]), int(p.get("latest_version") or 0),
+                         str(p.get("created_utc", "")))
+            for p in store.list_patients(actor=actor, purpose=purpose)]
 
 
 def size_device(pseudonym: str, *, store: Store, actor: Actor, family: str = DEFAULT_FAMILY,
@@ -669,7 +682,7 @@ def list_users(store: Store) -> list[dict[str, Any]]:
 
 
 __all__ = [
-    "Actor", "BuildSettings", "PhantomStudy", "Store", "add_user", "build_twin", "can",
+    "Actor", "BuildSettings", "PatientEntry", "PhantomStudy", "Store", "add_user", "build_twin", "can",
     "SegmentationOutput", "convert_dicom", "deidentify_dicom", "device_catalog",
     "evaluate_segmentation", "segment_dicom", "list_patients", "list_rehearsals",
     "list_users", "login", "open_store", "open_twin", "rehearse", "scan_dicom", "size_device",

@@ -235,7 +235,7 @@ def test_build_twin_from_your_own_labels(coarse_demo, tmp_path):
     store = workflows.open_store(store_dir)
     actor = coarse_demo["actor"]
     [patient] = workflows.list_patients(store=store, actor=actor)
-    twin = workflows.open_twin(patient["pseudonym"], store=store, actor=actor)
+    twin = workflows.open_twin(patient.pseudonym, store=store, actor=actor)
     truth = coarse_demo["phantom"].truth.landmarks
     assert twin.landmarks.annulus_diameter_mm == pytest.approx(truth.annulus_diameter_mm, abs=2.0)
     seg = twin.anatomy["segmentation"]

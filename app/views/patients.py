@@ -27,12 +27,11 @@ patients = common.patients_with_twins_or_stop(
                   f"`python -m app.seed --store {common.store_root()}` or build one with "
                   "`cardiotwin twin build DICOM_DIR`.")
 
-listing = pd.DataFrame(patients)
-st.dataframe(listing[[c for c in ("pseudonym", "latest_version", "n_results", "created_utc")
-                      if c in listing.columns]],
-             hide_index=True, width="stretch")
+listing = pd.DataFrame([{"pseudonym": p.pseudonym, "latest_version": p.latest_version,
+                         "created_utc": p.created_utc} for p in patients])
+st.dataframe(listing, hide_index=True, width="stretch")
 
-pseudonym = common.selected_pseudonym([p["pseudonym"] for p in patients])
+pseudonym = common.selected_pseudonym([p.pseudonym for p in patients])
 try:
     twin = workflows.open_twin(pseudonym, store=store, actor=actor, purpose=PURPOSE)
 except CardiotwinError as exc:

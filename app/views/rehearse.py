@@ -26,7 +26,7 @@ st.title("Rehearse a transcatheter valve")
 
 patients = common.patients_with_twins_or_stop(
     store, actor, purpose=PURPOSE, empty_message="No twin in the store yet; see the Patients page.")
-pseudonym = common.selected_pseudonym([p["pseudonym"] for p in patients])
+pseudonym = common.selected_pseudonym([p.pseudonym for p in patients])
 
 catalog = workflows.device_catalog()
 families = [k for k, f in catalog.families.items() if f.kind == "transcatheter_aortic_valve"]
