@@ -65,6 +65,17 @@ app.add_typer(phantom_app, name="phantom")
 app.add_typer(users_app, name="users")
 app.add_typer(dicom_app, name="dicom")
 
+# Overrides of the segmentation that its error messages name (twin build, segment).
+BloodThresholdOpt = Annotated[float | None, typer.Option(
+    "--blood-threshold", help="Contrast blood-pool threshold in HU (default: found from the "
+    "scan's descending aorta).")]
+CalciumThresholdOpt = Annotated[float | None, typer.Option(
+    "--calcium-threshold", help="Calcium threshold in HU (default: above the blood pool from "
+    "the scan).")]
+NeckRatioOpt = Annotated[float | None, typer.Option(
+    "--neck-ratio", help="How narrow the LV/aorta neck must be to split them there "
+    "(SegmentationSettings.neck_ratio; lower it when the split fails).")]
+
 StoreOpt = Annotated[Path | None, typer.Option(
     "--store", help="Store folder (database, artifacts, runs). Default: $CARDIOTWIN_HOME or "
     "./cardiotwin-data.")]
@@ -527,15 +538,9 @@ def segment(
         "--series", help="SeriesInstanceUID or rule, as for 'twin build'.")] = None,
     resample: Annotated[bool, typer.Option(
         "--resample", help="Regrid a gantry-tilted or unevenly spaced series.")] = False,
-    blood_threshold: Annotated[float | None, typer.Option(
-        "--blood-threshold", help="Contrast blood-pool threshold in HU (default: found from "
-        "the scan's descending aorta).")] = None,
-    calcium_threshold: Annotated[float | None, typer.Option(
-        "--calcium-threshold", help="Calcium threshold in HU (default: above the blood pool "
-        "from the scan).")] = None,
-    neck_ratio: Annotated[float | None, typer.Option(
-        "--neck-ratio", help="How narrow the LV/aorta neck must be to split them there "
-        "(SegmentationSettings.neck_ratio; lower it when the split fails).")] = None,
+    blood_threshold: BloodThresholdOpt = None,
+    calcium_threshold: CalciumThresholdOpt = None,
+    neck_ratio: NeckRatioOpt = None,
     evaluate: Annotated[tuple[Path, Path] | None, typer.Option(
         "--evaluate", help="Score LABELS against TRUTH instead (two label files: NIfTI, NRRD or "
         "DICOM SEG): Dice, HD95 and mean surface distance per structure.")] = None,
@@ -612,15 +617,9 @@ def twin_build(
     mesh_timeout: Annotated[float, typer.Option(
         "--mesh-timeout", help="Stop meshing after this many seconds with a message naming "
         "the gmsh step that was slow.")] = 900.0,
-    blood_threshold: Annotated[float | None, typer.Option(
-        "--blood-threshold", help="Contrast blood-pool threshold in HU (default: found from "
-        "the scan's descending aorta).")] = None,
-    calcium_threshold: Annotated[float | None, typer.Option(
-        "--calcium-threshold", help="Calcium threshold in HU (default: above the blood pool "
-        "from the scan).")] = None,
-    neck_ratio: Annotated[float | None, typer.Option(
-        "--neck-ratio", help="How narrow the LV/aorta neck must be to split them there "
-        "(SegmentationSettings.neck_ratio; lower it when the split fails).")] = None,
+    blood_threshold: BloodThresholdOpt = None,
+    calcium_threshold: CalciumThresholdOpt = None,
+    neck_ratio: NeckRatioOpt = None,
     resample: Annotated[bool, typer.Option(
         "--resample", help="Regrid a gantry-tilted or unevenly spaced series onto a regular "
         "grid (such series are refused without it).")] = False,
