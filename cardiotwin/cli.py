@@ -626,6 +626,11 @@ def twin_build(
     labels: Annotated[Path | None, typer.Option(
         "--labels", help="Your own segmentation (NIfTI, NRRD or DICOM SEG, e.g. from "
         "TotalSegmentator or 3D Slicer) instead of the built-in one; needs --label-map.")] = None,
+    landmarks: Annotated[Path | None, typer.Option(
+        "--landmarks", help="Annulus hinge points (and coronary ostia) from a planning tool: "
+        "JSON {\"coordinates\": \"LPS\"|\"RAS\", \"annulus_hinge_points_mm\": [[x,y,z]×3], "
+        "\"coronary_ostia_mm\": {...}} or a 3D Slicer markups file; they set the annulus "
+        "plane.")] = None,
     label_map: Annotated[str | None, typer.Option(
         "--label-map", help="Which values of --labels are which structure: "
         "'aorta=52,lv_blood=3' (lv_blood and aorta needed; branches, calcium, myocardium "
@@ -654,7 +659,7 @@ def twin_build(
                                                  calcium_threshold_hu=calcium_threshold,
                                                  neck_ratio=neck_ratio),
                 progress=prog, series=series, resample=resample, labels=labels,
-                label_map=label_map)
+                label_map=label_map, landmarks=landmarks)
         _print_anatomy(twin.landmarks, None, twin.mesh)
         _print_gate(twin.quality_gate)
         console.print(f"twin [bold]{twin.pseudonym}[/] version {twin.version} stored in {st.root}")

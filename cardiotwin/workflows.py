@@ -149,7 +149,8 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
                purpose: str = "treatment planning", progress: Progress = no_progress,
                series: str | None = None, resample: bool = False,
                labels: str | Path | None = None,
-               label_map: str | Mapping[str, tuple[int, ...]] | None = None) -> PatientTwin:
+               label_map: str | Mapping[str, tuple[int, ...]] | None = None,
+               landmarks: str | Path | None = None) -> PatientTwin:
     """Build (or rebuild) the twin of the patient in a DICOM series and store it.
 
     Returns the stored twin (its ``version`` set). The patient is known only by the keyed pseudonym
@@ -167,6 +168,11 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
     and ``aorta`` are needed, ``branches`` and ``calcium`` are used when given). The labels are
     resampled onto the CT and refused when they do not lie in it.
 
+    ``landmarks`` (JSON: three annulus hinge points, optionally the coronary ostia, LPS or RAS;
+    or a 3D Slicer markups file; :func:`cardiotwin.geometry.landmarks.read_planning_landmarks`)
+    sets the annulus plane instead of the automatic one; the ostia heights above it are stored
+    with the twin (``anatomy["planning"]``).
+
     Before anything is meshed the anatomy passes a quality gate
     (:func:`cardiotwin.geometry.anatomy_gate.run_gate`: structure volumes and positions, annulus
     size, aortic continuity, outlet caps, each against a documented range): a failure raises
@@ -182,6 +188,7 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
     prov = Provenance("build_twin", parameters={"settings": settings.__dict__,
                                                 "physiology": physiology.to_dict()})
     user_spec = _label_spec(labels, label_map)
+    planned = lm_mod.read_planning_landmarks(landmarks) if landmarks is not None else None
     progress(0.0, "reading DICOM")
     with prov.timed("read_dicom"):
         ct = _read_ct(dicom_dir, store=store, series=series, resample=resample, prov=prov)
@@ -193,7 +200,13 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
                                         settings.segmentation_settings())
     progress(0.25, "measuring the aortic root")
     with prov.timed("landmarks"):
-        lms = lm_mod.measure_aortic_root(ct, seg)
+        lms = lm_mod.measure_aortic_root(
+            ct, seg, hinge_points_mm=None if planned is None else planned.hinge_points_mm)
+    planning = {}
+    if planned is not None:
+        prov.inputs["landmarks"] = sha256_file(landmarks)
+        planning = {"source": "user hinge points", "landmarks_sha256": prov.inputs["landmarks"],
+                    "coronary_ostia_height_mm": planned.ostium_heights_mm(lms)}
     progress(0.35, "extracting the fluid surface")
     with prov.timed("surface"):
         fsurf = surface_mod.fluid_surface(seg.labels, lms, inlet_offset_mm=settings.inlet_offset_mm)
@@ -224,6 +237,7 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
                            "aorta": seg.labels.volume_ml("aorta")},
             "segmentation": seg_record,
             "quality_gate": gate.to_dict(),
+            **({"planning": planning} if planning else {}),
             "ct": {"shape": list(ct.shape), "spacing_mm": list(ct.spacing_mm),
                    "modality": ct.metadata.get("modality", "CT")},
             "sizing": sizing.to_dict(),

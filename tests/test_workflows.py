@@ -267,3 +267,30 @@ def test_the_twin_carries_the_anatomy_gate_it_passed(coarse_demo):
     assert {"lv_blood_volume", "annulus_diameter", "outlet_count"} <= names, names
     annulus = next(c for c in gate.checks if c.name == "annulus_diameter")
     assert annulus.value == pytest.approx(twin.landmarks.annulus_diameter_mm)
+
+
+def test_build_twin_with_the_planners_hinge_points(coarse_demo, tmp_path):
+    """`twin build --landmarks FILE`: the annulus plane is the one through the planner's hinge
+    points (here on the phantom's true annulus, 5° off its normal) and the ostium height above
+    it is stored with the twin."""
+    import json
+
+    import numpy as np
+
+    from tests.geometry.test_landmarks import _hinges
+
+    truth = coarse_demo["phantom"].truth.landmarks
+    ostium = np.asarray(truth.annulus_centre_mm) + 13.0 * np.asarray(truth.annulus_normal)
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps({"coordinates": "LPS",
+                                "annulus_hinge_points_mm": _hinges(truth, tilt_deg=5.0).tolist(),
+                                "coronary_ostia_mm": {"left": ostium.tolist()}}))
+    store = workflows.open_store(tmp_path / "store")
+    twin = workflows.build_twin(coarse_demo["dicom_dir"], store=store, actor=coarse_demo["actor"],
+                                landmarks=path, settings=workflows.BuildSettings(
+                                    h_max_mm=4.0, h_min_mm=2.0, run_baseline=False))
+    angle = np.degrees(np.arccos(np.dot(twin.landmarks.annulus_normal, truth.annulus_normal)))
+    assert angle == pytest.approx(5.0, abs=1e-6)
+    height = twin.anatomy["planning"]["coronary_ostia_height_mm"]["left"]
+    assert height == pytest.approx(13.0 * np.cos(np.radians(5.0)), abs=1.0)
+    assert twin.provenance["inputs"]["landmarks"] == twin.anatomy["planning"]["landmarks_sha256"]

@@ -6,6 +6,9 @@ All positions in DICOM patient coordinates (LPS, mm); directions are unit vector
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -194,6 +197,126 @@ def _perimeter_mm(mask: np.ndarray, pixel_mm: float) -> float:
     return float(np.linalg.norm(np.diff(c, axis=0), axis=1).sum()) * pixel_mm
 
 
+@dataclass(frozen=True)
+class PlanningLandmarks:
+    """Landmarks a planning tool placed on the scan (LPS mm): the three basal leaflet hinge
+    points of the annulus and, when given, the coronary ostia (name → point)."""
+
+    hinge_points_mm: tuple[tuple[float, float, float], ...]
+    coronary_ostia_mm: Mapping[str, tuple[float, float, float]] = field(default_factory=dict)
+
+    def ostium_heights_mm(self, landmarks: AorticRootLandmarks) -> dict[str, float]:
+        """Height of each ostium above the annulus plane along its normal (mm)."""
+        c = np.asarray(landmarks.annulus_centre_mm)
+        n = np.asarray(landmarks.annulus_normal)
+        return {k: float(np.dot(np.asarray(v) - c, n)) for k, v in self.coronary_ostia_mm.items()}
+
+
+def read_planning_landmarks(path: str | Path) -> PlanningLandmarks:
+    """Read hinge points and coronary ostia from a JSON file.
+
+    Two layouts are read:
+
+    * cardiotwin's: ``{"coordinates": "LPS" | "RAS", "annulus_hinge_points_mm": [[x, y, z] × 3],
+      "coronary_ostia_mm": {"left": [x, y, z], "right": [x, y, z]}}`` (ostia optional);
+    * a 3D Slicer markups file (``.mrk.json``): control points labelled ``hinge…`` (three) and
+      optionally ``LCA``/``left…`` and ``RCA``/``right…`` (the ostia), in the file's
+      ``coordinateSystem``.
+
+    RAS points (NIfTI tools, Slicer's default) are converted to LPS (x and y negated).
+
+    Raises
+    ------
+    InputError
+        Unreadable JSON, a missing key, not three hinge points, an unknown coordinate system;
+        the message names the key.
+    """
+    import json
+
+    from cardiotwin.errors import InputError
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"landmarks file {path}: not readable JSON ({exc})") from None
+
+    def lps(point: Any, system: str, key: str) -> tuple[float, float, float]:
+        v = np.asarray(point, dtype=float).reshape(-1)
+        if v.shape != (3,) or not np.all(np.isfinite(v)):
+            raise InputError(f"landmarks file {path}: {key} must be [x, y, z] in mm; got {point!r}")
+        if system == "RAS":
+            v = v * np.array([-1.0, -1.0, 1.0])
+        return (float(v[0]), float(v[1]), float(v[2]))
+
+    def system_of(value: Any) -> str:
+        system = str(value or "LPS").upper()
+        if system not in ("LPS", "RAS"):
+            raise InputError(f"landmarks file {path}: coordinates must be LPS or RAS; got {value!r}")
+        return system
+
+    if "markups" in data:  # 3D Slicer
+        hinges, ostia = [], {}
+        for m in data["markups"]:
+            system = system_of(m.get("coordinateSystem", "LPS"))
+            for cp in m.get("controlPoints", []):
+                label = str(cp.get("label", "")).lower()
+                pos = lps(cp.get("position"), system, f"control point {cp.get('label')!r}")
+                if label.startswith("hinge"):
+                    hinges.append(pos)
+                elif label.startswith(("lca", "left")):
+                    ostia["left"] = pos
+                elif label.startswith(("rca", "right")):
+                    ostia["right"] = pos
+    else:
+        system = system_of(data.get("coordinates", "LPS"))
+        if "annulus_hinge_points_mm" not in data:
+            raise InputError(f"landmarks file {path}: no 'annulus_hinge_points_mm' (three "
+                             "[x, y, z] points of the leaflet hinges)")
+        hinges = [lps(p, system, "annulus_hinge_points_mm") for p in data["annulus_hinge_points_mm"]]
+        ostia = {str(k): lps(v, system, f"coronary_ostia_mm.{k}")
+                 for k, v in (data.get("coronary_ostia_mm") or {}).items()}
+    if len(hinges) != 3:
+        raise InputError(f"landmarks file {path}: {len(hinges)} hinge points; need exactly 3 "
+                         "(the basal hinge of each leaflet)")
+    return PlanningLandmarks(tuple(hinges), ostia)
+
+
+MAX_HINGE_DISTANCE_MM = 20.0
+"""The user's hinge plane must pass within this distance of the LV/aorta interface found in the
+segmentation; farther, the points belong to another scan or another coordinate convention."""
+
+
+def _hinge_plane(points_mm: Any, *, axis: np.ndarray, interface_centre: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Centre (centroid) and unit normal (oriented like ``axis``, LV → aorta) of the plane
+    through three hinge points; refused when degenerate or far from the valve."""
+    from cardiotwin.errors import GeometryError
+
+    p = np.asarray(points_mm, dtype=float)
+    if p.shape != (3, 3) or not np.all(np.isfinite(p)):
+        raise GeometryError(f"need three hinge points (3 × 3 LPS mm); got shape {p.shape}")
+    normal = np.cross(p[1] - p[0], p[2] - p[0])
+    span = min(np.linalg.norm(p[i] - p[j]) for i, j in ((0, 1), (1, 2), (0, 2)))
+    if np.linalg.norm(normal) < 1e-6 or span < 5.0:
+        raise GeometryError(f"the hinge points are {span:.1f} mm apart or on one line; give the "
+                            "three leaflet hinge points of the annulus (10–20 mm apart)")
+    n = _unit(normal)
+    if np.dot(n, axis) < 0:
+        n = -n
+    centre = p.mean(axis=0)
+    dist = float(np.linalg.norm(centre - interface_centre))
+    if dist > MAX_HINGE_DISTANCE_MM:
+        raise GeometryError(
+            f"the hinge points' centre lies {dist:.0f} mm from the valve found in the scan "
+            f"(more than {MAX_HINGE_DISTANCE_MM:g} mm): they belong to another scan or another "
+            "coordinate convention (LPS as DICOM, or RAS as NIfTI tools; say which in the file)")
+    tilt = float(np.degrees(np.arccos(min(1.0, abs(np.dot(n, axis))))))
+    if tilt > 45.0:
+        _LOG.warning("the hinge plane is tilted %.0f° from the valve axis found in the scan", tilt)
+    return centre, n
+
+
 def measure_aortic_root(
     ct: Any,
     seg: Any,
@@ -206,6 +329,7 @@ def measure_aortic_root(
     orifice_search_mm: float = 20.0,
     min_tissue_mm2: float = 4.0,
     centreline_length_mm: float = 60.0,
+    hinge_points_mm: Any = None,
 ) -> AorticRootLandmarks:
     """Measure the aortic root (annulus, LVOT, sinus, valve orifice, calcium) in a contrast CT.
 
@@ -230,6 +354,10 @@ def measure_aortic_root(
         Smallest enclosed valve-tissue area that marks the leaflets in a cross-section (mm²).
     centreline_length_mm : float, keyword-only
         Length of the centreline tracked above the annulus (mm).
+    hinge_points_mm : (3, 3) array, keyword-only, optional
+        The three basal hinge points of the leaflets (LPS mm) from a planning tool: the annulus
+        is then the plane through them (the virtual basal ring, as TAVR planners define it)
+        instead of the first level with leaflet tissue; everything else is measured from it.
 
     Returns
     -------
@@ -331,6 +459,9 @@ def measure_aortic_root(
         centre = m + np.dot(centre - m, n_new) * n_new
         n = n_new
 
+    if hinge_points_mm is not None:
+        centre, n = _hinge_plane(hinge_points_mm, axis=n, interface_centre=c0)
+
     # ---- 3. annulus: first level with leaflet tissue enclosed in the lumen -----------------------
     hs = np.arange(-15.0, 20.01, 0.5)
     secs = [_section(sampler, centre + h * n, n) for h in hs]
@@ -342,6 +473,8 @@ def measure_aortic_root(
         if has_tissue[k:k + run].all() and hs[k] > -12.0:
             onset = k
             break
+    if hinge_points_mm is not None:  # the user's annulus plane is the level h = 0
+        onset = int(np.argmin(np.abs(hs)))
     if onset is None:
         raise GeometryError(
             "no valve leaflets found inside the lumen within 15 mm of the LV/aorta interface; "
