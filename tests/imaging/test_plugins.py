@@ -345,3 +345,23 @@ def test_parse_segmenter_choice(text, expected):
 def test_parse_segmenter_choice_refuses(text):
     with pytest.raises(InputError, match="segmenter choice"):
         parse_segmenter_choice(text)
+
+
+def test_registered_segmenter_comes_before_an_entry_point_of_that_name(installed):
+    class Other:
+        name = "tiny"
+        structures = ("valve",)
+
+        def check(self):
+            return PluginStatus(False, "not today")
+
+        def segment(self, ct):
+            raise AssertionError("never run")
+
+    register_segmenter("tiny", Other)
+    try:
+        s = statuses()["tiny"]
+        assert (s.origin, s.structures, s.reason) == ("registered in code", ("valve",), "not today")
+    finally:
+        unregister_segmenter("tiny")
+    assert statuses()["tiny"].available  # the entry point again
