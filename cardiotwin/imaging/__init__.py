@@ -27,6 +27,9 @@ phantom
     The parametric contrast-CT phantom with exact ground truth.
 segment
     Classical segmentation of contrast CT (blood pool, aorta / LV split, calcium).
+plugins
+    Segmentation plug-ins (entry-point group ``cardiotwin.segmenters``): a locally installed
+    model replaces the default per structure (``segment_with_plugins``, ``combine``).
 metrics
     Segmentation quality: Dice, Hausdorff.
 """
