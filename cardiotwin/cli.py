@@ -72,6 +72,10 @@ BloodThresholdOpt = Annotated[float | None, typer.Option(
 CalciumThresholdOpt = Annotated[float | None, typer.Option(
     "--calcium-threshold", help="Calcium threshold in HU (default: above the blood pool from "
     "the scan).")]
+SegmenterOpt = Annotated[list[str] | None, typer.Option(
+    "--segmenter", help="An installed segmentation plug-in (a deep model whose weights are on "
+    "disk) for the structures it provides: NAME or NAME:aorta+myocardium; repeatable. "
+    "'cardiotwin segment --list-segmenters' shows what is installed.")]
 NeckRatioOpt = Annotated[float | None, typer.Option(
     "--neck-ratio", help="How narrow the LV/aorta neck must be to split them there "
     "(SegmentationSettings.neck_ratio; lower it when the split fails).")]
@@ -541,12 +545,16 @@ def segment(
     blood_threshold: BloodThresholdOpt = None,
     calcium_threshold: CalciumThresholdOpt = None,
     neck_ratio: NeckRatioOpt = None,
+    segmenter: SegmenterOpt = None,
     evaluate: Annotated[tuple[Path, Path] | None, typer.Option(
         "--evaluate", help="Score LABELS against TRUTH instead (two label files: NIfTI, NRRD or "
         "DICOM SEG): Dice, HD95 and mean surface distance per structure.")] = None,
     label_map: Annotated[str | None, typer.Option(
         "--map", help="With --evaluate: which values of LABELS are which structure, e.g. "
         "'aorta=3,lv_blood=1' (default: the names stored in the file).")] = None,
+    list_segmenters: Annotated[bool, typer.Option(
+        "--list-segmenters", help="List the installed segmentation plug-ins and whether each "
+        "can run (weights found) or why not.")] = False,
     truth_map: Annotated[str | None, typer.Option(
         "--truth-map", help="With --evaluate: the same for TRUTH, e.g. 'aorta=52' for "
         "TotalSegmentator's total task.")] = None,
@@ -565,6 +573,15 @@ def segment(
     from cardiotwin.errors import InputError
 
     with _errors():
+        if list_segmenters:
+            found = workflows.segmenters()
+            if not found:
+                console.print("no segmentation plug-in installed (entry point group "
+                              "'cardiotwin.segmenters'); the built-in segmentation is used")
+            for p in found:
+                state = "[green]available[/]" if p.available else f"[red]unavailable[/]: {p.reason}"
+                console.print(f"{p.name} ({', '.join(p.structures)}): {state}  [{p.origin}]")
+            return
         if evaluate is not None:
             quality = workflows.evaluate_segmentation(evaluate[0], evaluate[1],
                                                       label_map=label_map, reference_map=truth_map)
@@ -587,7 +604,7 @@ def segment(
             dicom_dir, out, store=_store(store), actor=_actor(role), series=series,
             resample=resample, settings=workflows.BuildSettings(
                 blood_threshold_hu=blood_threshold, calcium_threshold_hu=calcium_threshold,
-                neck_ratio=neck_ratio))
+                neck_ratio=neck_ratio, segmenters=tuple(segmenter or ())))
         t = Table(title=f"{res.pseudonym}: {res.labels_path}")
         for c in ("structure", "value", "volume (mL)"):
             t.add_column(c)
@@ -620,12 +637,20 @@ def twin_build(
     blood_threshold: BloodThresholdOpt = None,
     calcium_threshold: CalciumThresholdOpt = None,
     neck_ratio: NeckRatioOpt = None,
+    segmenter: SegmenterOpt = None,
     resample: Annotated[bool, typer.Option(
         "--resample", help="Regrid a gantry-tilted or unevenly spaced series onto a regular "
         "grid (such series are refused without it).")] = False,
     labels: Annotated[Path | None, typer.Option(
         "--labels", help="Your own segmentation (NIfTI, NRRD or DICOM SEG, e.g. from "
         "TotalSegmentator or 3D Slicer) instead of the built-in one; needs --label-map.")] = None,
+    surface: Annotated[Path | None, typer.Option(
+        "--surface", help="Your own lumen surface (STL, PLY, OBJ or VTP from vmtk, SimVascular "
+        "or 3D Slicer) to mesh instead of the one built from the labels; open ends or flat caps; "
+        "flow extensions are added.")] = None,
+    surface_convention: Annotated[str, typer.Option(
+        "--surface-convention", help="Coordinates of --surface: LPS (DICOM), RAS (most NIfTI "
+        "tools, Slicer) or auto (from its overlap with the scan).")] = "auto",
     landmarks: Annotated[Path | None, typer.Option(
         "--landmarks", help="Annulus hinge points (and coronary ostia) from a planning tool: "
         "JSON {\"coordinates\": \"LPS\"|\"RAS\", \"annulus_hinge_points_mm\": [[x,y,z]×3], "
@@ -657,9 +682,11 @@ def twin_build(
                                                  mesh_timeout_s=mesh_timeout,
                                                  blood_threshold_hu=blood_threshold,
                                                  calcium_threshold_hu=calcium_threshold,
-                                                 neck_ratio=neck_ratio),
+                                                 neck_ratio=neck_ratio,
+                                                 segmenters=tuple(segmenter or ())),
                 progress=prog, series=series, resample=resample, labels=labels,
-                label_map=label_map, landmarks=landmarks)
+                label_map=label_map, landmarks=landmarks, surface=surface,
+                surface_convention=surface_convention)
         _print_anatomy(twin.landmarks, None, twin.mesh)
         _print_gate(twin.quality_gate)
         console.print(f"twin [bold]{twin.pseudonym}[/] version {twin.version} stored in {st.root}")

@@ -73,6 +73,9 @@ class BuildSettings:
     blood_threshold_hu, calcium_threshold_hu, neck_ratio : overrides of the segmentation's
         :class:`~cardiotwin.imaging.segment.SegmentationSettings` (None: its defaults, the
         thresholds found from the scan).
+    segmenters : installed segmentation plug-ins that replace the default for the structures
+        they provide, ``"NAME"`` or ``"NAME:aorta+myocardium"``
+        (:func:`cardiotwin.imaging.plugins.segment_with_plugins`).
     """
 
     h_max_mm: float = 3.0
@@ -84,6 +87,7 @@ class BuildSettings:
     blood_threshold_hu: float | None = None
     calcium_threshold_hu: float | None = None
     neck_ratio: float | None = None
+    segmenters: tuple[str, ...] = ()
 
     def segmentation_settings(self):
         """The :class:`~cardiotwin.imaging.segment.SegmentationSettings` these options give."""
@@ -150,7 +154,8 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
                series: str | None = None, resample: bool = False,
                labels: str | Path | None = None,
                label_map: str | Mapping[str, tuple[int, ...]] | None = None,
-               landmarks: str | Path | None = None) -> PatientTwin:
+               landmarks: str | Path | None = None, surface: str | Path | None = None,
+               surface_convention: str = "auto") -> PatientTwin:
     """Build (or rebuild) the twin of the patient in a DICOM series and store it.
 
     Returns the stored twin (its ``version`` set). The patient is known only by the keyed pseudonym
@@ -172,6 +177,12 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
     or a 3D Slicer markups file; :func:`cardiotwin.geometry.landmarks.read_planning_landmarks`)
     sets the annulus plane instead of the automatic one; the ostia heights above it are stored
     with the twin (``anatomy["planning"]``).
+
+    ``surface`` (STL, PLY, OBJ, VTP: a lumen surface from vmtk, SimVascular or 3D Slicer) is
+    meshed instead of the surface built from the labels
+    (:func:`cardiotwin.geometry.surface_import.import_lumen_surface`): its convention (LPS or
+    RAS; ``surface_convention``) is checked against the scan's lumen, its ends get flow
+    extensions and flat caps, named from the anatomy.
 
     Before anything is meshed the anatomy passes a quality gate
     (:func:`cardiotwin.geometry.anatomy_gate.run_gate`: structure volumes and positions, annulus
@@ -197,7 +208,7 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
     progress(0.1, "segmenting" if labels is None else "reading your labels")
     with prov.timed("segment"):
         seg, seg_record = _segmentation(ct, labels, user_spec, prov,
-                                        settings.segmentation_settings())
+                                        settings.segmentation_settings(), settings.segmenters)
     progress(0.25, "measuring the aortic root")
     with prov.timed("landmarks"):
         lms = lm_mod.measure_aortic_root(
@@ -209,7 +220,15 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
                     "coronary_ostia_height_mm": planned.ostium_heights_mm(lms)}
     progress(0.35, "extracting the fluid surface")
     with prov.timed("surface"):
-        fsurf = surface_mod.fluid_surface(seg.labels, lms, inlet_offset_mm=settings.inlet_offset_mm)
+        if surface is None:
+            fsurf = surface_mod.fluid_surface(seg.labels, lms,
+                                              inlet_offset_mm=settings.inlet_offset_mm)
+        else:
+            from cardiotwin.geometry.surface_import import import_lumen_surface
+
+            prov.inputs["surface_file"] = sha256_file(surface)
+            fsurf = import_lumen_surface(surface, lumen=seg.labels, landmarks=lms,
+                                         convention=surface_convention)
     progress(0.42, "checking the anatomy")
     with prov.timed("quality_gate"):
         gate = anatomy_gate.run_gate(seg.labels, lms, caps=fsurf.caps)
@@ -237,6 +256,9 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
                            "aorta": seg.labels.volume_ml("aorta")},
             "segmentation": seg_record,
             "quality_gate": gate.to_dict(),
+            "surface": {"source": "user surface" if surface is not None else "labels",
+                        **{k: v for k, v in fsurf.provenance.items()
+                           if k in ("convention", "overlap_lps", "overlap_ras", "n_ends")}},
             **({"planning": planning} if planning else {}),
             "ct": {"shape": list(ct.shape), "spacing_mm": list(ct.spacing_mm),
                    "modality": ct.metadata.get("modality", "CT")},
@@ -311,15 +333,21 @@ def _read_ct(dicom_dir: str | Path, *, store: Store, series: str | None, resampl
 
 
 def _segmentation(ct, labels: str | Path | None, spec: dict | None, prov: Provenance,
-                  seg_settings):
+                  seg_settings, segmenters: tuple[str, ...] = ()):
     """The built-in segmentation, or the user's labels on the CT grid; and what to record."""
     from cardiotwin.imaging import labels as labels_mod
     from cardiotwin.imaging import segment
 
     if labels is None:
-        seg = segment.segment_heart(ct, settings=seg_settings)
-        return seg, {"source": "cardiotwin", "blood_threshold_hu": seg.blood_threshold_hu,
-                     "calcium_threshold_hu": seg.calcium_threshold_hu}
+        from cardiotwin.imaging.plugins import segment_with_plugins
+
+        seg = segment_with_plugins(ct, use=segmenters, settings=seg_settings)
+        record = {"source": "cardiotwin", "blood_threshold_hu": seg.blood_threshold_hu,
+                  "calcium_threshold_hu": seg.calcium_threshold_hu}
+        if segmenters:
+            record["structure_sources"] = seg.report.get("structure_sources", {})
+            record["plugins"] = seg.report.get("plugins", [])
+        return seg, record
     name = Path(labels).name
     mapped = labels_mod.relabel(labels_mod.read_labels(labels), spec, source=name)
     on_ct = labels_mod.resample_labels(mapped, ct, source=name)
@@ -567,7 +595,7 @@ def segment_dicom(dicom_dir: str | Path, out: str | Path, *, store: Store, actor
     pseudonym, never a name.
     """
     from cardiotwin.fileio import atomic_write_bytes
-    from cardiotwin.imaging import export, segment
+    from cardiotwin.imaging import export, plugins
     from cardiotwin.study.jsonio import to_json
 
     out = Path(out)
@@ -577,7 +605,8 @@ def segment_dicom(dicom_dir: str | Path, out: str | Path, *, store: Store, actor
     prov = Provenance("segment_dicom", parameters={"series": series, "resample": resample})
     with _audited_dicom(store, "dicom.read", "segment", actor=actor, purpose=purpose) as details:
         ct = _read_ct(dicom_dir, store=store, series=series, resample=resample, prov=prov)
-        seg = segment.segment_heart(ct, settings=settings.segmentation_settings())
+        seg = plugins.segment_with_plugins(ct, use=settings.segmenters,
+                                           settings=settings.segmentation_settings())
         lab = seg.labels
         written = export.write_nrrd(lab, out) if name.endswith(".nrrd") else export.write_nifti(lab, out)
         structures = {k: v for k, v in lab.names.items() if k != "background"}
@@ -622,6 +651,14 @@ def can(actor: Actor, permission: str) -> bool:
     from cardiotwin.store import is_allowed
 
     return is_allowed(actor.role, permission)
+
+
+def segmenters():
+    """The segmentation plug-ins installed here, each with whether it can run and why not
+    (:func:`cardiotwin.imaging.plugins.available_segmenters`)."""
+    from cardiotwin.imaging.plugins import available_segmenters
+
+    return available_segmenters()
 
 
 def device_catalog():
@@ -698,7 +735,7 @@ def list_users(store: Store) -> list[dict[str, Any]]:
 __all__ = [
     "Actor", "BuildSettings", "PatientEntry", "PhantomStudy", "Store", "add_user", "build_twin", "can",
     "SegmentationOutput", "convert_dicom", "deidentify_dicom", "device_catalog",
-    "evaluate_segmentation", "segment_dicom", "list_patients", "list_rehearsals",
+    "evaluate_segmentation", "segment_dicom", "segmenters", "list_patients", "list_rehearsals",
     "list_users", "login", "open_store", "open_twin", "rehearse", "scan_dicom", "size_device",
     "twin_fluid_domain", "write_phantom",
 ]

@@ -294,3 +294,34 @@ def test_build_twin_with_the_planners_hinge_points(coarse_demo, tmp_path):
     height = twin.anatomy["planning"]["coronary_ostia_height_mm"]["left"]
     assert height == pytest.approx(13.0 * np.cos(np.radians(5.0)), abs=1.0)
     assert twin.provenance["inputs"]["landmarks"] == twin.anatomy["planning"]["landmarks_sha256"]
+
+
+def test_build_twin_from_your_own_surface(coarse_demo, tmp_path):
+    """`twin build --surface FILE`: a lumen surface written in RAS (as Slicer writes it) is
+    recognised as RAS, meshed with flow extensions and named caps; and an unknown segmentation
+    plug-in is refused with the list of those installed."""
+    import numpy as np
+    import trimesh
+    from typer.testing import CliRunner
+
+    from cardiotwin.cli import app
+    from cardiotwin.geometry.surface import fluid_surface
+
+    ph = coarse_demo["phantom"]
+    fs = fluid_surface(ph.labels, ph.truth.landmarks)
+    path = tmp_path / "lumen.stl"
+    trimesh.Trimesh(np.asarray(fs.mesh.vertices) * [-1.0, -1.0, 1.0], fs.mesh.faces).export(path)
+    store_dir = tmp_path / "store"
+    res = CliRunner().invoke(app, [
+        "twin", "build", str(coarse_demo["dicom_dir"]), "--surface", str(path), "--no-flow",
+        "--h-max", "4", "--h-min", "2", "--store", str(store_dir)])
+    assert res.exit_code == 0, res.output
+    store = workflows.open_store(store_dir)
+    actor = coarse_demo["actor"]
+    [patient] = workflows.list_patients(store=store, actor=actor)
+    twin = workflows.open_twin(patient.pseudonym, store=store, actor=actor)
+    assert twin.anatomy["surface"]["convention"] == "RAS"
+    assert {c["name"] for c in twin.mesh["caps"]} == {c.name for c in fs.caps}
+    res = CliRunner().invoke(app, ["twin", "build", str(coarse_demo["dicom_dir"]), "--segmenter",
+                                   "nosuchmodel", "--no-flow", "--store", str(store_dir)])
+    assert res.exit_code == 1 and "nosuchmodel" in res.output and "Traceback" not in res.output
