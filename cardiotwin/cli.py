@@ -346,8 +346,8 @@ def dicom_scan(
         for line in catalog.problems:
             console.print(f"[yellow]problem:[/] {line}", highlight=False)
         if catalog.skipped:
-            console.print(f"{len(catalog.skipped)} file(s) skipped (not DICOM or unreadable); "
-                          "--json lists them with the reason")
+            console.print(f"[yellow]skipped:[/] {catalog.skipped_text()} (--json lists every "
+                          "file with the reason)", highlight=False)
         if sel is not None:
             console.print(f"[bold]selected[/] {sel.series_uid}: {sel.reason}", highlight=False)
 

@@ -286,6 +286,10 @@ def _read_ct(dicom_dir: str | Path, *, store: Store, series: str | None, resampl
     chosen = discovery.select_series(catalog, uid=series if is_uid else None,
                                      rule=None if is_uid else series)
     log.info("reading series …%s (%s)", chosen.series_uid[-12:], chosen.reason)
+    others = discovery.check_skipped(catalog, chosen)
+    if others:
+        log.warning("building from series …%s without the damaged files of other series: %s",
+                    chosen.series_uid[-12:], catalog.skipped_text(others))
     uid = None if chosen.series_uid.startswith("<") else chosen.series_uid
     files = sorted(Path(f) for f in chosen.files)
     ct_raw = dicom.read_series(files, series_uid=uid, modality="CT", headers=chosen.headers,

@@ -272,3 +272,20 @@ def test_twin_build_refuses_a_scan_without_a_heart(shared_data, store_home):
 
     actor = Actor(username="dr", role="clinician", client="test")
     assert list_patients(store=open_store(store_home), actor=actor) == []
+
+
+def test_dicom_scan_names_truncated_files(tmp_path):
+    import numpy as np
+
+    from cardiotwin.imaging.dicom import write_ct_series
+    from cardiotwin.imaging.volume import Volume
+
+    vol = Volume(np.zeros((3, 8, 8), np.float32), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), np.eye(3))
+    files = write_ct_series(vol, tmp_path / "dcm" / "s1")
+    for f in files:
+        f.write_bytes(f.read_bytes()[:-40])
+    res = runner.invoke(app, ["dicom", "scan", str(tmp_path / "dcm")])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "3 DICOM file(s) skipped: s1/CT00001.dcm (truncated: pixel data shorter than its " \
+           "header announces (88 of 128 bytes))" in text

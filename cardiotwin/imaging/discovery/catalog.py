@@ -242,10 +242,25 @@ class PatientSummary:
 
 @dataclass(frozen=True)
 class SkippedFile:
-    """A file the scan could not use, and why (never contains patient data)."""
+    """A file the scan could not use, and why (never contains patient data).
+
+    Attributes
+    ----------
+    path : Path
+        The file.
+    reason : str
+        Why it was skipped (e.g. ``"truncated: pixel data shorter than its header announces
+        (212 of 512 bytes)"``).
+    is_dicom : bool
+        The file has the DICOM Part 10 marker (a damaged DICOM file, not some other file).
+    series_uid : str or None
+        SeriesInstanceUID recovered from its raw bytes, when it could be.
+    """
 
     path: Path
     reason: str
+    is_dicom: bool = False
+    series_uid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -306,11 +321,35 @@ class SeriesCatalog:
             f"series {series_uid} not found under {self.root}; found: {self.listing()}"
         )
 
+    def relative(self, path: Path) -> str:
+        """``path`` relative to the scanned folder (as the user gave it), for messages."""
+        base = self.root if self.root.is_dir() else self.root.parent
+        try:
+            return str(Path(path).relative_to(base))
+        except ValueError:
+            return str(path)
+
+    def skipped_text(self, files: Iterable[SkippedFile] | None = None, *, limit: int = 3) -> str:
+        """The damaged DICOM files skipped (or ``files``), for messages: how many, the first
+        ``limit`` with their path relative to the scanned folder and the reason; "" if none.
+        Files that are not DICOM at all (no 'DICM' marker) are only counted."""
+        chosen = [s for s in self.skipped if s.is_dicom] if files is None else list(files)
+        others = 0 if files is not None else len(self.skipped) - len(chosen)
+        parts = []
+        if chosen:
+            shown = "; ".join(f"{self.relative(s.path)} ({s.reason})" for s in chosen[:limit])
+            more = f"; ... and {len(chosen) - limit} more" if len(chosen) > limit else ""
+            parts.append(f"{len(chosen)} DICOM file(s) skipped: {shown}{more}")
+        if others:
+            parts.append(f"{others} non-DICOM file(s) ignored")
+        return "; ".join(parts)
+
     def listing(self, *, limit: int = 20) -> str:
         """The series found, one ``str(series)`` each (patient label only), for messages."""
         items = [str(s) for s in self.series]
         if not items:
-            return "no DICOM series"
+            skipped = self.skipped_text()
+            return "no readable DICOM series" + (f" ({skipped})" if skipped else "")
         more = f"; ... and {len(items) - limit} more" if len(items) > limit else ""
         return "; ".join(items[:limit]) + more
 
@@ -370,7 +409,8 @@ class SeriesCatalog:
                 }
                 for p in self.patients
             ],
-            "skipped": [{"path": str(s.path), "reason": s.reason} for s in self.skipped],
+            "skipped": [{"path": str(s.path), "reason": s.reason, "dicom": s.is_dicom,
+                         "series_uid": s.series_uid} for s in self.skipped],
             "problems": list(self.problems),
         }
 
