@@ -207,6 +207,9 @@ _CATALOG_KEYWORDS = (
     "CardiacCyclePosition",
     "NominalInterval",
     "HeartRate",
+    "FrameTime",
+    "FrameTimeVector",
+    "CineRate",
 )
 _WANTED = {
     int(pydicom.datadict.tag_for_keyword(kw)): (kw, pydicom.datadict.dictionary_VR(kw))
