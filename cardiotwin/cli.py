@@ -432,6 +432,11 @@ def dicom_convert(
     phase: Annotated[float | None, typer.Option(
         "--phase", help="For a multi-phase (4-D) series: the phase label to convert (trigger "
         "time in ms, else temporal position; the error message lists them).")] = None,
+    volume: Annotated[str | None, typer.Option(
+        "--volume", help="For a multi-volume series (the same slice positions repeated with "
+        "another diffusion b-value, echo, acquisition or temporal position): the volume to "
+        "convert, by 0-based index or selector such as b=1000, echo=2, acquisition=3 or t=5 "
+        "(the error message lists them).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace OUT if it exists.")] = False,
     store: StoreOpt = None,
     role: RoleOpt = "clinician",
@@ -458,6 +463,7 @@ def dicom_convert(
       cardiotwin dicom convert /media/head-ct-tilted head.nii.gz --resample
       cardiotwin dicom convert /media/cardiac-4d phase.nii.gz --phase 350
       cardiotwin dicom convert /media/cine ph75.nii.gz --select phase=75
+      cardiotwin dicom convert /media/dwi b1000.nii.gz --volume b=1000
       cardiotwin dicom convert fmri/0001.dcm vol.nii.gz     (one Siemens mosaic file)
     """
     from cardiotwin.errors import DicomError, InputError
@@ -474,7 +480,7 @@ def dicom_convert(
         try:
             vol, written, picked = convert_dicom(
                 in_path, out, store=_store(store), actor=_actor(role), rule=select,
-                series_uid=series, resample=resample, phase=phase)
+                series_uid=series, resample=resample, phase=phase, volume=volume)
         except DicomError as exc:
             msg = str(exc)
             hints = []
@@ -507,6 +513,8 @@ def dicom_convert(
             lines.append(f"  selected    {picked}")
         if md.get("phase") is not None:
             lines.append(f"  phase       {md['phase']}")
+        if md.get("volume") is not None:
+            lines.append(f"  volume      {md['volume']}")
         lines += [
             f"  shape       {ni} x {nj} x {nk} (i x j x k: columns, rows, slices)",
             f"  spacing_mm  {_fmt(vol.spacing_mm, 4)}",

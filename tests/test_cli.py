@@ -289,3 +289,32 @@ def test_dicom_scan_names_truncated_files(tmp_path):
     text = " ".join(res.output.split())
     assert "3 DICOM file(s) skipped: s1/CT00001.dcm (truncated: pixel data shorter than its " \
            "header announces (88 of 128 bytes))" in text
+
+
+def test_dicom_convert_picks_one_volume_of_a_diffusion_series(tmp_path):
+    import numpy as np
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    from cardiotwin.imaging.dicom import write_ct_series
+    from cardiotwin.imaging.export import read_nifti
+    from cardiotwin.imaging.volume import Volume
+
+    uid = generate_uid(entropy_srcs=["dwi"])
+    for b in (0, 1000):
+        vol = Volume(np.full((3, 8, 8), float(b // 10), np.float32), (1.0, 1.0, 2.0),
+                     (0.0, 0.0, 0.0), np.eye(3))
+        for f in write_ct_series(vol, tmp_path / "dwi" / f"b{b}", series_uid=uid, seed=b):
+            ds = pydicom.dcmread(f)
+            ds.DiffusionBValue = float(b)
+            ds.save_as(f)
+    refused = runner.invoke(app, ["dicom", "convert", str(tmp_path / "dwi"),
+                                  str(tmp_path / "all.nii.gz")])
+    assert refused.exit_code == 1
+    text = " ".join(refused.output.split())
+    assert "[0] b=0 (3 slices); [1] b=1000 (3 slices)" in text and "--volume b=1000" in text
+    res = runner.invoke(app, ["dicom", "convert", str(tmp_path / "dwi"),
+                              str(tmp_path / "b1000.nii.gz"), "--volume", "b=1000"])
+    assert res.exit_code == 0, res.output
+    assert "volume      b=1000" in res.output
+    assert np.all(read_nifti(tmp_path / "b1000.nii.gz").array == 100.0)

@@ -210,6 +210,9 @@ _CATALOG_KEYWORDS = (
     "FrameTime",
     "FrameTimeVector",
     "CineRate",
+    "DiffusionBValue",
+    "EchoNumbers",
+    "AcquisitionNumber",
 )
 _WANTED = {
     int(pydicom.datadict.tag_for_keyword(kw)): (kw, pydicom.datadict.dictionary_VR(kw))
