@@ -437,6 +437,9 @@ def dicom_convert(
         "another diffusion b-value, echo, acquisition or temporal position): the volume to "
         "convert, by 0-based index or selector such as b=1000, echo=2, acquisition=3 or t=5 "
         "(the error message lists them).")] = None,
+    min_slices: Annotated[int, typer.Option(
+        "--min-slices", min=1, help="Fewest slices accepted; 1 converts a single 2-D image "
+        "(slice thickness from SpacingBetweenSlices, else SliceThickness, else 1 mm).")] = 2,
     force: Annotated[bool, typer.Option("--force", help="Replace OUT if it exists.")] = False,
     store: StoreOpt = None,
     role: RoleOpt = "clinician",
@@ -480,7 +483,8 @@ def dicom_convert(
         try:
             vol, written, picked = convert_dicom(
                 in_path, out, store=_store(store), actor=_actor(role), rule=select,
-                series_uid=series, resample=resample, phase=phase, volume=volume)
+                series_uid=series, resample=resample, phase=phase, volume=volume,
+                min_slices=min_slices)
         except DicomError as exc:
             msg = str(exc)
             hints = []
@@ -490,6 +494,8 @@ def dicom_convert(
                 hints.append("--series UID or --select RULE (list them: cardiotwin dicom scan)")
             if "phase=<label>" in msg:
                 hints.append("--phase LABEL")
+            if "min_slices=1" in msg:
+                hints.append("--min-slices 1")
             if "read_series([" in msg:
                 hints.append("give one mosaic file as IN (one volume per file)")
             if hints:

@@ -318,3 +318,20 @@ def test_dicom_convert_picks_one_volume_of_a_diffusion_series(tmp_path):
     assert res.exit_code == 0, res.output
     assert "volume      b=1000" in res.output
     assert np.all(read_nifti(tmp_path / "b1000.nii.gz").array == 100.0)
+
+
+def test_dicom_convert_single_image_needs_min_slices_1(tmp_path):
+    import numpy as np
+
+    from cardiotwin.imaging.dicom import write_ct_series
+    from cardiotwin.imaging.volume import Volume
+
+    vol = Volume(np.zeros((1, 8, 8), np.float32), (1.0, 1.0, 2.5), (0.0, 0.0, 0.0), np.eye(3))
+    write_ct_series(vol, tmp_path / "one")
+    refused = runner.invoke(app, ["dicom", "convert", str(tmp_path / "one"),
+                                  str(tmp_path / "a.nii.gz")])
+    assert refused.exit_code == 1 and "--min-slices 1" in " ".join(refused.output.split())
+    res = runner.invoke(app, ["dicom", "convert", str(tmp_path / "one"),
+                              str(tmp_path / "a.nii.gz"), "--min-slices", "1"])
+    assert res.exit_code == 0, res.output
+    assert "1 x 8 x 8" not in res.output and "8 x 8 x 1" in res.output
