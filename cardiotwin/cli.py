@@ -350,8 +350,8 @@ def dicom_scan(
         for line in catalog.problems:
             console.print(f"[yellow]problem:[/] {line}", highlight=False)
         if catalog.skipped:
-            console.print(f"{len(catalog.skipped)} file(s) skipped (not DICOM or unreadable); "
-                          "--json lists them with the reason")
+            console.print(f"[yellow]skipped:[/] {catalog.skipped_text()} (--json lists every "
+                          "file with the reason)", highlight=False)
         if sel is not None:
             console.print(f"[bold]selected[/] {sel.series_uid}: {sel.reason}", highlight=False)
 
@@ -436,6 +436,14 @@ def dicom_convert(
     phase: Annotated[float | None, typer.Option(
         "--phase", help="For a multi-phase (4-D) series: the phase label to convert (trigger "
         "time in ms, else temporal position; the error message lists them).")] = None,
+    volume: Annotated[str | None, typer.Option(
+        "--volume", help="For a multi-volume series (the same slice positions repeated with "
+        "another diffusion b-value, echo, acquisition or temporal position): the volume to "
+        "convert, by 0-based index or selector such as b=1000, echo=2, acquisition=3 or t=5 "
+        "(the error message lists them).")] = None,
+    min_slices: Annotated[int, typer.Option(
+        "--min-slices", min=1, help="Fewest slices accepted; 1 converts a single 2-D image "
+        "(slice thickness from SpacingBetweenSlices, else SliceThickness, else 1 mm).")] = 2,
     force: Annotated[bool, typer.Option("--force", help="Replace OUT if it exists.")] = False,
     store: StoreOpt = None,
     role: RoleOpt = "clinician",
@@ -462,6 +470,7 @@ def dicom_convert(
       cardiotwin dicom convert /media/head-ct-tilted head.nii.gz --resample
       cardiotwin dicom convert /media/cardiac-4d phase.nii.gz --phase 350
       cardiotwin dicom convert /media/cine ph75.nii.gz --select phase=75
+      cardiotwin dicom convert /media/dwi b1000.nii.gz --volume b=1000
       cardiotwin dicom convert fmri/0001.dcm vol.nii.gz     (one Siemens mosaic file)
     """
     from cardiotwin.errors import DicomError, InputError
@@ -478,7 +487,8 @@ def dicom_convert(
         try:
             vol, written, picked = convert_dicom(
                 in_path, out, store=_store(store), actor=_actor(role), rule=select,
-                series_uid=series, resample=resample, phase=phase)
+                series_uid=series, resample=resample, phase=phase, volume=volume,
+                min_slices=min_slices)
         except DicomError as exc:
             msg = str(exc)
             hints = []
@@ -488,6 +498,8 @@ def dicom_convert(
                 hints.append("--series UID or --select RULE (list them: cardiotwin dicom scan)")
             if "phase=<label>" in msg:
                 hints.append("--phase LABEL")
+            if "min_slices=1" in msg:
+                hints.append("--min-slices 1")
             if "read_series([" in msg:
                 hints.append("give one mosaic file as IN (one volume per file)")
             if hints:
@@ -511,6 +523,8 @@ def dicom_convert(
             lines.append(f"  selected    {picked}")
         if md.get("phase") is not None:
             lines.append(f"  phase       {md['phase']}")
+        if md.get("volume") is not None:
+            lines.append(f"  volume      {md['volume']}")
         lines += [
             f"  shape       {ni} x {nj} x {nk} (i x j x k: columns, rows, slices)",
             f"  spacing_mm  {_fmt(vol.spacing_mm, 4)}",

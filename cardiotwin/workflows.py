@@ -322,6 +322,10 @@ def _read_ct(dicom_dir: str | Path, *, store: Store, series: str | None, resampl
     chosen = discovery.select_series(catalog, uid=series if is_uid else None,
                                      rule=None if is_uid else series)
     log.info("reading series …%s (%s)", chosen.series_uid[-12:], chosen.reason)
+    others = discovery.check_skipped(catalog, chosen)
+    if others:
+        log.warning("building from series …%s without the damaged files of other series: %s",
+                    chosen.series_uid[-12:], catalog.skipped_text(others))
     uid = None if chosen.series_uid.startswith("<") else chosen.series_uid
     files = sorted(Path(f) for f in chosen.files)
     ct_raw = dicom.read_series(files, series_uid=uid, modality="CT", headers=chosen.headers,
@@ -440,10 +444,14 @@ def scan_dicom(path: str | Path, *, store: Store, actor: Actor, rule: str | None
 def convert_dicom(source: str | Path, out: str | Path, *, store: Store, actor: Actor,
                   rule: str | None = None, series_uid: str | None = None,
                   resample: bool = False, phase: float | None = None,
+                  volume: int | str | None = None, min_slices: int = 2,
                   purpose: str = "research export") -> tuple[Any, Path, str]:
     """Write one DICOM series as a NIfTI (``.nii``, ``.nii.gz``) or NRRD (``.nrrd``) volume.
 
-    The series is chosen by ``series_uid`` or ``rule`` (else ``source`` must hold one series).
+    The series is chosen by ``series_uid`` or ``rule`` (else ``source`` must hold one series);
+    ``phase`` picks a phase of a 4-D series and ``volume`` one volume of a multi-volume series
+    (index or selector such as ``"b=1000"``; see :func:`cardiotwin.imaging.dicom.read_series`);
+    ``min_slices=1`` converts a single 2-D image.
     The written header carries geometry only (see :mod:`cardiotwin.imaging.export`). The audit
     record names the patient's pseudonym, the format, the shape and the output's SHA-256, never
     a name or a path. A refused series is audited as a failure and re-raised; nothing is written.
@@ -467,7 +475,7 @@ def convert_dicom(source: str | Path, out: str | Path, *, store: Store, actor: A
             files, series_uid, picked = list(sel.files), sel.series_uid, sel.reason
             headers = sel.headers
         raw = dicom.read_series(files, series_uid=series_uid, resample=resample, phase=phase,
-                                headers=headers)
+                                headers=headers, volume=volume, min_slices=min_slices)
         vol = (deid.deidentify_volume(raw, store.pseudonym_key())
                if raw.metadata.get("patient_id") else deid.strip_identifiers(raw))
         del raw

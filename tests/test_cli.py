@@ -272,3 +272,66 @@ def test_twin_build_refuses_a_scan_without_a_heart(shared_data, store_home):
 
     actor = Actor(username="dr", role="clinician", client="test")
     assert list_patients(store=open_store(store_home), actor=actor) == []
+
+
+def test_dicom_scan_names_truncated_files(tmp_path):
+    import numpy as np
+
+    from cardiotwin.imaging.dicom import write_ct_series
+    from cardiotwin.imaging.volume import Volume
+
+    vol = Volume(np.zeros((3, 8, 8), np.float32), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), np.eye(3))
+    files = write_ct_series(vol, tmp_path / "dcm" / "s1")
+    for f in files:
+        f.write_bytes(f.read_bytes()[:-40])
+    res = runner.invoke(app, ["dicom", "scan", str(tmp_path / "dcm")])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "3 DICOM file(s) skipped: s1/CT00001.dcm (truncated: pixel data shorter than its " \
+           "header announces (88 of 128 bytes))" in text
+
+
+def test_dicom_convert_picks_one_volume_of_a_diffusion_series(tmp_path):
+    import numpy as np
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    from cardiotwin.imaging.dicom import write_ct_series
+    from cardiotwin.imaging.export import read_nifti
+    from cardiotwin.imaging.volume import Volume
+
+    uid = generate_uid(entropy_srcs=["dwi"])
+    for b in (0, 1000):
+        vol = Volume(np.full((3, 8, 8), float(b // 10), np.float32), (1.0, 1.0, 2.0),
+                     (0.0, 0.0, 0.0), np.eye(3))
+        for f in write_ct_series(vol, tmp_path / "dwi" / f"b{b}", series_uid=uid, seed=b):
+            ds = pydicom.dcmread(f)
+            ds.DiffusionBValue = float(b)
+            ds.save_as(f)
+    refused = runner.invoke(app, ["dicom", "convert", str(tmp_path / "dwi"),
+                                  str(tmp_path / "all.nii.gz")])
+    assert refused.exit_code == 1
+    text = " ".join(refused.output.split())
+    assert "[0] b=0 (3 slices); [1] b=1000 (3 slices)" in text and "--volume b=1000" in text
+    res = runner.invoke(app, ["dicom", "convert", str(tmp_path / "dwi"),
+                              str(tmp_path / "b1000.nii.gz"), "--volume", "b=1000"])
+    assert res.exit_code == 0, res.output
+    assert "volume      b=1000" in res.output
+    assert np.all(read_nifti(tmp_path / "b1000.nii.gz").array == 100.0)
+
+
+def test_dicom_convert_single_image_needs_min_slices_1(tmp_path):
+    import numpy as np
+
+    from cardiotwin.imaging.dicom import write_ct_series
+    from cardiotwin.imaging.volume import Volume
+
+    vol = Volume(np.zeros((1, 8, 8), np.float32), (1.0, 1.0, 2.5), (0.0, 0.0, 0.0), np.eye(3))
+    write_ct_series(vol, tmp_path / "one")
+    refused = runner.invoke(app, ["dicom", "convert", str(tmp_path / "one"),
+                                  str(tmp_path / "a.nii.gz")])
+    assert refused.exit_code == 1 and "--min-slices 1" in " ".join(refused.output.split())
+    res = runner.invoke(app, ["dicom", "convert", str(tmp_path / "one"),
+                              str(tmp_path / "a.nii.gz"), "--min-slices", "1"])
+    assert res.exit_code == 0, res.output
+    assert "1 x 8 x 8" not in res.output and "8 x 8 x 1" in res.output

@@ -348,6 +348,80 @@ def test_multiframe_functional_groups(tmp_path):
     assert se.phases_pct == (40.0, 70.0) and se.problems == ()
 
 
+def _cine(path: Path, n: int, *, timing: str) -> Path:
+    """A 20-frame MR cine at one slice position (8 x 8 pixels), timed by ``timing``:
+    ``"trigger"`` (per-frame NominalCardiacTriggerDelayTime and TemporalPositionIndex),
+    ``"index"`` (TemporalPositionIndex only) or ``"frame-time"`` (no functional groups; the Cine
+    Module's FrameTime, as an MR/US cine file without enhanced groups has)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    def item(**kw) -> Dataset:
+        d = Dataset()
+        for k, v in kw.items():
+            setattr(d, k, v)
+        return d
+
+    enhanced = timing != "frame-time"
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ("1.2.840.10008.5.1.4.1.1.4.1" if enhanced
+                                            else "1.2.840.10008.5.1.4.1.1.4")  # (Enhanced) MR
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    ds.PatientID, ds.Modality, ds.SeriesDescription = "X", "MR", "cine SA"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Rows = ds.Columns = 8
+    ds.NumberOfFrames = n
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    if enhanced:
+        ds.SharedFunctionalGroupsSequence = [item(
+            PlaneOrientationSequence=[item(ImageOrientationPatient=[1, 0, 0, 0, 1, 0])],
+            PixelMeasuresSequence=[item(PixelSpacing=[1.5, 1.5], SliceThickness=8)],
+            PlanePositionSequence=[item(ImagePositionPatient=[0, 0, 10])])]
+        per = []
+        for k in range(n):
+            frame = item(FrameContentSequence=[item(TemporalPositionIndex=k + 1)])
+            if timing == "trigger":
+                frame.CardiacSynchronizationSequence = [
+                    item(NominalCardiacTriggerDelayTime=50.0 * k)]
+            per.append(frame)
+        ds.PerFrameFunctionalGroupsSequence = per
+    else:
+        ds.ImageOrientationPatient, ds.PixelSpacing = [1, 0, 0, 0, 1, 0], [1.5, 1.5]
+        ds.ImagePositionPatient = [0, 0, 10]
+        ds.FrameTime = 50.0
+        ds.FrameIncrementPointer = 0x00181063  # (0018,1063) FrameTime
+    ds.PixelData = np.arange(n * 64, dtype="<u2").tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.mark.parametrize(("timing", "span"), [("trigger", "(0–950 ms)"),
+                                              ("index", "(temporal positions)"),
+                                              ("frame-time", "(every 50 ms)")])
+def test_multiframe_cine_is_frames_over_time_not_slices(tmp_path, timing, span):
+    # Ground truth: 20 frames written at one position (z = 10 mm), in time.
+    _cine(tmp_path / "cine.dcm", 20, timing=timing)
+    cat = scan_tree(tmp_path)
+    se = cat.series[0]
+    assert (se.n_files, se.n_frames, se.n_slices, se.n_phases) == (1, 20, 1, 20)
+    row = cat.to_rows()[0]  # what `dicom scan` shows
+    assert (row["size"], row["phases"]) == ("8x8x1", f"20 frames over time {span}")
+    assert se.is_cine and se.problems == ()
+    assert se.size_text == "8x8x1"
+    assert se.phases_text == f"20 frames over time {span}"
+    assert "cine of 20 frames over time" in str(se)
+    assert se.to_dict()["cine"] is True
+    if timing == "frame-time":
+        assert se.frame_time_ms == 50.0
+    if timing == "trigger":
+        assert se.trigger_times_ms == tuple(50.0 * k for k in range(20))
+
+
 def test_progress_and_timing(tree):
     calls = []
     t0 = time.process_time()

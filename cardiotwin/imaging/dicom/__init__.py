@@ -13,6 +13,8 @@ each step lives in its own module:
 :mod:`~cardiotwin.imaging.dicom.frames`    the image frames of a file: single-frame, enhanced
                                            multi-frame (functional groups), Siemens mosaic tiles
 :mod:`~cardiotwin.imaging.dicom.phases`    cardiac phases (positions repeated in time)
+:mod:`~cardiotwin.imaging.dicom.volumes`   several volumes in one series (b-values, echoes,
+                                           acquisitions), read one at a time (``volume=``)
 :mod:`~cardiotwin.imaging.dicom.pixels`    pixel decoding (transfer syntaxes), rescale, MONOCHROME1
 :mod:`~cardiotwin.imaging.dicom.resample`  tilted / unevenly spaced stacks onto a regular grid
 :mod:`~cardiotwin.imaging.dicom.stack`     sorting along the slice normal, spacing and tilt checks,

@@ -79,6 +79,11 @@ class Frame:
     along: float = 0.0
     #: a tile of a Siemens mosaic: (first row, first column, mosaic rows, mosaic columns)
     tile: tuple[int, int, int, int] | None = None
+    #: what tells apart the volumes of a multi-volume series (see ``dicom.volumes``):
+    #: DiffusionBValue (s/mm²), EchoNumbers, AcquisitionNumber
+    b_value: float | None = None
+    echo_number: int | None = None
+    acquisition_number: int | None = None
 
     @property
     def temporal_key(self) -> tuple[float, float, float]:
@@ -187,6 +192,10 @@ def _frames_of_unchecked(e: HeaderRecord) -> list[Frame]:
         if slope_f == 0.0:
             slope_f = 1.0  # a zero slope is a writer error; treat as absent (as GDCM does)
         tpi_f = header_number(tpi, None, "TemporalPositionIndex", where)
+        bval = _lookup(src, "MRDiffusionSequence", "DiffusionBValue")
+        bval = bval if bval is not None else getattr(ds, "DiffusionBValue", None)
+        echo = _optional_int(getattr(ds, "EchoNumbers", None))
+        acq = _optional_int(getattr(ds, "AcquisitionNumber", None))
         frames.append(
             Frame(
                 entry=e,
@@ -203,6 +212,9 @@ def _frames_of_unchecked(e: HeaderRecord) -> list[Frame]:
                 percent_rr=header_number(pct, None, "NominalPercentageOfCardiacPhase", where),
                 thickness_mm=header_number(thick, None, "SliceThickness", where),
                 label=f.name if n == 1 else f"{f.name} frame {k + 1}",
+                b_value=_optional_float(bval),
+                echo_number=echo,
+                acquisition_number=acq,
             )
         )
     if n == 1 and not enhanced:
@@ -210,6 +222,22 @@ def _frames_of_unchecked(e: HeaderRecord) -> list[Frame]:
         if mosaic is not None:
             return _split_mosaic(frames[0], *mosaic)
     return frames
+
+
+def _optional_float(value: Any) -> float | None:
+    """A finite number, or None (absent, empty or unreadable: only used to tell volumes apart)."""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        value = value[0] if len(value) else None
+    try:
+        out = float(value) if value is not None and value != "" else None
+    except (TypeError, ValueError):
+        return None
+    return out if out is not None and math.isfinite(out) else None
+
+
+def _optional_int(value: Any) -> int | None:
+    out = _optional_float(value)
+    return None if out is None else int(out)
 
 
 # --------------------------------------------------------------------------------------------

@@ -207,6 +207,12 @@ _CATALOG_KEYWORDS = (
     "CardiacCyclePosition",
     "NominalInterval",
     "HeartRate",
+    "FrameTime",
+    "FrameTimeVector",
+    "CineRate",
+    "DiffusionBValue",
+    "EchoNumbers",
+    "AcquisitionNumber",
 )
 _WANTED = {
     int(pydicom.datadict.tag_for_keyword(kw)): (kw, pydicom.datadict.dictionary_VR(kw))

@@ -281,7 +281,7 @@ def choose_series(
     if not groups:
         if bad:
             b = bad[0]
-            raise DicomError(f"{b.path} is a {b.reason}; re-export or remove it")
+            raise DicomError(f"{b.path} is {b.reason}; re-export or remove it")
         raise DicomError(f"no DICOM files found in {path}")
     known = set(groups) | {b.series_uid for b in bad if b.series_uid is not None}
     if series_uid is None:

@@ -47,6 +47,7 @@ from cardiotwin.imaging.dicom.phases import split_phases
 from cardiotwin.imaging.dicom.pixels import decode_frames
 from cardiotwin.imaging.dicom.resample import default_fill_value, resample_stack
 from cardiotwin.imaging.dicom.series import UnreadableFile, choose_series, series_name
+from cardiotwin.imaging.dicom.volumes import pick_volume, split_volumes, volumes_message
 from cardiotwin.imaging.volume import Volume
 
 __all__ = ["read_phases", "read_series"]
@@ -215,16 +216,35 @@ def _select_phases(
     min_slices: int,
     modality: str | None,
     headers: Iterable[HeaderRecord] | None,
+    volume: int | str | None = None,
 ) -> tuple[
-    str, str, list[UnreadableFile], list[Frame], list[tuple[float | int, list[Frame]]] | None
+    str, str, list[UnreadableFile], list[Frame], list[tuple[float | int, list[Frame]]] | None,
+    str | None,
 ]:
     """The shared start of :func:`read_series` and :func:`read_phases`: the chosen series' UID,
-    display name, skipped files, frames and phases (None for a single 3-D volume)."""
+    display name, skipped files, frames, phases (None for a single 3-D volume) and the label of
+    the volume picked from a multi-volume series (None when it is not one)."""
     _check_min_slices(min_slices)
     sid, entries, skipped = choose_series(path, series_uid, headers=headers or ())
     name = series_name(sid, entries)
     frames = _series_frames(entries, modality, name)
-    return sid, name, skipped, frames, split_phases(frames, name)
+    volumes = split_volumes(frames, name)
+    picked = None
+    if volume is not None:
+        if volumes is None:
+            raise DicomError(
+                f"{name} is not a multi-volume series (no slice position repeats with another "
+                f"DiffusionBValue, EchoNumbers, AcquisitionNumber or temporal position); it has "
+                f"no volume {volume!r} to pick"
+            )
+        chosen = pick_volume(volumes, volume, name)
+        frames, picked = list(chosen.frames), chosen.label
+        log.info("%s: volume %s of %d", name, chosen.describe(), len(volumes))
+        return sid, name, skipped, frames, split_phases(frames, name), picked
+    phases = split_phases(frames, name)
+    if phases is None and volumes is not None:
+        raise DicomError(volumes_message(volumes, name))
+    return sid, name, skipped, frames, phases, picked
 
 
 def read_series(
@@ -237,6 +257,7 @@ def read_series(
     fill_value: float | None = None,
     phase: float | int | None = None,
     headers: Iterable[HeaderRecord] | None = None,
+    volume: int | str | None = None,
 ) -> Volume:
     """Read a DICOM image series (single-frame files, an enhanced multi-frame file, or a Siemens
     mosaic split into its slices).
@@ -268,6 +289,12 @@ def read_series(
         Header records already parsed from these files, e.g. ``selection.headers`` of a
         :class:`cardiotwin.imaging.discovery.SeriesSelection`: their files are not parsed a second
         time (a file changed since, by size or modification time, is parsed again).
+    volume : int or str, optional
+        For a multi-volume series (the same positions repeated with another DiffusionBValue,
+        EchoNumbers, AcquisitionNumber or TemporalPositionIdentifier): the volume to read, by
+        0-based index or selector (``"b=1000"``, ``"echo=2"``, ``"acquisition=3"``, ``"t=5"``;
+        :mod:`cardiotwin.imaging.dicom.volumes`). Without it such a series is refused with a
+        message listing its volumes.
 
     Returns
     -------
@@ -280,7 +307,8 @@ def read_series(
         ``manufacturer``, ``series_number``, ``transfer_syntax`` (of the first slice),
         ``n_slices``, ``n_frames`` (frames, or mosaic tiles, read), ``files``, ``resampled``
         (None, or what was done),
-        ``skipped_files`` (unreadable files of other series) and ``phase`` when one was picked.
+        ``skipped_files`` (unreadable files of other series), ``phase`` and ``volume`` (its
+        selector label, e.g. ``"b=1000"``) when one was picked.
 
     Raises
     ------
@@ -293,8 +321,8 @@ def read_series(
     InputError
         If ``min_slices`` is less than 1.
     """
-    sid, name, skipped, frames, phases = _select_phases(
-        path, series_uid, min_slices, modality, headers
+    sid, name, skipped, frames, phases, picked_volume = _select_phases(
+        path, series_uid, min_slices, modality, headers, volume
     )
     picked: float | int | None = None
     if phases is not None:
@@ -322,6 +350,8 @@ def read_series(
     )
     if picked is not None:
         vol.metadata["phase"] = picked
+    if picked_volume is not None:
+        vol.metadata["volume"] = picked_volume
     return vol
 
 
@@ -360,7 +390,7 @@ def read_phases(
     DicomError
         As for :func:`read_series`, or when positions repeat without forming complete phases.
     """
-    sid, name, skipped, frames, phases = _select_phases(
+    sid, name, skipped, frames, phases, _ = _select_phases(
         path, series_uid, min_slices, modality, headers
     )
     phases = phases or [(0, frames)]

@@ -41,7 +41,7 @@ from cardiotwin.imaging.discovery.catalog import (
     StudySummary,
 )
 from cardiotwin.imaging.discovery.scan import ProgressCallback, scan_tree
-from cardiotwin.imaging.discovery.select import RULES, select_series
+from cardiotwin.imaging.discovery.select import RULES, check_skipped, select_series
 
 __all__ = [
     "RULES",
@@ -53,6 +53,7 @@ __all__ = [
     "SeriesSummary",
     "SkippedFile",
     "StudySummary",
+    "check_skipped",
     "scan_tree",
     "select_series",
 ]

@@ -51,6 +51,10 @@ class FrameInfo:
         NominalPercentageOfCardiacPhase (% of the R-R interval).
     trigger_ms : float or None
         TriggerTime (single-frame) or NominalCardiacTriggerDelayTime (multi-frame), ms.
+    temporal_index : int or None
+        TemporalPositionIdentifier (single-frame) or TemporalPositionIndex (enhanced
+        multi-frame); for a cine file without functional groups, the frame number when the
+        file gives a frame time.
     """
 
     path: Path
@@ -58,6 +62,7 @@ class FrameInfo:
     position_mm: float | None = None
     phase_pct: float | None = None
     trigger_ms: float | None = None
+    temporal_index: int | None = None
 
 
 @dataclass(frozen=True)
@@ -98,12 +103,15 @@ class SeriesSummary:
     trigger_times_ms : tuple of float
         Distinct trigger times (rounded to 0.1 ms).
     n_phases : int
-        Number of cardiac phases: distinct percentages, else distinct trigger times when
-        positions repeat, else 1.
+        Number of cardiac phases or time points: distinct percentages, else distinct trigger
+        times when positions repeat, else distinct temporal position indices, else 1. A cine
+        at one position (:attr:`is_cine`) has one per frame.
     cardiac_cycle_positions : tuple of str
         Distinct CardiacCyclePosition values (e.g. END_DIASTOLE).
     rr_interval_ms : float or None
         R-R interval: median NominalInterval, else 60000 / HeartRate.
+    frame_time_ms : float or None
+        Time between the frames of a cine file (FrameTime, FrameTimeVector or CineRate), ms.
     kernel : str
         ConvolutionKernel (values joined with ``\\``).
     series_datetime, acquisition_datetime : str
@@ -147,6 +155,7 @@ class SeriesSummary:
     n_phases: int = 1
     cardiac_cycle_positions: tuple[str, ...] = ()
     rr_interval_ms: float | None = None
+    frame_time_ms: float | None = None
     kernel: str = ""
     series_datetime: str = ""
     acquisition_datetime: str = ""
@@ -165,6 +174,27 @@ class SeriesSummary:
     def n_voxels(self) -> int:
         """Voxels of one phase: rows × columns × distinct slice positions."""
         return self.rows * self.columns * max(self.n_slices, 1 if self.n_frames else 0)
+
+    @property
+    def is_cine(self) -> bool:
+        """Frames over time at one slice position (a cine), not a stack of slices."""
+        return self.n_phases > 1 and self.n_slices <= 1
+
+    @property
+    def phases_text(self) -> str:
+        """The time points for a table: ``"20 frames over time (0–950 ms)"`` for a cine,
+        ``"10 (5–95%)"`` for a multi-phase volume, ``"1"`` for a 3-D series."""
+        if self.trigger_times_ms and self.n_phases > 1:
+            span = f" ({_range_text(self.trigger_times_ms, ' ms')})"
+        elif self.frame_time_ms:
+            span = f" (every {self.frame_time_ms:g} ms)"
+        else:
+            span = " (temporal positions)" if self.n_phases > 1 else ""
+        if self.is_cine:
+            return f"{self.n_phases} frames over time{span}"
+        if self.phases_pct:
+            return f"{self.n_phases} ({_range_text(self.phases_pct, '%')})"
+        return f"{self.n_phases}{span}" if self.n_phases > 1 else "1"
 
     @property
     def size_text(self) -> str:
@@ -204,6 +234,8 @@ class SeriesSummary:
             "n_phases": self.n_phases,
             "cardiac_cycle_positions": list(self.cardiac_cycle_positions),
             "rr_interval_ms": self.rr_interval_ms,
+            "cine": self.is_cine,
+            "frame_time_ms": self.frame_time_ms,
             "kernel": self.kernel,
             "series_datetime": self.series_datetime,
             "acquisition_datetime": self.acquisition_datetime,
@@ -218,7 +250,8 @@ class SeriesSummary:
         return (
             f"{self.patient} {self.series_uid} ({self.modality or '?'}{desc}, {self.image_kind}, "
             f"{self.size_text}, contrast {'yes' if self.contrast else 'no'}, "
-            f"{self.n_phases} phase(s))"
+            + (f"cine of {self.n_phases} frames over time)" if self.is_cine
+               else f"{self.n_phases} phase(s))")
         )
 
 
@@ -242,10 +275,25 @@ class PatientSummary:
 
 @dataclass(frozen=True)
 class SkippedFile:
-    """A file the scan could not use, and why (never contains patient data)."""
+    """A file the scan could not use, and why (never contains patient data).
+
+    Attributes
+    ----------
+    path : Path
+        The file.
+    reason : str
+        Why it was skipped (e.g. ``"truncated: pixel data shorter than its header announces
+        (212 of 512 bytes)"``).
+    is_dicom : bool
+        The file has the DICOM Part 10 marker (a damaged DICOM file, not some other file).
+    series_uid : str or None
+        SeriesInstanceUID recovered from its raw bytes, when it could be.
+    """
 
     path: Path
     reason: str
+    is_dicom: bool = False
+    series_uid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -306,11 +354,35 @@ class SeriesCatalog:
             f"series {series_uid} not found under {self.root}; found: {self.listing()}"
         )
 
+    def relative(self, path: Path) -> str:
+        """``path`` relative to the scanned folder (as the user gave it), for messages."""
+        base = self.root if self.root.is_dir() else self.root.parent
+        try:
+            return str(Path(path).relative_to(base))
+        except ValueError:
+            return str(path)
+
+    def skipped_text(self, files: Iterable[SkippedFile] | None = None, *, limit: int = 3) -> str:
+        """The damaged DICOM files skipped (or ``files``), for messages: how many, the first
+        ``limit`` with their path relative to the scanned folder and the reason; "" if none.
+        Files that are not DICOM at all (no 'DICM' marker) are only counted."""
+        chosen = [s for s in self.skipped if s.is_dicom] if files is None else list(files)
+        others = 0 if files is not None else len(self.skipped) - len(chosen)
+        parts = []
+        if chosen:
+            shown = "; ".join(f"{self.relative(s.path)} ({s.reason})" for s in chosen[:limit])
+            more = f"; ... and {len(chosen) - limit} more" if len(chosen) > limit else ""
+            parts.append(f"{len(chosen)} DICOM file(s) skipped: {shown}{more}")
+        if others:
+            parts.append(f"{others} non-DICOM file(s) ignored")
+        return "; ".join(parts)
+
     def listing(self, *, limit: int = 20) -> str:
         """The series found, one ``str(series)`` each (patient label only), for messages."""
         items = [str(s) for s in self.series]
         if not items:
-            return "no DICOM series"
+            skipped = self.skipped_text()
+            return "no readable DICOM series" + (f" ({skipped})" if skipped else "")
         more = f"; ... and {len(items) - limit} more" if len(items) > limit else ""
         return "; ".join(items[:limit]) + more
 
@@ -322,12 +394,7 @@ class SeriesCatalog:
                 for se in st.series:
                     di, dj, dk = se.spacing_mm
                     spacing = "x".join("–" if v is None else f"{v:.3g}" for v in (di, dj, dk))
-                    if se.phases_pct:
-                        phases = f"{se.n_phases} ({_range_text(se.phases_pct, '%')})"
-                    elif se.n_phases > 1:
-                        phases = f"{se.n_phases} ({_range_text(se.trigger_times_ms, ' ms')})"
-                    else:
-                        phases = "1"
+                    phases = se.phases_text
                     rows.append({
                         "patient": p.label,
                         "study": _short_uid(st.study_uid),
@@ -370,7 +437,8 @@ class SeriesCatalog:
                 }
                 for p in self.patients
             ],
-            "skipped": [{"path": str(s.path), "reason": s.reason} for s in self.skipped],
+            "skipped": [{"path": str(s.path), "reason": s.reason, "dicom": s.is_dicom,
+                         "series_uid": s.series_uid} for s in self.skipped],
             "problems": list(self.problems),
         }
 

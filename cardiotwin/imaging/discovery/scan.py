@@ -17,7 +17,13 @@ from pydicom.errors import InvalidDicomError
 
 from cardiotwin.errors import DicomError
 from cardiotwin.imaging.deid import pseudonym
-from cardiotwin.imaging.dicom.headers import MEDIA_STORAGE_DIRECTORY, NO_SERIES_UID, parse_header
+from cardiotwin.imaging.dicom.headers import (
+    IMPLICIT_VR_LE,
+    MEDIA_STORAGE_DIRECTORY,
+    NO_SERIES_UID,
+    parse_header,
+    salvage_series_uid,
+)
 from cardiotwin.imaging.discovery.catalog import (
     PatientSummary,
     SeriesCatalog,
@@ -129,17 +135,23 @@ def scan_tree(
         except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, KeyError,
                 AttributeError, IndexError, OverflowError) as exc:
             # The exception text may quote element values (patient data): only its type is kept.
-            skipped.append(SkippedFile(f, f"truncated or corrupt header ({type(exc).__name__})"))
+            skipped.append(SkippedFile(f, f"truncated or corrupt header ({type(exc).__name__})",
+                                       True, salvage_series_uid(f)))
             continue
-        if pixel_bytes and size < pixel_bytes:
-            skipped.append(SkippedFile(
-                f, f"truncated: {size} bytes but its header announces {pixel_bytes} bytes of "
-                "pixel data"))
-            continue
+        if pixel_bytes:
+            # the pixel data element starts at the offset: tag, (VR,) length, then the values
+            ts = str(getattr(ds.file_meta, "TransferSyntaxUID", "") or "")
+            have = size - record.pixel_offset - (8 if ts == IMPLICIT_VR_LE else 12)
+            if have < pixel_bytes:
+                skipped.append(SkippedFile(
+                    f, f"truncated: pixel data shorter than its header announces "
+                    f"({max(have, 0)} of {pixel_bytes} bytes)", True, hdr.series_uid or None))
+                continue
         if not hdr.series_uid:
             if not hdr.rows:
                 skipped.append(SkippedFile(
-                    f, "truncated header or not an image: no SeriesInstanceUID, no Rows/Columns"))
+                    f, "truncated header or not an image: no SeriesInstanceUID, no Rows/Columns",
+                    True, salvage_series_uid(f)))
                 continue
             hdr.series_uid = NO_SERIES_UID
         headers.append(hdr)
@@ -195,6 +207,9 @@ def scan_tree(
         elapsed_s=elapsed,
         pseudonymised=key is not None,
     )
+    damaged = [s for s in skipped if s.is_dicom]
+    if damaged:
+        log.warning("%s", catalog.skipped_text(damaged))
     log.info(
         "scanned %d files in %.2f s: %d patient(s), %d series, %d skipped, %d problem(s)",
         len(files), elapsed, len(catalog.patients), len(catalog.series), len(skipped),

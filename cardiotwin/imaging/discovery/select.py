@@ -14,10 +14,11 @@ from cardiotwin.imaging.discovery.catalog import (
     SeriesCatalog,
     SeriesSelection,
     SeriesSummary,
+    SkippedFile,
     distinct_values,
 )
 
-__all__ = ["RULES", "select_series"]
+__all__ = ["RULES", "check_skipped", "select_series"]
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,13 @@ def select_series(
     def nothing(why: str) -> DicomError:
         return DicomError(f"{why} under {catalog.root}; found: {catalog.listing()}")
 
+    if not series:
+        if any(s.is_dicom for s in catalog.skipped):
+            raise DicomError(f"no readable DICOM series under {catalog.root}: "
+                             f"{catalog.skipped_text()}; re-export or remove the damaged file(s)")
+        raise DicomError(f"no readable DICOM series under {catalog.root} ({catalog.n_files} "
+                         f"file(s) examined, none of them a DICOM image)")
+
     if uid is not None:
         se = next((s for s in series if s.series_uid == uid.strip()), None)
         if se is None:
@@ -203,3 +211,44 @@ def select_series(
             why += f"; nearest available (off by {dist:.3g} {'%' if name == 'phase' else 'ms'})"
         return SeriesSelection(se.series_uid, files, se, why, phase_pct=pct, trigger_ms=trig)
     raise InputError(f"unknown selection rule {rule!r}; use one of: {', '.join(RULES)}")
+
+
+def check_skipped(catalog: SeriesCatalog, selection: SeriesSelection) -> list[SkippedFile]:
+    """The damaged DICOM files of the scan that cannot belong to the selected series.
+
+    A damaged file (truncated, corrupt header) whose SeriesInstanceUID was recovered from its
+    bytes belongs to that series; one whose UID could not be recovered may belong to any series
+    with files in the same folder. Reading the selection without such a file would give a
+    volume with a slice missing, so it is refused here, naming the file.
+
+    Returns
+    -------
+    list of SkippedFile
+        The damaged files of other series, safe to leave out (the caller warns about them).
+
+    Raises
+    ------
+    DicomError
+        When a damaged file belongs, or may belong, to the selected series (path relative to the
+        scanned folder and the reason).
+    """
+    folders = {Path(f).parent for f in selection.series.files}
+    suspects, others = [], []
+    for s in catalog.skipped:
+        if not s.is_dicom:
+            continue
+        if s.series_uid == selection.series_uid or (
+            s.series_uid is None and s.path.parent in folders
+        ):
+            suspects.append(s)
+        else:
+            others.append(s)
+    if suspects:
+        where = ("belong(s) to it" if all(s.series_uid for s in suspects)
+                 else "lie(s) in its folder and could be among its slices")
+        raise DicomError(
+            f"series {selection.series_uid} cannot be read whole: "
+            f"{catalog.skipped_text(suspects)}; the damaged file(s) {where}: re-export the "
+            f"series or remove them"
+        )
+    return others

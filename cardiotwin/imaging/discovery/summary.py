@@ -66,10 +66,11 @@ class FileHeader:
     orientation: tuple[float, ...] | None
     mosaic_images: int  # Siemens NumberOfImagesInMosaic (0 when not a mosaic)
     pixel_spacing: tuple[float, float] | None
-    # per frame: (position xyz or None, phase %, trigger ms)
-    frames: list[tuple[tuple[float, float, float] | None, float | None, float | None]]
+    # per frame: (position xyz or None, phase %, trigger ms, temporal position index or None)
+    frames: list[tuple[tuple[float, float, float] | None, float | None, float | None, int | None]]
     cycle_position: str
     rr_ms: float | None
+    frame_time_ms: float | None = None  # FrameTime (or 1000 / CineRate) of a cine file
 
 
 def _str(ds: Dataset | FastHeader, keyword: str) -> str:
@@ -150,8 +151,19 @@ def file_header(record: HeaderRecord) -> FileHeader:
     per_frame_seq = ds.get("PerFrameFunctionalGroupsSequence") or []
     orientation = _floats(ds.get("ImageOrientationPatient"), 6)
     pixel_spacing = _floats(ds.get("PixelSpacing"), 2)
-    frames: list[tuple[tuple[float, float, float] | None, float | None, float | None]] = []
-    if n_frames > 1 or shared is not None or per_frame_seq:
+    frames: list[
+        tuple[tuple[float, float, float] | None, float | None, float | None, int | None]
+    ] = []
+    frame_time = _frame_time_ms(ds) if n_frames > 1 else None
+    if n_frames > 1 and shared is None and not per_frame_seq:
+        # A multi-frame image without functional groups (MR/US/XA cine): every frame is the
+        # same plane; with a frame time (PS3.3 C.7.6.5 Cine Module) the frames follow in time.
+        pos = _floats(ds.get("ImagePositionPatient"), 3)
+        trig = _float(ds.get("TriggerTime"))
+        pct = _float(ds.get("NominalPercentageOfCardiacPhase"))
+        for i in range(n_frames):
+            frames.append((pos, pct, trig, i + 1 if frame_time is not None else None))  # type: ignore[arg-type]
+    elif n_frames > 1 or shared is not None or per_frame_seq:
         # Enhanced (multi-frame) objects keep geometry and timing in functional groups
         # (PS3.3 C.7.6.16): per-frame values override shared ones.
         first = per_frame_seq[0] if per_frame_seq else None
@@ -176,12 +188,15 @@ def file_header(record: HeaderRecord) -> FileHeader:
                     shared, pf, "CardiacSynchronizationSequence", "NominalCardiacTriggerDelayTime"
                 )
             )
-            frames.append((pos, pct, trig))  # type: ignore[arg-type]
+            tpi = _float(_functional(shared, pf, "FrameContentSequence", "TemporalPositionIndex"))
+            frames.append((pos, pct, trig, None if tpi is None else int(tpi)))  # type: ignore[arg-type]
     else:
+        tpi = _float(ds.get("TemporalPositionIdentifier"))
         frames.append((
-            _floats(ds.get("ImagePositionPatient"), 3),  # type: ignore[list-item]
+            _floats(ds.get("ImagePositionPatient"), 3),  # type: ignore[arg-type]
             _float(ds.get("NominalPercentageOfCardiacPhase")),
             _float(ds.get("TriggerTime")),
+            None if tpi is None else int(tpi),
         ))
     rr = _float(ds.get("NominalInterval"))
     if rr is None or rr <= 0:
@@ -221,7 +236,26 @@ def file_header(record: HeaderRecord) -> FileHeader:
         frames=frames,
         cycle_position=_str(ds, "CardiacCyclePosition"),
         rr_ms=rr,
+        frame_time_ms=frame_time,
     )
+
+
+def _frame_time_ms(ds: Dataset | FastHeader) -> float | None:
+    """Time between the frames of a cine file (FrameTime, the median of FrameTimeVector, or
+    1000 / CineRate), ms; None when the file says nothing of time."""
+    ft = _float(ds.get("FrameTime"))
+    if ft is not None and ft > 0:
+        return ft
+    vector = ds.get("FrameTimeVector")
+    if vector is not None:
+        try:
+            steps = [float(v) for v in vector][1:]  # the first entry is 0 by definition
+        except (TypeError, ValueError):
+            steps = []
+        if steps and all(math.isfinite(v) and v > 0 for v in steps):
+            return float(np.median(steps))
+    rate = _float(ds.get("CineRate"))
+    return 1000.0 / rate if rate is not None and rate > 0 else None
 
 
 def _mosaic_images(ds: Dataset | FastHeader) -> int:
@@ -284,13 +318,13 @@ def summarise_series(
     frames: list[FrameInfo] = []
     xyz: list[np.ndarray] = []
     for h in hs:
-        for i, (pos, pct, trig) in enumerate(h.frames):
+        for i, (pos, pct, trig, tpi) in enumerate(h.frames):
             along = None
             if pos is not None and normal is not None:
                 xyz.append(np.asarray(pos))
                 along = float(np.asarray(pos) @ normal)
             frames.append(FrameInfo(h.path, i + 1 if h.n_frames > 1 else 0, along, pct,
-                                    None if trig is None else round(trig, 1)))
+                                    None if trig is None else round(trig, 1), tpi))
     along_all = [f.position_mm for f in frames if f.position_mm is not None]
     positions = distinct_values(along_all, POSITION_TOL_MM)
     n_slices = len(positions) if positions else (len(frames) if frames else 0)
@@ -322,6 +356,7 @@ def summarise_series(
     pcts = distinct_values((f.phase_pct for f in frames if f.phase_pct is not None), PHASE_TOL_PCT)
     trigs = distinct_values((f.trigger_ms for f in frames if f.trigger_ms is not None), 0.05)
     repeated = bool(positions) and len(along_all) > len(positions)
+    tpis = sorted({f.temporal_index for f in frames if f.temporal_index is not None})
     if not pcts:
         m = _DESCRIPTION_PHASE.search(first.series_description)
         if m and float(m.group(1)) <= 100:
@@ -330,6 +365,14 @@ def summarise_series(
         n_phases = len(pcts)
     elif repeated and trigs:
         n_phases = len(distinct_values(trigs, TRIGGER_TOL_MS))
+    elif (repeated or not positions) and len(tpis) > 1 and all(
+        f.temporal_index is not None for f in frames
+    ):
+        # time points by TemporalPositionIndex/Identifier (no trigger times), or the frames of
+        # a cine file without positions
+        n_phases = len(tpis)
+        if not positions:
+            n_slices = max(1, len(frames) // n_phases)
     else:
         n_phases = max(1, len(pcts))
     if repeated:
@@ -381,6 +424,7 @@ def summarise_series(
         n_phases=n_phases,
         cardiac_cycle_positions=tuple(sorted({h.cycle_position for h in hs if h.cycle_position})),
         rr_interval_ms=(float(np.median(rrs)) if (rrs := [h.rr_ms for h in hs if h.rr_ms]) else None),
+        frame_time_ms=next((h.frame_time_ms for h in hs if h.frame_time_ms), None),
         kernel=first.kernel,
         series_datetime=first.series_datetime,
         acquisition_datetime=min(
