@@ -375,6 +375,10 @@ def dicom_deid(
     record: Annotated[Path | None, typer.Option(
         "--record", help="JSON-lines record of what was done per file. Default: "
         "OUT_DIR/deid-record.jsonl.")] = None,
+    accept_unknown_burned_in: Annotated[bool, typer.Option(
+        "--accept-unknown-burned-in", help="De-identify burn-in-prone images (US, secondary "
+        "capture, photographs) whose BurnedInAnnotation is absent, after you have checked "
+        "their pixels carry no names or dates.")] = False,
     store: StoreOpt = None,
     role: RoleOpt = "clinician",
 ) -> None:
@@ -403,7 +407,8 @@ def dicom_deid(
                 raise InputError("--key / CARDIOTWIN_DEID_KEY must be hexadecimal") from None
         rep = deidentify_dicom(in_dir, out_dir, store=_store(store), actor=_actor(role),
                                retain_dates=retain_dates, clean_descriptors=clean_descriptors,
-                               record_path=record, key=k)
+                               record_path=record, key=k,
+                               refuse_unknown_burned_in=not accept_unknown_burned_in)
         console.print(f"de-identified {len(rep.files)} files into {rep.out_dir} "
                       f"({len(rep.skipped)} skipped) in {rep.elapsed_s:.1f} s; "
                       f"record {rep.record_path}", highlight=False)
@@ -648,6 +653,16 @@ def twin_build(
     mesh_timeout: Annotated[float, typer.Option(
         "--mesh-timeout", help="Stop meshing after this many seconds with a message naming "
         "the gmsh step that was slow.")] = 900.0,
+    mesh_algorithm: Annotated[str, typer.Option(
+        "--mesh-algorithm", help="gmsh 3-D algorithm: delaunay, hxt (faster on large "
+        "meshes), frontal.")] = "delaunay",
+    surface_mesh_algorithm: Annotated[str, typer.Option(
+        "--surface-mesh-algorithm", help="gmsh surface algorithm: meshadapt, "
+        "frontal-delaunay, delaunay.")] = "meshadapt",
+    no_netgen: Annotated[bool, typer.Option(
+        "--no-netgen", help="Skip gmsh's Netgen optimisation of the tetrahedra.")] = False,
+    inlet_offset: Annotated[float, typer.Option(
+        "--inlet-offset", help="Distance of the inlet plane below the annulus, mm.")] = 12.0,
     blood_threshold: BloodThresholdOpt = None,
     calcium_threshold: CalciumThresholdOpt = None,
     neck_ratio: NeckRatioOpt = None,
@@ -694,6 +709,10 @@ def twin_build(
                 settings=workflows.BuildSettings(h_max_mm=h_max, h_min_mm=h_min,
                                                  run_baseline=not no_flow,
                                                  mesh_timeout_s=mesh_timeout,
+                                                 mesh_algorithm=mesh_algorithm,
+                                                 surface_mesh_algorithm=surface_mesh_algorithm,
+                                                 optimize_netgen=not no_netgen,
+                                                 inlet_offset_mm=inlet_offset,
                                                  blood_threshold_hu=blood_threshold,
                                                  calcium_threshold_hu=calcium_threshold,
                                                  neck_ratio=neck_ratio,

@@ -70,6 +70,8 @@ class BuildSettings:
     run_baseline : solve the native-valve flow as part of the build.
     mesh_timeout_s : time bound of the mesher (gmsh runs in a child process that is stopped
         after this long, with a message naming the step it was in).
+    mesh_algorithm, surface_mesh_algorithm, optimize_netgen : gmsh's 3-D and surface
+        algorithms and Netgen optimisation (:func:`cardiotwin.geometry.volume_mesh.mesh_fluid_domain`).
     blood_threshold_hu, calcium_threshold_hu, neck_ratio : overrides of the segmentation's
         :class:`~cardiotwin.imaging.segment.SegmentationSettings` (None: its defaults, the
         thresholds found from the scan).
@@ -84,6 +86,9 @@ class BuildSettings:
     inlet_offset_mm: float = 12.0
     run_baseline: bool = True
     mesh_timeout_s: float = 900.0
+    mesh_algorithm: str = "delaunay"
+    surface_mesh_algorithm: str = "meshadapt"
+    optimize_netgen: bool = True
     blood_threshold_hu: float | None = None
     calcium_threshold_hu: float | None = None
     neck_ratio: float | None = None
@@ -242,7 +247,9 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
         domain = volume_mesh.mesh_fluid_domain(
             fsurf, wd / "fluid.msh", h_max_mm=settings.h_max_mm, h_min_mm=settings.h_min_mm,
             refine_centre_mm=refine, refine_radius_mm=settings.refine_radius_mm,
-            timeout_s=settings.mesh_timeout_s)
+            timeout_s=settings.mesh_timeout_s, algorithm=settings.mesh_algorithm,
+            surface_algorithm=settings.surface_mesh_algorithm,
+            optimize_netgen=settings.optimize_netgen)
         volume_mesh.write_vtu(domain, wd / "fluid_mesh.vtu")
         fsurf.mesh.export(wd / "lumen_surface.stl")
     mesh_sha = store.put_artifact(domain.mesh_path, kind="mesh")
@@ -388,6 +395,7 @@ def _audited_dicom(store: Store, permission: str, action: str, *, actor: Actor,
 def deidentify_dicom(in_dir: str | Path, out_dir: str | Path, *, store: Store, actor: Actor,
                      retain_dates: bool = False, clean_descriptors: bool = False,
                      record_path: str | Path | None = None, key: bytes | Path | None = None,
+                     refuse_unknown_burned_in: bool = True,
                      purpose: str = "de-identification"):
     """De-identify a DICOM folder (PS3.15 Annex E Basic profile) and audit it.
 
@@ -411,7 +419,7 @@ def deidentify_dicom(in_dir: str | Path, out_dir: str | Path, *, store: Store, a
         report = deid.deidentify_tree(
             in_dir, out_dir, key=key if key is not None else store.pseudonym_key(),
             retain_dates=retain_dates, clean_descriptors=clean_descriptors,
-            record_path=record_path)
+            record_path=record_path, refuse_unknown_burned_in=refuse_unknown_burned_in)
         details.update({"files": len(report.files), "skipped": len(report.skipped),
                         "pseudonyms": sorted({f.pseudonym for f in report.files}),
                         "retain_dates": retain_dates, "clean_descriptors": clean_descriptors,

@@ -335,3 +335,26 @@ def test_dicom_convert_single_image_needs_min_slices_1(tmp_path):
                               str(tmp_path / "a.nii.gz"), "--min-slices", "1"])
     assert res.exit_code == 0, res.output
     assert "1 x 8 x 8" not in res.output and "8 x 8 x 1" in res.output
+
+
+def test_dicom_deid_names_and_offers_the_burned_in_option(tmp_path, store_home):
+    """A burn-in-prone image (US) without BurnedInAnnotation is refused with the option that
+    accepts it after checking, and that option is on the command line."""
+    import pydicom
+
+    res = runner.invoke(app, ["phantom", "write", str(tmp_path / "ph"), "--spacing", "3"])
+    assert res.exit_code == 0, res.output
+    src = tmp_path / "us"
+    src.mkdir()
+    f = sorted((tmp_path / "ph" / "dicom").glob("*.dcm"))[0]
+    ds = pydicom.dcmread(f)
+    ds.Modality = "US"
+    if "BurnedInAnnotation" in ds:
+        del ds.BurnedInAnnotation
+    ds.save_as(src / "us.dcm")
+    res = runner.invoke(app, ["dicom", "deid", str(src), str(tmp_path / "out1")])
+    assert res.exit_code == 1 and "--accept-unknown-burned-in" in res.output, res.output
+    res = runner.invoke(app, ["dicom", "deid", str(src), str(tmp_path / "out2"),
+                              "--accept-unknown-burned-in"])
+    assert res.exit_code == 0, res.output
+    assert len(list((tmp_path / "out2").rglob("*.dcm"))) == 1

@@ -709,7 +709,8 @@ def fluid_surface(
         raise GeometryError(
             f"no inlet: the plane {inlet_offset_mm} mm below the annulus does not cut the lumen. "
             "Check that 'lv_blood' covers the LV outflow tract there and that the annulus landmarks "
-            "(centre, normal pointing LV → aorta) are right, or reduce inlet_offset_mm."
+            "(centre, normal pointing LV → aorta) are right, or reduce inlet_offset_mm "
+            "(`twin build --inlet-offset`)."
         )
     if len(found["inlet"]) > 1:
         areas = [float(cut.area_faces[g].sum()) for g, _ in found["inlet"]]

@@ -194,8 +194,10 @@ _STEP_ADVICE = {
         "(segment on a coarser grid), remove tiny islands and degenerate caps, or check the "
         "segmentation (a twin needs one aorta and one LV)"
     ),
-    "mesh_2d": "raise h_min_mm/h_max_mm or use surface_algorithm='frontal-delaunay'",
-    "mesh_3d": "raise h_min_mm/h_max_mm, use algorithm='hxt' or optimize_netgen=False",
+    "mesh_2d": ("raise h_min_mm/h_max_mm or use surface_algorithm='frontal-delaunay' "
+                "(`twin build --h-min/--h-max`, `--surface-mesh-algorithm frontal-delaunay`)"),
+    "mesh_3d": ("raise h_min_mm/h_max_mm, use algorithm='hxt' or optimize_netgen=False "
+                "(`twin build --mesh-algorithm hxt`, `--no-netgen`)"),
     "extract": "the mesh is too large to read back; raise h_min_mm/h_max_mm",
     "write": "the mesh is too large to write; raise h_min_mm/h_max_mm",
 }

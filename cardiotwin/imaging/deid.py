@@ -616,7 +616,7 @@ def _check_burned_in(ds: Dataset, where: str, options: DeidOptions) -> None:
             f"{where}: {modality or 'secondary capture'} object without BurnedInAnnotation: "
             "such images often carry burned-in names or dates and pixel cleaning is not "
             "supported. Check the pixels; if they are clean set BurnedInAnnotation to NO, or "
-            "pass refuse_unknown_burned_in=False")
+            "pass refuse_unknown_burned_in=False (`dicom deid --accept-unknown-burned-in`)")
 
 
 def _method_attributes(ds: Dataset, options: DeidOptions) -> None:
