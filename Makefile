@@ -55,7 +55,9 @@ bench: venv
 	bash scripts/install-test-tools.sh $(VENV)
 	@# oasisx (the pulsatile baseline) declares fenics-dolfinx, which pip would build from source
 	$(PY) -m pip install --quiet --no-deps oasisx==1.3.0
-	$(PY) benchmarks/run.py --dicom-read --pulsatile
+	@# dicom2stl (the iso-surface baseline of the anatomy chain); its deps but one are ours already
+	$(PY) -m pip install --quiet --no-deps dicom2stl==0.5.0 simpleitkutilities==0.3.0
+	$(PY) benchmarks/run.py --dicom-read --pulsatile --anatomy
 
 app: venv
 	$(PY) -m app.seed --store $(OUT)/demo/store

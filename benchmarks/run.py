@@ -10,6 +10,9 @@ Baselines in the same run:
   transfer syntaxes against SimpleITK and dcm2niix, with peak memory, in fresh processes.
 * Pulsatile flow solver: ``--pulsatile`` runs ``benchmarks/pulsatile.py`` (time per IPCS step
   against oasisx on the same meshes at three sizes, PETSc share, peak memory, cost exponent).
+* Anatomy chain: ``--anatomy`` runs ``benchmarks/anatomy_chain.py`` (DICOM → labels → landmarks →
+  surface → fluid mesh for a 512 x 512 x 300 phantom, each stage in its own process with its
+  peak memory; the iso-surface step against dicom2stl on the same series).
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ def main() -> None:
     ap.add_argument("--pulsatile", action="store_true",
                     help="also run benchmarks/pulsatile.py (IPCS vs oasisx at three mesh sizes; "
                          "~25 minutes on 2 cores)")
+    ap.add_argument("--anatomy", action="store_true",
+                    help="also run benchmarks/anatomy_chain.py (512x512x300 phantom, DICOM to "
+                         "fluid mesh per stage, and dicom2stl; a few minutes)")
     args = ap.parse_args()
 
     import SimpleITK as sitk
@@ -113,6 +119,13 @@ def main() -> None:
         import pulsatile
 
         pulsatile.main(["--out", str(args.out)])
+    if args.anatomy:
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        import anatomy_chain
+
+        anatomy_chain.main(["--out", str(args.out)])
 
 
 if __name__ == "__main__":
