@@ -498,14 +498,22 @@ def _mesh_with_gmsh(surface: FluidSurface, out_path: Path, prov: Provenance,
             _add_discrete_surface(gmsh, surface)
             # Caps and wall are separate discrete entities already; classification only splits the
             # wall into patches that can be reparametrised (features below the angle are kept).
-            gmsh.model.mesh.classifySurfaces(math.radians(classify_angle_deg), True, True, math.pi)
-            gmsh.model.mesh.createGeometry()
-            surf_tags = [t for _, t in gmsh.model.getEntities(2)]
-            groups: dict[str, list[int]] = {n: [] for n in tags}
-            for st in surf_tags:
-                _, xyz, _ = gmsh.model.mesh.getNodes(2, st, includeBoundary=True)
-                name = _match_cap(np.asarray(xyz).reshape(-1, 3), caps, plane_tol)
-                groups[name or "wall"].append(st)
+            try:
+                gmsh.model.mesh.classifySurfaces(math.radians(classify_angle_deg), True, True,
+                                                 math.pi)
+                gmsh.model.mesh.createGeometry()
+                surf_tags = [t for _, t in gmsh.model.getEntities(2)]
+                groups: dict[str, list[int]] = {n: [] for n in tags}
+                for st in surf_tags:
+                    _, xyz, _ = gmsh.model.mesh.getNodes(2, st, includeBoundary=True)
+                    name = _match_cap(np.asarray(xyz).reshape(-1, 3), caps, plane_tol)
+                    groups[name or "wall"].append(st)
+            except Exception as exc:  # gmsh raises bare Exception with its own message
+                raise GeometryError(
+                    f"gmsh could not reparametrise the lumen surface ({exc}) in its surface "
+                    f"classification step. {_STEP_ADVICE['classify']}; a scan with much "
+                    "thicker slices than pixels (e.g. 0.4 × 0.4 × 0.7 mm) is the usual cause: "
+                    "try another series, or your own surface (`twin build --surface`)") from None
             missing = [n for n, g in groups.items() if not g]
             if missing:
                 raise GeometryError(

@@ -255,3 +255,23 @@ def test_bounded_meshing_works_from_an_unguarded_script(phantom_fluid_surface: F
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.count("script body ran") == 1
     assert "cells" in out.stdout
+
+
+def test_a_surface_gmsh_cannot_reparametrise_fails_with_advice(tmp_path):
+    """The phantom segmented at 0.42 × 0.42 × 0.72 mm (a common CTA grid) gives a watertight,
+    genus-0 lumen surface that gmsh's classification cannot reparametrise ("Singular matrix
+    3x3" from gmsh 4.15): the build stops with a GeometryError naming the step and what to try,
+    in the child process and in-process alike, never a bare gmsh Exception."""
+    from cardiotwin.geometry.landmarks import measure_aortic_root
+    from cardiotwin.geometry.surface import fluid_surface
+    from cardiotwin.imaging.phantom import PhantomParameters, make_phantom
+    from cardiotwin.imaging.segment import segment_heart
+
+    ph = make_phantom(PhantomParameters(spacing_mm=(0.42, 0.42, 0.72)), seed=0)
+    seg = segment_heart(ph.ct)
+    lm = measure_aortic_root(ph.ct, seg)
+    fs = fluid_surface(seg.labels, lm)
+    assert fs.mesh.is_watertight and fs.mesh.euler_number == 2
+    for timeout in (60.0, None):
+        with pytest.raises(GeometryError, match="surface classification step"):
+            mesh_fluid_domain(fs, tmp_path / "fluid.msh", timeout_s=timeout)
