@@ -209,6 +209,11 @@ def repair_surface(mesh: trimesh.Trimesh, *, keep_largest: bool = True) -> trime
     return m
 
 
+MAX_ANISOTROPY = 1.25
+"""Largest ratio of the voxel sizes that :func:`mask_surface` meshes as it is; a more
+anisotropic mask (thick slices) is interpolated to cubic voxels before marching cubes."""
+
+
 def mask_surface(
     mask: np.ndarray,
     volume: Volume,
@@ -252,9 +257,17 @@ def mask_surface(
         raise GeometryError("the mask is empty: no voxel carries the requested label(s)")
     mask = _largest_component_mask(mask)
     padded, offset = _extend_mask(mask, extend_faces or {})
-    verts_kji, faces, _, _ = measure.marching_cubes(
-        padded.astype(np.float32), level=0.5, allow_degenerate=False
-    )
+    field = padded.astype(np.float32)
+    sp_kji = np.asarray(volume.spacing_mm, dtype=float)[::-1]
+    scale = np.ones(3)
+    if sp_kji.max() / sp_kji.min() > MAX_ANISOTROPY:
+        # Thick slices: interpolate the mask linearly to cubic voxels first, so the iso-surface
+        # has no slice-thick steps (a stepped lumen cannot be reparametrised by gmsh).
+        zoom = sp_kji / sp_kji.min()
+        field = ndimage.zoom(field, zoom, order=1)
+        scale = (np.asarray(padded.shape) - 1) / np.maximum(np.asarray(field.shape) - 1, 1)
+    verts_kji, faces, _, _ = measure.marching_cubes(field, level=0.5, allow_degenerate=False)
+    verts_kji = verts_kji * scale[None, :]
     ijk = (verts_kji - offset[None, :])[:, ::-1]
     verts = volume.index_to_physical(ijk)
     mesh = trimesh.Trimesh(verts, faces, process=True)
