@@ -198,12 +198,13 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
     from cardiotwin.geometry import anatomy_gate, volume_mesh
     from cardiotwin.geometry import landmarks as lm_mod
     from cardiotwin.geometry import surface as surface_mod
+    from cardiotwin.imaging import labels as labels_mod
 
     physiology = physiology or default_physiology()
     store.check_permission("twin.write", actor=actor, purpose=purpose, obj="twin/build")
     prov = Provenance("build_twin", parameters={"settings": settings.__dict__,
                                                 "physiology": physiology.to_dict()})
-    user_spec = _label_spec(labels, label_map)
+    user_spec = labels_mod.user_label_spec(labels, label_map)
     planned = lm_mod.read_planning_landmarks(landmarks) if landmarks is not None else None
     progress(0.0, "reading DICOM")
     with prov.timed("read_dicom"):
@@ -212,8 +213,11 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
     log.info("building twin %s from %d slices", pseudo, ct.shape[0])
     progress(0.1, "segmenting" if labels is None else "reading your labels")
     with prov.timed("segment"):
-        seg, seg_record = _segmentation(ct, labels, user_spec, prov,
-                                        settings.segmentation_settings(), settings.segmenters)
+        seg, seg_record = labels_mod.twin_segmentation(
+            ct, labels=labels, spec=user_spec, settings=settings.segmentation_settings(),
+            segmenters=settings.segmenters)
+        if labels is not None:
+            prov.inputs["labels"] = seg_record["labels_sha256"]
     progress(0.25, "measuring the aortic root")
     with prov.timed("landmarks"):
         lms = lm_mod.measure_aortic_root(
@@ -295,28 +299,6 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
     return twin
 
 
-def _label_spec(labels: str | Path | None,
-                label_map: str | Mapping[str, tuple[int, ...]] | None) -> dict | None:
-    """The user's structure → label values mapping, checked before any work is done."""
-    from cardiotwin.imaging.labels import parse_label_map
-
-    if labels is None:
-        if label_map is not None:
-            raise InputError("a label map was given without a label file (--labels FILE)")
-        return None
-    if label_map is None:
-        raise InputError(f"say which values of {Path(labels).name} are which structure, e.g. "
-                         "--label-map aorta=52,lv_blood=51 (TotalSegmentator's 'total' task: "
-                         "aorta 52; its heart label 51 is all four chambers, so give the LV "
-                         "blood pool of a heart-chambers task or your own)")
-    spec = parse_label_map(label_map) if isinstance(label_map, str) else dict(label_map)
-    missing = [n for n in ("lv_blood", "aorta") if n not in spec]
-    if missing:
-        raise InputError(f"the label map needs {' and '.join(missing)} (the twin's LV outflow "
-                         "and aorta); got " + ", ".join(spec))
-    return spec
-
-
 def _read_ct(dicom_dir: str | Path, *, store: Store, series: str | None, resample: bool,
              prov: Provenance):
     """The chosen CT series of a folder, de-identified with the store's key."""
@@ -341,35 +323,6 @@ def _read_ct(dicom_dir: str | Path, *, store: Store, series: str | None, resampl
     prov.parameters["series_selection"] = chosen.reason
     return deid.deidentify_volume(ct_raw, store.pseudonym_key(),
                                   fallback_id="dicom-files:" + prov.inputs["dicom"])
-
-
-def _segmentation(ct, labels: str | Path | None, spec: dict | None, prov: Provenance,
-                  seg_settings, segmenters: tuple[str, ...] = ()):
-    """The built-in segmentation, or the user's labels on the CT grid; and what to record."""
-    from cardiotwin.imaging import labels as labels_mod
-    from cardiotwin.imaging import segment
-
-    if labels is None:
-        from cardiotwin.imaging.plugins import segment_with_plugins
-
-        seg = segment_with_plugins(ct, use=segmenters, settings=seg_settings)
-        record = {"source": "cardiotwin", "blood_threshold_hu": seg.blood_threshold_hu,
-                  "calcium_threshold_hu": seg.calcium_threshold_hu}
-        if segmenters:
-            record["structure_sources"] = seg.report.get("structure_sources", {})
-            record["plugins"] = seg.report.get("plugins", [])
-        return seg, record
-    name = Path(labels).name
-    mapped = labels_mod.relabel(labels_mod.read_labels(labels), spec, source=name)
-    on_ct = labels_mod.resample_labels(mapped, ct, source=name)
-    inten = segment.estimate_intensities(ct)
-    prov.inputs["labels"] = sha256_file(labels)
-    seg = segment.Segmentation(on_ct, inten.blood_threshold_hu, inten.calcium_threshold_hu,
-                               report={"source": "user labels"})
-    return seg, {"source": "user labels", "labels_sha256": prov.inputs["labels"],
-                 "label_map": {k: list(v) for k, v in spec.items()},
-                 "blood_threshold_hu": seg.blood_threshold_hu,
-                 "calcium_threshold_hu": seg.calcium_threshold_hu}
 
 
 @contextmanager

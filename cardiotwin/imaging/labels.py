@@ -7,6 +7,11 @@ reads the user's ``aorta=52,lv_blood=3`` mapping, :func:`relabel` maps the file'
 cardiotwin's structures (:data:`~cardiotwin.imaging.volume.LABELS`) and :func:`resample_labels`
 puts them on the CT grid (nearest neighbour, refused when they do not lie in the image).
 
+A twin's labels come from :func:`twin_segmentation`: the built-in segmentation (with any
+segmentation plug-ins) or, when the user gives a label file, that file mapped and resampled by
+:func:`segmentation_from_labels`; :func:`user_label_spec` checks the user's request (file and
+mapping) before any work is done.
+
 :func:`evaluate_labels` scores a label map against a reference per structure: Dice, the 95th
 percentile Hausdorff distance and the mean surface distance (the measures of the Medical
 Segmentation Decathlon; Antonelli M et al., Nat Commun 2022;13:4128).
@@ -18,6 +23,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,12 +32,16 @@ from cardiotwin.imaging.metrics import dice, surface_distances_mm
 from cardiotwin.imaging.volume import LABELS, LabelMap, Volume
 
 __all__ = [
-    "LabelSpec", "SegmentationQuality", "StructureScore", "evaluate_labels", "parse_label_map",
-    "read_labels", "relabel", "resample_labels",
+    "REQUIRED_STRUCTURES", "LabelSpec", "SegmentationQuality", "StructureScore",
+    "evaluate_labels", "parse_label_map", "read_labels", "relabel", "resample_labels",
+    "segmentation_from_labels", "twin_segmentation", "user_label_spec",
 ]
 
 LabelSpec = Mapping[str, tuple[int, ...]]
 """Structure name → the label values that make it up in a file (``{"aorta": (52,)}``)."""
+
+#: Structures a user's label map must name for a twin (its LV outflow and aorta).
+REQUIRED_STRUCTURES = ("lv_blood", "aorta")
 
 MIN_OVERLAP_FRACTION = 0.5
 """Share of a label map's labelled voxels that must lie inside the CT for it to be resampled
@@ -197,6 +207,121 @@ def resample_labels(labels: LabelMap, grid: Volume, *, source: str = "the label 
     b = back[ok]
     out[ok] = src.array[b[:, 2], b[:, 1], b[:, 0]]
     return LabelMap(grid.with_array(out.reshape(grid.shape)), dict(labels.names))
+
+
+def user_label_spec(labels: str | Path | None,
+                    label_map: str | LabelSpec | None) -> dict[str, tuple[int, ...]] | None:
+    """The structure → label values mapping of a user's label file, checked before any work.
+
+    Parameters
+    ----------
+    labels : path, optional
+        The user's label file (None: the built-in segmentation is used).
+    label_map : str or mapping, optional
+        ``"aorta=52,lv_blood=3"`` (:func:`parse_label_map`) or a mapping already parsed.
+
+    Returns
+    -------
+    dict or None
+        None without a label file; else the mapping, which names every structure of
+        :data:`REQUIRED_STRUCTURES`.
+
+    Raises
+    ------
+    InputError
+        A map without a file, a file without a map (the message gives an example for
+        TotalSegmentator's labels), or a map that lacks ``lv_blood`` or ``aorta``.
+    """
+    if labels is None:
+        if label_map is not None:
+            raise InputError("a label map was given without a label file (--labels FILE)")
+        return None
+    if label_map is None:
+        raise InputError(f"say which values of {Path(labels).name} are which structure, e.g. "
+                         "--label-map aorta=52,lv_blood=51 (TotalSegmentator's 'total' task: "
+                         "aorta 52; its heart label 51 is all four chambers, so give the LV "
+                         "blood pool of a heart-chambers task or your own)")
+    spec = parse_label_map(label_map) if isinstance(label_map, str) else dict(label_map)
+    missing = [n for n in REQUIRED_STRUCTURES if n not in spec]
+    if missing:
+        raise InputError(f"the label map needs {' and '.join(missing)} (the twin's LV outflow "
+                         "and aorta); got " + ", ".join(spec))
+    return spec
+
+
+def segmentation_from_labels(ct: Volume, labels: str | Path, spec: LabelSpec):
+    """A user's label file as the segmentation of ``ct``, and the record to store with the twin.
+
+    The file is read (:func:`read_labels`), its values mapped onto cardiotwin's structures
+    (:func:`relabel`) and resampled onto the CT grid (:func:`resample_labels`); the blood and
+    calcium thresholds (HU) are estimated from the CT
+    (:func:`~cardiotwin.imaging.segment.estimate_intensities`).
+
+    Returns
+    -------
+    (Segmentation, dict)
+        The :class:`~cardiotwin.imaging.segment.Segmentation` (``report["source"]`` is
+        ``"user labels"``) and its record: source, the file's SHA-256 (``labels_sha256``), the
+        label map and the thresholds in HU.
+
+    Raises
+    ------
+    InputError
+        An unreadable file, a value of ``spec`` the file lacks, or labels outside the CT.
+    """
+    from cardiotwin.imaging import segment
+    from cardiotwin.provenance import sha256_file
+
+    name = Path(labels).name
+    mapped = relabel(read_labels(labels), spec, source=name)
+    on_ct = resample_labels(mapped, ct, source=name)
+    inten = segment.estimate_intensities(ct)
+    seg = segment.Segmentation(on_ct, inten.blood_threshold_hu, inten.calcium_threshold_hu,
+                               report={"source": "user labels"})
+    return seg, {"source": "user labels", "labels_sha256": sha256_file(labels),
+                 "label_map": {k: list(v) for k, v in spec.items()},
+                 "blood_threshold_hu": seg.blood_threshold_hu,
+                 "calcium_threshold_hu": seg.calcium_threshold_hu}
+
+
+def twin_segmentation(ct: Volume, *, labels: str | Path | None = None,
+                      spec: LabelSpec | None = None, settings: Any = None,
+                      segmenters: tuple[str, ...] = ()) -> tuple[Any, dict[str, Any]]:
+    """The segmentation a twin is built from, and the record to store with it.
+
+    Parameters
+    ----------
+    ct : Volume
+        The CT (HU).
+    labels : path, optional
+        The user's label file; None runs the built-in segmentation.
+    spec : mapping, optional
+        Its structure → values mapping; required with ``labels`` and checked by
+        :func:`user_label_spec`.
+    settings : SegmentationSettings, optional
+        Overrides of the built-in segmentation (ignored with ``labels``).
+    segmenters : tuple of str
+        Installed segmentation plug-ins to use
+        (:func:`cardiotwin.imaging.plugins.segment_with_plugins`).
+
+    Returns
+    -------
+    (Segmentation, dict)
+        The segmentation and its record: ``source`` (``"cardiotwin"`` or ``"user labels"``) and
+        the thresholds in HU; with plug-ins the source of each structure and the plug-ins used;
+        with ``labels`` see :func:`segmentation_from_labels`.
+    """
+    if labels is not None:
+        return segmentation_from_labels(ct, labels, user_label_spec(labels, spec))
+    from cardiotwin.imaging.plugins import segment_with_plugins
+
+    seg = segment_with_plugins(ct, use=segmenters, settings=settings)
+    record: dict[str, Any] = {"source": "cardiotwin", "blood_threshold_hu": seg.blood_threshold_hu,
+                              "calcium_threshold_hu": seg.calcium_threshold_hu}
+    if segmenters:
+        record["structure_sources"] = seg.report.get("structure_sources", {})
+        record["plugins"] = seg.report.get("plugins", [])
+    return seg, record
 
 
 @dataclass(frozen=True)

@@ -119,3 +119,44 @@ def test_scores_of_two_offset_balls_match_geometry():
     assert d / 2 <= s.hd95_mm <= d + h
     assert 0 < s.mean_surface_distance_mm < d
     assert s.volume_ml == pytest.approx(ball * 1e-3, rel=0.01)
+
+
+def test_user_label_spec_checks_the_request_before_any_work(tmp_path):
+    assert labels.user_label_spec(None, None) is None
+    assert labels.user_label_spec(tmp_path / "seg.nii.gz", "aorta=52,lv_blood=3") == {
+        "aorta": (52,), "lv_blood": (3,)}
+    assert labels.user_label_spec("seg.nrrd", {"aorta": (1,), "lv_blood": (2,)}) == {
+        "aorta": (1,), "lv_blood": (2,)}
+    for file, label_map, says in [(None, "aorta=52", "without a label file"),
+                                  ("seg.nii.gz", None, "say which values of seg.nii.gz"),
+                                  ("seg.nii.gz", "aorta=52", "needs lv_blood"),
+                                  ("seg.nii.gz", "myocardium=2", "needs lv_blood and aorta")]:
+        with pytest.raises(InputError, match=says):
+            labels.user_label_spec(file, label_map)
+
+
+def test_twin_segmentation_from_a_user_label_file(coarse_phantom, tmp_path):
+    """The user's file, in another tool's values, becomes the segmentation on the CT grid, and
+    the record names its hash and the map."""
+    from cardiotwin.provenance import sha256_file
+
+    ct = coarse_phantom.ct
+    path = tmp_path / "tool.nii.gz"
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(
+        _tool_values(coarse_phantom.labels).transpose(2, 1, 0)), _ras(ct.affine)), path)
+    spec = labels.user_label_spec(path, "aorta=52,lv_blood=51")
+    seg, record = labels.twin_segmentation(ct, labels=path, spec=spec)
+    for name in ("aorta", "lv_blood"):
+        np.testing.assert_array_equal(seg.labels.mask(name), coarse_phantom.labels.mask(name))
+    assert seg.report == {"source": "user labels"}
+    assert record["source"] == "user labels" and record["labels_sha256"] == sha256_file(path)
+    assert record["label_map"] == {"aorta": [52], "lv_blood": [51]}
+    assert record["blood_threshold_hu"] == seg.blood_threshold_hu
+    with pytest.raises(InputError, match="say which values"):
+        labels.twin_segmentation(ct, labels=path)
+
+
+def _ras(affine: np.ndarray) -> np.ndarray:
+    out = affine.copy()
+    out[:2, :] *= -1
+    return out
