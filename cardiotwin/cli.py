@@ -80,6 +80,21 @@ NeckRatioOpt = Annotated[float | None, typer.Option(
     "--neck-ratio", help="How narrow the LV/aorta neck must be to split them there "
     "(SegmentationSettings.neck_ratio; lower it when the split fails).")]
 
+# What to read from a series (twin build, segment; dicom convert has its own wording).
+PhaseOpt = Annotated[float | None, typer.Option(
+    "--phase", help="For a multi-phase (4-D) series: the phase to read, by its label (trigger "
+    "time in ms, else temporal position; the error message lists them). A rule such as "
+    "--series phase=75 picks by % of the R-R interval instead.")]
+VolumeOpt = Annotated[str | None, typer.Option(
+    "--volume", help="For a multi-volume series (the same slice positions repeated with "
+    "another acquisition, echo, diffusion b-value or temporal position; 'cardiotwin dicom "
+    "scan' lists them): the volume to read, by 0-based index or selector such as "
+    "acquisition=2, echo=1, b=0 or t=5.")]
+BloodSearchOpt = Annotated[tuple[float, float] | None, typer.Option(
+    "--blood-search-range", help="HU window searched for the contrast blood pool, LOW HIGH "
+    "(SegmentationSettings.blood_search_range_hu; widen it for weak or very strong "
+    "contrast).")]
+
 StoreOpt = Annotated[Path | None, typer.Option(
     "--store", help="Store folder (database, artifacts, runs). Default: $CARDIOTWIN_HOME or "
     "./cardiotwin-data.")]
@@ -336,17 +351,28 @@ def dicom_scan(
             typer.echo(json.dumps(out, indent=2))
             return
         table = Table(title=f"DICOM series in {path} ({catalog.n_files} files)")
-        for col in _SCAN_COLS:
-            table.add_column(col, overflow="fold")
         rows = catalog.to_rows()
+        cols = _SCAN_COLS
+        if any(row.get("volumes") for row in rows):  # a multi-volume series: say how many
+            cols = (*_SCAN_COLS[:10], "volumes", *_SCAN_COLS[10:])
+        for col in cols:
+            table.add_column(col, overflow="fold")
         for i, row in enumerate(rows, 1):
             uid = str(row["series_uid"])
             shown = {**row, "#": str(i), "series_uid": uid if len(uid) <= 20 else "…" + uid[-19:]}
-            table.add_row(*(str(shown[c]) for c in _SCAN_COLS))
+            table.add_row(*(str(shown[c]) for c in cols))
         console.print(table)
-        for i, row in enumerate(rows, 1):
+        for i, (row, se) in enumerate(zip(rows, catalog.series, strict=True), 1):
             if row.get("problems"):
                 console.print(f"[yellow]series {i}:[/] {row['problems']}", highlight=False)
+            if se.volumes:
+                console.print(f"series {i} holds {len(se.volumes)} volumes at the same slice "
+                              "positions; pick one with --volume INDEX or --volume SELECTOR "
+                              "(dicom convert, twin build, segment):", highlight=False)
+                for v in se.volumes:
+                    console.print(f"  --volume {v.index:<3} or --volume {v.label:<24} "
+                                  f"{v.n_slices} slices{', ' + v.details if v.details else ''}",
+                                  highlight=False)
         for line in catalog.problems:
             console.print(f"[yellow]problem:[/] {line}", highlight=False)
         if catalog.skipped:
@@ -418,6 +444,38 @@ def dicom_deid(
 _CONVERT_SUFFIXES = (".nii", ".nii.gz", ".nrrd")
 
 
+@contextmanager
+def _dicom_hints(command: str) -> Iterator[None]:
+    """Re-raise a DICOM reader's refusal with the options of ``command`` (``convert``,
+    ``build``, ``segment``) that resolve it: the reader names its API arguments
+    (``resample=True``, ``series_uid=...``, ``phase=<label>``...), the user needs the flags."""
+    from cardiotwin.errors import DicomError
+
+    try:
+        yield
+    except DicomError as exc:
+        msg = str(exc)
+        hints = []
+        if "resample=True" in msg:
+            hints.append("--resample")
+        if "series_uid" in msg or "uid=..." in msg:
+            hints.append("--series UID or --select RULE (list them: cardiotwin dicom scan)"
+                         if command == "convert" else
+                         "--series UID or --series RULE (list them: cardiotwin dicom scan)")
+        if "phase=<label>" in msg:
+            hints.append("--phase LABEL")
+        if "min_slices=1" in msg:
+            hints.append("--min-slices 1" if command == "convert" else
+                         "a twin needs a 3-D series; 'cardiotwin dicom convert --min-slices 1' "
+                         "converts a single image")
+        if "read_series([" in msg:
+            hints.append("give one mosaic file as IN (one volume per file)" if command == "convert"
+                         else "convert one mosaic file with 'cardiotwin dicom convert'")
+        if hints:
+            raise DicomError(f"{msg}. On the command line: {'; '.join(hints)}") from None
+        raise
+
+
 def _fmt(values, digits: int = 4) -> str:
     return "(" + ", ".join(f"{float(v):.{digits}f}" for v in values) + ")"
 
@@ -478,7 +536,7 @@ def dicom_convert(
       cardiotwin dicom convert /media/dwi b1000.nii.gz --volume b=1000
       cardiotwin dicom convert fmri/0001.dcm vol.nii.gz     (one Siemens mosaic file)
     """
-    from cardiotwin.errors import DicomError, InputError
+    from cardiotwin.errors import InputError
     from cardiotwin.workflows import convert_dicom
 
     with _errors():
@@ -489,27 +547,11 @@ def dicom_convert(
             raise InputError(f"{out} exists; pass --force to replace it")
         if select is not None and series is not None:
             raise InputError("give either --select or --series, not both")
-        try:
+        with _dicom_hints("convert"):
             vol, written, picked = convert_dicom(
                 in_path, out, store=_store(store), actor=_actor(role), rule=select,
                 series_uid=series, resample=resample, phase=phase, volume=volume,
                 min_slices=min_slices)
-        except DicomError as exc:
-            msg = str(exc)
-            hints = []
-            if "resample=True" in msg:
-                hints.append("--resample")
-            if "series_uid=" in msg:
-                hints.append("--series UID or --select RULE (list them: cardiotwin dicom scan)")
-            if "phase=<label>" in msg:
-                hints.append("--phase LABEL")
-            if "min_slices=1" in msg:
-                hints.append("--min-slices 1")
-            if "read_series([" in msg:
-                hints.append("give one mosaic file as IN (one volume per file)")
-            if hints:
-                raise DicomError(f"{msg}. On the command line: {'; '.join(hints)}") from None
-            raise
         if name.endswith(".nrrd"):
             header = "NRRD header: space LPS, space directions, space origin, encoding gzip"
         else:
@@ -561,7 +603,10 @@ def segment(
         "--series", help="SeriesInstanceUID or rule, as for 'twin build'.")] = None,
     resample: Annotated[bool, typer.Option(
         "--resample", help="Regrid a gantry-tilted or unevenly spaced series.")] = False,
+    phase: PhaseOpt = None,
+    volume: VolumeOpt = None,
     blood_threshold: BloodThresholdOpt = None,
+    blood_search_range: BloodSearchOpt = None,
     calcium_threshold: CalciumThresholdOpt = None,
     neck_ratio: NeckRatioOpt = None,
     segmenter: SegmenterOpt = None,
@@ -585,6 +630,7 @@ def segment(
     \b
     Examples:
       cardiotwin segment out/ph/dicom -o labels.nii.gz
+      cardiotwin segment /media/ct-two-acquisitions -o labels.nii.gz --volume acquisition=2
       cardiotwin segment --evaluate labels.nii.gz out/ph/labels.nii.gz
       cardiotwin segment --evaluate mine.nii.gz totalseg.nii.gz --map aorta=3 --truth-map aorta=52
     """
@@ -619,11 +665,13 @@ def segment(
         if dicom_dir is None or out is None:
             raise InputError("give the DICOM folder and -o LABELS.nii.gz (or --evaluate LABELS "
                              "TRUTH); see 'cardiotwin segment --help'")
-        res = workflows.segment_dicom(
-            dicom_dir, out, store=_store(store), actor=_actor(role), series=series,
-            resample=resample, settings=workflows.BuildSettings(
-                blood_threshold_hu=blood_threshold, calcium_threshold_hu=calcium_threshold,
-                neck_ratio=neck_ratio, segmenters=tuple(segmenter or ())))
+        with _dicom_hints("segment"):
+            res = workflows.segment_dicom(
+                dicom_dir, out, store=_store(store), actor=_actor(role), series=series,
+                resample=resample, phase=phase, volume=volume, settings=workflows.BuildSettings(
+                    blood_threshold_hu=blood_threshold, calcium_threshold_hu=calcium_threshold,
+                    neck_ratio=neck_ratio, segmenters=tuple(segmenter or ()),
+                    blood_search_range_hu=blood_search_range))
         t = Table(title=f"{res.pseudonym}: {res.labels_path}")
         for c in ("structure", "value", "volume (mL)"):
             t.add_column(c)
@@ -664,12 +712,15 @@ def twin_build(
     inlet_offset: Annotated[float, typer.Option(
         "--inlet-offset", help="Distance of the inlet plane below the annulus, mm.")] = 12.0,
     blood_threshold: BloodThresholdOpt = None,
+    blood_search_range: BloodSearchOpt = None,
     calcium_threshold: CalciumThresholdOpt = None,
     neck_ratio: NeckRatioOpt = None,
     segmenter: SegmenterOpt = None,
     resample: Annotated[bool, typer.Option(
         "--resample", help="Regrid a gantry-tilted or unevenly spaced series onto a regular "
         "grid (such series are refused without it).")] = False,
+    phase: PhaseOpt = None,
+    volume: VolumeOpt = None,
     labels: Annotated[Path | None, typer.Option(
         "--labels", help="Your own segmentation (NIfTI, NRRD or DICOM SEG, e.g. from "
         "TotalSegmentator or 3D Slicer) instead of the built-in one; needs --label-map.")] = None,
@@ -697,12 +748,13 @@ def twin_build(
       cardiotwin twin build out/ph/dicom --hr 72 --sv 65 --sbp 135 --dbp 70
       cardiotwin twin build /media/export --series largest-contrast-ct --no-flow
       cardiotwin twin build ct/ --labels seg.nii.gz --label-map aorta=52,lv_blood=3
+      cardiotwin twin build /media/ct-two-acquisitions --volume acquisition=2
     """
     from cardiotwin import workflows
 
     with _errors():
         st = _store(store)
-        with _progress("twin") as prog:
+        with _progress("twin") as prog, _dicom_hints("build"):
             twin = workflows.build_twin(
                 dicom_dir, store=st, actor=_actor(role),
                 physiology=_physiology(heart_rate, stroke_volume, systolic, diastolic),
@@ -716,8 +768,10 @@ def twin_build(
                                                  blood_threshold_hu=blood_threshold,
                                                  calcium_threshold_hu=calcium_threshold,
                                                  neck_ratio=neck_ratio,
-                                                 segmenters=tuple(segmenter or ())),
-                progress=prog, series=series, resample=resample, labels=labels,
+                                                 segmenters=tuple(segmenter or ()),
+                                                 blood_search_range_hu=blood_search_range),
+                progress=prog, series=series, resample=resample, phase=phase, volume=volume,
+                labels=labels,
                 label_map=label_map, landmarks=landmarks, surface=surface,
                 surface_convention=surface_convention)
         _print_anatomy(twin.landmarks, None, twin.mesh)

@@ -72,9 +72,9 @@ class BuildSettings:
         after this long, with a message naming the step it was in).
     mesh_algorithm, surface_mesh_algorithm, optimize_netgen : gmsh's 3-D and surface
         algorithms and Netgen optimisation (:func:`cardiotwin.geometry.volume_mesh.mesh_fluid_domain`).
-    blood_threshold_hu, calcium_threshold_hu, neck_ratio : overrides of the segmentation's
-        :class:`~cardiotwin.imaging.segment.SegmentationSettings` (None: its defaults, the
-        thresholds found from the scan).
+    blood_threshold_hu, calcium_threshold_hu, neck_ratio, blood_search_range_hu : overrides of
+        the segmentation's :class:`~cardiotwin.imaging.segment.SegmentationSettings` (None: its
+        defaults, the thresholds found from the scan; the search range is (low, high) in HU).
     segmenters : installed segmentation plug-ins that replace the default for the structures
         they provide, ``"NAME"`` or ``"NAME:aorta+myocardium"``
         (:func:`cardiotwin.imaging.plugins.segment_with_plugins`).
@@ -93,13 +93,15 @@ class BuildSettings:
     calcium_threshold_hu: float | None = None
     neck_ratio: float | None = None
     segmenters: tuple[str, ...] = ()
+    blood_search_range_hu: tuple[float, float] | None = None
 
     def segmentation_settings(self):
         """The :class:`~cardiotwin.imaging.segment.SegmentationSettings` these options give."""
         from cardiotwin.imaging.segment import SegmentationSettings
 
         over = {k: getattr(self, k) for k in ("blood_threshold_hu", "calcium_threshold_hu",
-                                              "neck_ratio") if getattr(self, k) is not None}
+                                              "neck_ratio", "blood_search_range_hu")
+                if getattr(self, k) is not None}
         return SegmentationSettings(**over)
 
     def __post_init__(self) -> None:
@@ -157,6 +159,7 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
                physiology: Physiology | None = None, settings: BuildSettings = BuildSettings(),
                purpose: str = "treatment planning", progress: Progress = no_progress,
                series: str | None = None, resample: bool = False,
+               phase: float | None = None, volume: int | str | None = None,
                labels: str | Path | None = None,
                label_map: str | Mapping[str, tuple[int, ...]] | None = None,
                landmarks: str | Path | None = None, surface: str | Path | None = None,
@@ -170,7 +173,12 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
     of :func:`cardiotwin.imaging.discovery.select_series` (``"largest-contrast-ct"``,
     ``"phase=75"``...); without it a folder with one series is read as it is and a folder with
     several uses ``"largest-contrast-ct"``. The series must be CT. ``resample`` regrids a
-    gantry-tilted or unevenly spaced series (refused otherwise).
+    gantry-tilted or unevenly spaced series (refused otherwise). ``phase`` picks one phase of a
+    multi-phase (4-D) series by its label (trigger time in ms, else temporal position) and
+    ``volume`` one volume of a multi-volume series (the same slice positions repeated with
+    another acquisition, echo, b-value or temporal position), by 0-based index or selector
+    such as ``"acquisition=2"`` (:func:`cardiotwin.imaging.dicom.read_series`); without them
+    such a series is refused with a message listing its phases or volumes.
 
     ``labels`` (NIfTI, NRRD or DICOM SEG: TotalSegmentator's, 3D Slicer's, your own) replaces the
     built-in segmentation; ``label_map`` says which of its values are which structure
@@ -208,7 +216,8 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
     planned = lm_mod.read_planning_landmarks(landmarks) if landmarks is not None else None
     progress(0.0, "reading DICOM")
     with prov.timed("read_dicom"):
-        ct = _read_ct(dicom_dir, store=store, series=series, resample=resample, prov=prov)
+        ct = _read_ct(dicom_dir, store=store, series=series, resample=resample, prov=prov,
+                      phase=phase, volume=volume)
     pseudo = ct.metadata["pseudonym"]
     log.info("building twin %s from %d slices", pseudo, ct.shape[0])
     progress(0.1, "segmenting" if labels is None else "reading your labels")
@@ -300,8 +309,9 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
 
 
 def _read_ct(dicom_dir: str | Path, *, store: Store, series: str | None, resample: bool,
-             prov: Provenance):
-    """The chosen CT series of a folder, de-identified with the store's key."""
+             prov: Provenance, phase: float | None = None, volume: int | str | None = None):
+    """The chosen CT series of a folder (one phase or volume of it when given), de-identified
+    with the store's key."""
     from cardiotwin.imaging import deid, dicom, discovery
 
     catalog = discovery.scan_tree(dicom_dir)
@@ -318,9 +328,12 @@ def _read_ct(dicom_dir: str | Path, *, store: Store, series: str | None, resampl
     uid = None if chosen.series_uid.startswith("<") else chosen.series_uid
     files = sorted(Path(f) for f in chosen.files)
     ct_raw = dicom.read_series(files, series_uid=uid, modality="CT", headers=chosen.headers,
-                               resample=resample)
+                               resample=resample, phase=phase, volume=volume)
     prov.inputs["dicom"] = sha256_tree(files)
     prov.parameters["series_selection"] = chosen.reason
+    for key in ("phase", "volume"):
+        if ct_raw.metadata.get(key) is not None:
+            prov.parameters[key] = ct_raw.metadata[key]
     return deid.deidentify_volume(ct_raw, store.pseudonym_key(),
                                   fallback_id="dicom-files:" + prov.inputs["dicom"])
 
@@ -555,13 +568,15 @@ class SegmentationOutput:
 
 def segment_dicom(dicom_dir: str | Path, out: str | Path, *, store: Store, actor: Actor,
                   series: str | None = None, resample: bool = False,
+                  phase: float | None = None, volume: int | str | None = None,
                   settings: BuildSettings = BuildSettings(),
                   purpose: str = "research export") -> SegmentationOutput:
     """Segment the CT series of a folder and write the label map (NIfTI ``.nii``/``.nii.gz`` or
     NRRD ``.nrrd``) with a JSON sidecar (``<name>.json``: structure names → values, volumes in
-    mL, how the blood pool was found). ``settings`` supplies the segmentation overrides
-    (``blood_threshold_hu``...). Audited like a DICOM read; the files carry the patient's
-    pseudonym, never a name.
+    mL, how the blood pool was found). ``series``, ``resample``, ``phase`` and ``volume``
+    choose what is read, as for :func:`build_twin`. ``settings`` supplies the segmentation
+    overrides (``blood_threshold_hu``...). Audited like a DICOM read; the files carry the
+    patient's pseudonym, never a name.
     """
     from cardiotwin.fileio import atomic_write_bytes
     from cardiotwin.imaging import export, plugins
@@ -573,7 +588,8 @@ def segment_dicom(dicom_dir: str | Path, out: str | Path, *, store: Store, actor
         raise InputError(f"{out}: write the labels as .nii, .nii.gz or .nrrd")
     prov = Provenance("segment_dicom", parameters={"series": series, "resample": resample})
     with _audited_dicom(store, "dicom.read", "segment", actor=actor, purpose=purpose) as details:
-        ct = _read_ct(dicom_dir, store=store, series=series, resample=resample, prov=prov)
+        ct = _read_ct(dicom_dir, store=store, series=series, resample=resample, prov=prov,
+                      phase=phase, volume=volume)
         seg = plugins.segment_with_plugins(ct, use=settings.segmenters,
                                            settings=settings.segmentation_settings())
         lab = seg.labels

@@ -549,7 +549,8 @@ def estimate_intensities(ct: Volume, *, settings: SegmentationSettings = Segment
             f"no contrast blood pool: only {n_in_range * vox_ml:.1f} mL of voxels lie in "
             f"{lo_b:.0f}–{hi_b:.0f} HU (need ≥ {settings.min_blood_volume_ml:.0f} mL). Check that the "
             "series is a contrast-enhanced (arterial-phase) CT in Hounsfield units (rescale "
-            "slope/intercept applied), or set SegmentationSettings.blood_search_range_hu (or the threshold itself: `--blood-threshold` on the command line).")
+            "slope/intercept applied), or set SegmentationSettings.blood_search_range_hu "
+            "(`--blood-search-range LOW HIGH`) or the threshold itself (`--blood-threshold`).")
     track = find_descending_aorta(ct) if settings.find_aorta_first else None
     method, notes = "histogram", []
     if track is not None:

@@ -495,3 +495,63 @@ def test_corpus_jpeg2000_ct_and_selection(corpus):
     assert select_series(corpus, rule="largest-contrast-ct").series_uid == NO_SERIES_UID
     with pytest.raises(DicomError, match="no series has NominalPercentage"):
         select_series(corpus, rule="phase=75")
+
+
+def _repeated_series(root: Path, tags: list[dict]) -> str:
+    """One copy of a small volume per item of ``tags``, in one series (as a diffusion, multi-echo
+    or repeated acquisition writes it), the telling attributes set with pydicom."""
+    uid = UID_ROOT + "3.1"
+    base = np.random.default_rng(3).integers(-100, 300, (4, 8, 6)).astype(np.float32)
+    for v, attrs in enumerate(tags):
+        vol = Volume(base + 50.0 * v, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), np.eye(3))
+        for f in write_ct_series(vol, root / f"v{v}", series_uid=uid, study_uid=STUDY["a1"],
+                                 seed=v):
+            ds = pydicom.dcmread(f)
+            for k, value in attrs.items():
+                setattr(ds, k, value)
+            ds.save_as(f)
+    return uid
+
+
+def test_multi_volume_series_is_listed_as_its_volumes(tmp_path):
+    """Ground truth: three echoes (EchoNumbers 1-3, TE 5/10/15 ms) of 4 slices at the same
+    positions: the scan lists three volumes of 4 slices with their selector and echo time, as
+    the reader splits them, and each selector reads the volume written."""
+    _repeated_series(tmp_path, [{"EchoNumbers": e, "EchoTime": 5.0 * e} for e in (1, 2, 3)])
+    cat = scan_tree(tmp_path)
+    se = cat.series[0]
+    assert (se.n_files, se.n_slices, se.n_phases) == (12, 4, 1)
+    assert [(v.index, v.label, v.n_slices, v.details) for v in se.volumes] == [
+        (0, "echo=1", 4, "TE 5 ms"), (1, "echo=2", 4, "TE 10 ms"), (2, "echo=3", 4, "TE 15 ms")]
+    assert se.volumes_text == ("[0] echo=1, TE 5 ms (4 slices); [1] echo=2, TE 10 ms (4 slices); "
+                               "[2] echo=3, TE 15 ms (4 slices)")
+    assert not se.is_cine and "3 volumes)" in str(se)
+    [problem] = se.problems
+    assert "duplicate slices forming 3 volumes" in problem and "--volume echo=3" in problem
+    row = cat.to_rows()[0]
+    assert (row["size"], row["phases"], row["volumes"]) == ("8x6x4", "1", "3")
+    assert se.to_dict()["volumes"][1] == {"index": 1, "label": "echo=2", "n_slices": 4,
+                                          "details": "TE 10 ms"}
+    # not chosen as a regular 3-D series by the size rules
+    assert "not a regular 3-D stack" in select_series(cat, rule="largest-ct").reason
+    sel = select_series(cat, uid=se.series_uid)
+    vol = read_series(sel.files, series_uid=sel.series_uid, headers=sel.headers, volume="echo=2")
+    assert vol.metadata["volume"] == "echo=2" and vol.shape == (4, 8, 6)
+
+
+def test_diffusion_volumes_told_apart_by_two_attributes_are_listed(tmp_path):
+    _repeated_series(tmp_path, [{"DiffusionBValue": 0.0, "AcquisitionNumber": 1},
+                                {"DiffusionBValue": 1000.0, "AcquisitionNumber": 2},
+                                {"DiffusionBValue": 1000.0, "AcquisitionNumber": 3}])
+    se = scan_tree(tmp_path).series[0]
+    assert [v.label for v in se.volumes] == ["b=0,acquisition=1", "b=1000,acquisition=2",
+                                             "b=1000,acquisition=3"]
+    assert {v.details for v in se.volumes} == {""}
+
+
+def test_copies_without_a_telling_attribute_have_no_volumes(tmp_path):
+    _repeated_series(tmp_path, [{}, {}])
+    cat = scan_tree(tmp_path)
+    se = cat.series[0]
+    assert se.volumes == () and se.to_dict()["volumes"] == [] and cat.to_rows()[0]["volumes"] == ""
+    assert "duplicate slices (several acquisitions, echoes or copies" in se.problems[0]

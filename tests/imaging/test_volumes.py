@@ -98,3 +98,21 @@ def test_copies_without_a_telling_attribute_stay_duplicates(tmp_path):
     _multi_volume(tmp_path, [{}, {}])
     with pytest.raises(DicomError, match="duplicate slice positions"):
         read_series(tmp_path)
+
+
+def test_echoes_are_listed_with_their_echo_time_and_the_command_line_option(tmp_path):
+    arrays = _multi_volume(tmp_path, [{"EchoNumbers": 1, "EchoTime": 4.5},
+                                      {"EchoNumbers": 2, "EchoTime": 9.0}])
+    with pytest.raises(DicomError) as err:
+        read_series(tmp_path)
+    msg = str(err.value)
+    assert "[0] echo=1, TE 4.5 ms (5 slices); [1] echo=2, TE 9 ms (5 slices)" in msg
+    assert ("--volume 1 or --volume echo=2 of cardiotwin dicom convert, twin build, segment"
+            in msg)
+    assert np.array_equal(read_series(tmp_path, volume="echo=2").array, arrays[1])
+
+
+def test_copies_name_why_the_volume_option_cannot_pick_one(tmp_path):
+    _multi_volume(tmp_path, [{}, {}])
+    with pytest.raises(DicomError, match=r"so volume= \(--volume\) cannot pick one"):
+        read_series(tmp_path)

@@ -84,6 +84,8 @@ class Frame:
     b_value: float | None = None
     echo_number: int | None = None
     acquisition_number: int | None = None
+    #: EchoTime (EffectiveEchoTime of an enhanced MR file), ms: shown beside an echo's volume
+    echo_time_ms: float | None = None
 
     @property
     def temporal_key(self) -> tuple[float, float, float]:
@@ -195,6 +197,8 @@ def _frames_of_unchecked(e: HeaderRecord) -> list[Frame]:
         bval = _lookup(src, "MRDiffusionSequence", "DiffusionBValue")
         bval = bval if bval is not None else getattr(ds, "DiffusionBValue", None)
         echo = _optional_int(getattr(ds, "EchoNumbers", None))
+        te = _lookup(src, "MREchoSequence", "EffectiveEchoTime")
+        te = te if te is not None else getattr(ds, "EchoTime", None)
         acq = _optional_int(getattr(ds, "AcquisitionNumber", None))
         frames.append(
             Frame(
@@ -215,6 +219,7 @@ def _frames_of_unchecked(e: HeaderRecord) -> list[Frame]:
                 b_value=_optional_float(bval),
                 echo_number=echo,
                 acquisition_number=acq,
+                echo_time_ms=_optional_float(te),
             )
         )
     if n == 1 and not enhanced:

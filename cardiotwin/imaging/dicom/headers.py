@@ -212,6 +212,7 @@ _CATALOG_KEYWORDS = (
     "CineRate",
     "DiffusionBValue",
     "EchoNumbers",
+    "EchoTime",
     "AcquisitionNumber",
 )
 _WANTED = {

@@ -117,7 +117,9 @@ def _assemble(
                     "these are Siemens mosaics, one volume per file: read one file, e.g. "
                     f"read_series([{str(frames[i].entry.path)!r}])"
                     if frames[i].tile is not None and frames[i + 1].tile is not None
-                    else "select one set of slices"
+                    else "no DiffusionBValue, EchoNumbers, AcquisitionNumber or temporal "
+                    "position tells the sets apart, so volume= (--volume) cannot pick one: "
+                    "copy one set of slices into a folder of its own"
                 )
             )
         step = float(np.median(steps))

@@ -20,7 +20,10 @@ import numpy as np
 from cardiotwin.errors import DicomError, InputError
 from cardiotwin.imaging.dicom.frames import POSITION_TOL_MM, Frame, common_plane
 
-__all__ = ["VOLUME_KEYS", "SeriesVolume", "pick_volume", "split_volumes", "volumes_message"]
+__all__ = [
+    "VOLUME_COMMANDS", "VOLUME_KEYS", "VOLUME_OPTION", "SeriesVolume", "pick_volume",
+    "split_volumes", "volumes_message",
+]
 
 #: Selector names and the frame attribute (and DICOM keyword) each reads, in order of preference.
 VOLUME_KEYS = (
@@ -31,16 +34,42 @@ VOLUME_KEYS = (
 )
 
 
+#: What the command line calls the volume option, and the commands that take it.
+VOLUME_OPTION = "--volume"
+VOLUME_COMMANDS = ("dicom convert", "twin build", "segment")
+
+
 @dataclass(frozen=True)
 class SeriesVolume:
-    """One volume of a multi-volume series: its index, selector label and frames."""
+    """One volume of a multi-volume series.
+
+    Attributes
+    ----------
+    index : int
+        0-based position in the order listed (the ``volume=`` index).
+    label : str
+        Its selector, e.g. ``"b=1000"`` or ``"b=1000,acquisition=4"``.
+    frames : tuple of Frame
+        Its slices.
+    details : str
+        What else tells it apart, not usable as a selector: ``"TE 20 ms"`` when the echo time
+        differs between the volumes ("" otherwise).
+    """
 
     index: int
-    label: str  # e.g. "b=1000" or "b=1000,acquisition=4"
+    label: str
     frames: tuple[Frame, ...]
+    details: str = ""
+
+    @property
+    def n_slices(self) -> int:
+        """Slices (frames) of this volume."""
+        return len(self.frames)
 
     def describe(self) -> str:
-        return f"[{self.index}] {self.label} ({len(self.frames)} slices)"
+        """``"[1] echo=2, TE 20 ms (5 slices)"``."""
+        extra = f", {self.details}" if self.details else ""
+        return f"[{self.index}] {self.label}{extra} ({len(self.frames)} slices)"
 
 
 def _value_text(v: float | int) -> str:
@@ -91,16 +120,29 @@ def split_volumes(frames: Sequence[Frame], name: str) -> list[SeriesVolume] | No
         named = [k for k in present
                  if all(len({getattr(fr, k[1]) for fr in g}) == 1 for g in groups.values())]
         order = sorted(groups, key=lambda v: tuple(getattr(groups[v][0], k[1]) for k in named))
+        tes = _echo_times([groups[value] for value in order])
         return [
             SeriesVolume(
                 i,
                 ",".join(f"{k[0]}={_value_text(getattr(groups[value][0], k[1]))}"
                          for k in named),
                 tuple(groups[value]),
+                "" if tes is None else f"TE {tes[i]:g} ms",
             )
             for i, value in enumerate(order)
         ]
     return None
+
+
+def _echo_times(groups: Sequence[Sequence[Frame]]) -> list[float] | None:
+    """The echo time (ms) of each volume when each has one and they are not all the same."""
+    out = []
+    for g in groups:
+        tes = {fr.echo_time_ms for fr in g}
+        if len(tes) != 1 or None in tes:
+            return None
+        out.append(float(tes.pop()))
+    return out if len(set(out)) > 1 else None
 
 
 def _parse_selector(selector: str) -> dict[str, float]:
@@ -161,6 +203,6 @@ def volumes_message(volumes: Sequence[SeriesVolume], name: str) -> str:
     return (
         f"{name} holds {len(volumes)} volumes at the same slice positions, told apart by {by}: "
         f"{'; '.join(v.describe() for v in volumes)}; read one with volume={example.index} or "
-        f"volume={example.label!r} (cardiotwin dicom convert --volume {example.index} or "
-        f"--volume {example.label})"
+        f"volume={example.label!r} (on the command line {VOLUME_OPTION} {example.index} or "
+        f"{VOLUME_OPTION} {example.label} of cardiotwin {', '.join(VOLUME_COMMANDS)})"
     )

@@ -39,6 +39,7 @@ from cardiotwin.imaging.discovery.catalog import (
     SeriesSummary,
     SkippedFile,
     StudySummary,
+    VolumeInfo,
 )
 from cardiotwin.imaging.discovery.scan import ProgressCallback, scan_tree
 from cardiotwin.imaging.discovery.select import RULES, check_skipped, select_series
@@ -53,6 +54,7 @@ __all__ = [
     "SeriesSummary",
     "SkippedFile",
     "StudySummary",
+    "VolumeInfo",
     "check_skipped",
     "scan_tree",
     "select_series",

@@ -26,6 +26,7 @@ __all__ = [
     "SeriesSummary",
     "SkippedFile",
     "StudySummary",
+    "VolumeInfo",
     "distinct_values",
 ]
 
@@ -63,6 +64,39 @@ class FrameInfo:
     phase_pct: float | None = None
     trigger_ms: float | None = None
     temporal_index: int | None = None
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    """One volume of a multi-volume series (the same slice positions repeated with another
+    b-value, echo, acquisition or temporal position; :mod:`cardiotwin.imaging.dicom.volumes`).
+
+    Attributes
+    ----------
+    index : int
+        0-based index, as ``read_series(..., volume=index)`` and ``--volume INDEX`` take it.
+    label : str
+        Its selector, e.g. ``"b=1000"``, ``"echo=2"``, ``"acquisition=3"``, ``"t=5"`` or
+        ``"b=1000,acquisition=4"`` (also accepted by ``volume=`` / ``--volume``).
+    n_slices : int
+        Slices of the volume.
+    details : str
+        What else tells it apart (``"TE 20 ms"``), or "".
+    """
+
+    index: int
+    label: str
+    n_slices: int
+    details: str = ""
+
+    def __str__(self) -> str:
+        extra = f", {self.details}" if self.details else ""
+        return f"[{self.index}] {self.label}{extra} ({self.n_slices} slices)"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary."""
+        return {"index": self.index, "label": self.label, "n_slices": self.n_slices,
+                "details": self.details}
 
 
 @dataclass(frozen=True)
@@ -123,6 +157,10 @@ class SeriesSummary:
     problems : tuple of str
         What would stop a regular 3-D read or looks wrong (duplicate positions, uneven spacing,
         tilt, mixed sizes, DICOMDIR mismatches...).
+    volumes : tuple of VolumeInfo
+        The volumes of a multi-volume series (its slice positions repeated with another
+        DiffusionBValue, EchoNumbers, AcquisitionNumber or temporal position), each read with
+        ``volume=`` (``--volume``); empty for any other series.
     frames : tuple of FrameInfo
         Every image, sorted by phase then position.
     headers : tuple of HeaderRecord
@@ -162,6 +200,7 @@ class SeriesSummary:
     transfer_syntaxes: tuple[str, ...] = ()
     dicomdir_files: int | None = None
     problems: tuple[str, ...] = ()
+    volumes: tuple[VolumeInfo, ...] = ()
     frames: tuple[FrameInfo, ...] = field(default=(), repr=False)
     headers: tuple[HeaderRecord, ...] = field(default=(), repr=False, compare=False)
 
@@ -195,6 +234,12 @@ class SeriesSummary:
         if self.phases_pct:
             return f"{self.n_phases} ({_range_text(self.phases_pct, '%')})"
         return f"{self.n_phases}{span}" if self.n_phases > 1 else "1"
+
+    @property
+    def volumes_text(self) -> str:
+        """The volumes for a table: ``"[0] b=0 (5 slices); [1] b=1000 (5 slices)"``; "" for
+        a series that is not a multi-volume series."""
+        return "; ".join(str(v) for v in self.volumes)
 
     @property
     def size_text(self) -> str:
@@ -242,6 +287,7 @@ class SeriesSummary:
             "transfer_syntaxes": list(self.transfer_syntaxes),
             "dicomdir_files": self.dicomdir_files,
             "problems": list(self.problems),
+            "volumes": [v.to_dict() for v in self.volumes],
             "files": [str(f) for f in self.files],
         }
 
@@ -251,6 +297,7 @@ class SeriesSummary:
             f"{self.patient} {self.series_uid} ({self.modality or '?'}{desc}, {self.image_kind}, "
             f"{self.size_text}, contrast {'yes' if self.contrast else 'no'}, "
             + (f"cine of {self.n_phases} frames over time)" if self.is_cine
+               else f"{len(self.volumes)} volumes)" if self.volumes
                else f"{self.n_phases} phase(s))")
         )
 
@@ -408,6 +455,7 @@ class SeriesCatalog:
                         "spacing_mm": spacing,
                         "contrast": "yes" if se.contrast else "no",
                         "phases": phases,
+                        "volumes": str(len(se.volumes)) if se.volumes else "",
                         "kernel": se.kernel,
                         "datetime": se.acquisition_datetime or se.series_datetime,
                         "problems": "; ".join(se.problems),

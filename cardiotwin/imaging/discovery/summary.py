@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
+from cardiotwin.errors import CardiotwinError
 from cardiotwin.imaging.dicom.frames import POSITION_TOL_MM, SPACING_REL_TOL
 from cardiotwin.imaging.dicom.headers import (
     MR_HEADER_CREATOR,
@@ -26,6 +27,7 @@ from cardiotwin.imaging.discovery.catalog import (
     TRIGGER_TOL_MS,
     FrameInfo,
     SeriesSummary,
+    VolumeInfo,
     distinct_values,
 )
 
@@ -271,6 +273,21 @@ def _mosaic_images(ds: Dataset | FastHeader) -> int:
         return 0
 
 
+def _volumes(hs: list[FileHeader], uid: str) -> tuple[VolumeInfo, ...]:
+    """The volumes of a series whose slice positions repeat, as the reader would split them
+    (:func:`cardiotwin.imaging.dicom.volumes.split_volumes`), from the headers already parsed;
+    () when it cannot split them (copies, or a header the reader would refuse)."""
+    from cardiotwin.imaging.dicom.frames import frames_of
+    from cardiotwin.imaging.dicom.volumes import split_volumes
+
+    try:
+        frames = [fr for h in hs for fr in frames_of(h.record)]
+    except CardiotwinError:
+        return ()
+    found = split_volumes(frames, f"series {uid}") or []
+    return tuple(VolumeInfo(v.index, v.label, v.n_slices, v.details) for v in found)
+
+
 def announced_pixel_bytes(ds: Dataset | FastHeader) -> int:
     """Bytes of uncompressed pixel data the header announces (0 if unknown or compressed)."""
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
@@ -375,14 +392,18 @@ def summarise_series(
             n_slices = max(1, len(frames) // n_phases)
     else:
         n_phases = max(1, len(pcts))
+    volumes: tuple[VolumeInfo, ...] = ()
     if repeated:
         per_phase = len(along_all) / max(n_phases, 1)
         if n_phases > 1 and per_phase == len(positions):
             pass  # a multi-phase series: each phase covers every position once
         else:
+            volumes = _volumes(hs, uid)
             problems.append(
                 f"{len(along_all)} images at {len(positions)} position(s): duplicate slices "
-                f"(several acquisitions, echoes or copies in one series)"
+                + (f"forming {len(volumes)} volumes (read one with --volume INDEX or "
+                   f"--volume {volumes[-1].label})" if volumes
+                   else "(several acquisitions, echoes or copies in one series)")
             )
     frames.sort(key=lambda f: (f.phase_pct if f.phase_pct is not None else -1.0,
                                f.trigger_ms if f.trigger_ms is not None else -1.0,
@@ -433,6 +454,7 @@ def summarise_series(
         transfer_syntaxes=tuple(sorted({h.transfer_syntax for h in hs if h.transfer_syntax})),
         dicomdir_files=dicomdir_files,
         problems=tuple(problems),
+        volumes=volumes,
         frames=tuple(frames),
         headers=tuple(h.record for h in hs),
     )
