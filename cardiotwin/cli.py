@@ -326,7 +326,10 @@ def dicom_scan(
     """List patients (pseudonymised), studies and series under a folder; reads headers only.
 
     Patients appear under the store's keyed pseudonyms (the ones their twins get); the scan is
-    audited in the store (counts and pseudonyms, never names or paths).
+    audited in the store (counts and pseudonyms, never names or paths). A multi-frame cine is
+    shown as frames over time; a multi-volume series (diffusion b-values, echoes, repeated
+    acquisitions at the same positions) as its volumes, each with the --volume option that reads
+    it in dicom convert, twin build and segment.
 
     \b
     Examples:

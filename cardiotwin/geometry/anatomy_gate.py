@@ -204,7 +204,8 @@ class GateResult:
             raise SegmentationError(
                 f"the anatomy failed {len(self.failures)} quality check(s): {lines}. Nothing was "
                 "meshed. Try another series (arterial-phase chest CT angiogram covering the "
-                "heart and aortic root), or give labels or landmarks of your own.")
+                "heart and aortic root; `--series`), or give labels or landmarks of your own "
+                "(`--labels FILE --label-map ...`, `--landmarks FILE`).")
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status, "checks": [c.to_dict() for c in self.checks]}

@@ -679,8 +679,8 @@ def deidentify_file(
     """
     if len(key) < _MIN_KEY_BYTES:
         raise InputError(f"de-identification key has {len(key)} bytes; at least "
-                         f"{_MIN_KEY_BYTES} are needed (use the store's pseudonym key or "
-                         "load_or_create_key)")
+                         f"{_MIN_KEY_BYTES} are needed (use the store's pseudonym key, which "
+                         "`dicom deid` takes without --key/--key-file, or load_or_create_key)")
     sha = ""
     if isinstance(ds_or_path, Dataset):
         ds = copy.deepcopy(ds_or_path)

@@ -152,7 +152,8 @@ class _KSP:
             raise SolverError(
                 f"{self.what} solve diverged at step {step} (t = {t:.5g} s, KSP reason {reason}). "
                 "Likely causes: a time step far too large (the flow is blowing up) or unsuitable "
-                "petsc options; reduce dt_s or use the MUMPS direct solver.")
+                "petsc options; reduce dt_s (`rehearse --pulsatile --dt-ms`) or use the MUMPS "
+                "direct solver.")
         self.iterations += self.ksp.getIterationNumber()
         x.ghostUpdate(addv=self.PETSc.InsertMode.INSERT, mode=self.PETSc.ScatterMode.FORWARD)
 
@@ -811,15 +812,17 @@ class _IPCS:
             raise SolverError(
                 f"CFL {cfl:.3g} at step {step} (t = {t:.5g} s) exceeds cfl_max = {s.cfl_max:g} "
                 f"(peak speed {vmax:.3g} m/s): the time step is far too large or the flow is "
-                f"diverging; reduce dt_s below {dt_ok:.3g} s. If a smaller dt_s diverges at "
-                f"the same time, the mesh is too coarse for this Reynolds number: refine it "
-                f"or use the LES model, PulsatileSettings(smagorinsky_cs=0.1).")
+                f"diverging; reduce dt_s below {dt_ok:.3g} s (`rehearse --pulsatile --dt-ms`). "
+                f"If a smaller dt_s diverges at the same time, the mesh is too coarse for this "
+                f"Reynolds number: refine it (`twin build --h-min/--h-max`) or use the LES "
+                f"model, PulsatileSettings(smagorinsky_cs=0.1) (`--les-cs 0.1`).")
         if vmax > s.max_speed_m_s:
             raise SolverError(
                 f"velocity {vmax:.3g} m/s at step {step} (t = {t:.5g} s) exceeds max_speed_m_s "
-                f"= {s.max_speed_m_s:g}: the run is diverging; reduce dt_s, check the inflow "
-                "units (m³/s) and the outlet parameters (SI); on a coarse mesh at "
-                "physiological flow use PulsatileSettings(smagorinsky_cs=0.1).")
+                f"= {s.max_speed_m_s:g}: the run is diverging; reduce dt_s (`rehearse "
+                "--pulsatile --dt-ms`), check the inflow units (m³/s) and the outlet parameters "
+                "(SI); on a coarse mesh at physiological flow use "
+                "PulsatileSettings(smagorinsky_cs=0.1) (`--les-cs 0.1`).")
         return cfl
 
     def accept(self) -> None:
