@@ -325,3 +325,16 @@ def test_build_twin_from_your_own_surface(coarse_demo, tmp_path):
     res = CliRunner().invoke(app, ["twin", "build", str(coarse_demo["dicom_dir"]), "--segmenter",
                                    "nosuchmodel", "--no-flow", "--store", str(store_dir)])
     assert res.exit_code == 1 and "nosuchmodel" in res.output and "Traceback" not in res.output
+
+
+def test_build_settings_pass_the_segmentation_overrides():
+    """`--blood-threshold`, `--calcium-threshold`, `--neck-ratio` and `--blood-search-range`
+    reach SegmentationSettings; left out, its defaults stay."""
+    from cardiotwin.imaging.segment import SegmentationSettings
+
+    seg = workflows.BuildSettings(blood_threshold_hu=250.0, calcium_threshold_hu=600.0,
+                                  neck_ratio=0.5,
+                                  blood_search_range_hu=(120.0, 900.0)).segmentation_settings()
+    assert (seg.blood_threshold_hu, seg.calcium_threshold_hu, seg.neck_ratio,
+            seg.blood_search_range_hu) == (250.0, 600.0, 0.5, (120.0, 900.0))
+    assert workflows.BuildSettings().segmentation_settings() == SegmentationSettings()
