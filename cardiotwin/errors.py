@@ -48,3 +48,52 @@ class AccessDenied(CardiotwinError):
 
 class ConfigError(CardiotwinError):
     """A configuration file or setting is invalid; the message names the key."""
+
+
+class ObservationError(InputError):
+    """A monitoring record cannot become an :class:`~cardiotwin.monitoring.Observation`.
+
+    The message names the record (file and record id), the field, the value received and what
+    was expected. The same facts are kept as attributes so a quarantine can store them.
+
+    Parameters
+    ----------
+    reason : str
+        What was wrong, in words.
+    record : str, optional
+        Where the record came from (``"vitals.json#Observation/hr-1"``).
+    field : str, optional
+        The field at fault (``"valueQuantity.code"``, ``"OBX-6"``, ``"column sbp"``).
+    value : object, optional
+        The value received.
+    expected : str, optional
+        What was expected (``"30-300 /min"``, ``"one of mm[Hg], kPa, Pa"``).
+    """
+
+    def __init__(self, reason: str, *, record: str = "", field: str = "", value: object = None,
+                 expected: str = ""):
+        self.reason = reason
+        self.record = record
+        self.field = field
+        self.value = value
+        self.expected = expected
+        parts = [f"{record}: " if record else ""]
+        parts.append(f"{field}: " if field else "")
+        parts.append(reason)
+        if value is not None:
+            parts.append(f" (got {value!r})")
+        if expected:
+            parts.append(f"; expected {expected}")
+        super().__init__("".join(parts))
+
+
+class UnknownCodeError(ObservationError):
+    """The observation's code is not in the LOINC table of the vitals a twin uses."""
+
+
+class UnitError(ObservationError):
+    """The unit is not a UCUM unit known for the observation's code."""
+
+
+class ImplausibleValueError(ObservationError):
+    """A value (or a time) is outside the plausible range for its code."""

@@ -97,3 +97,43 @@ def ms_to_s(t_ms: float) -> float:
 def s_to_ms(t_s: float) -> float:
     """Convert a time from seconds to milliseconds."""
     return t_s * 1e3
+
+
+def hz_to_bpm(f_hz: float) -> float:
+    """Convert a rate from Hz (1/s) to beats (or breaths) per minute."""
+    return f_hz * 60.0
+
+
+def kpa_to_pa(p_kpa: float) -> float:
+    """Convert a pressure from kPa to Pa."""
+    return p_kpa * 1e3
+
+
+def pa_to_kpa(p_pa: float) -> float:
+    """Convert a pressure from Pa to kPa."""
+    return p_pa * 1e-3
+
+
+def l_to_m3(v_l: float) -> float:
+    """Convert a volume from litres to m³."""
+    return v_l * 1e-3
+
+
+def ml_min_to_m3_s(q_ml_min: float) -> float:
+    """Convert a flow from mL/min to m³/s."""
+    return q_ml_min * 1e-6 / 60.0
+
+
+def ml_s_to_m3_s(q_ml_s: float) -> float:
+    """Convert a flow from mL/s to m³/s."""
+    return q_ml_s * 1e-6
+
+
+def percent_to_fraction(x_percent: float) -> float:
+    """Convert a percentage (UCUM ``%``) to a fraction (UCUM ``1``): 97 % → 0.97."""
+    return x_percent * 1e-2
+
+
+def fraction_to_percent(x: float) -> float:
+    """Convert a fraction (UCUM ``1``) to a percentage: 0.97 → 97 %."""
+    return x * 1e2

@@ -2,10 +2,11 @@
 
 app / pipelines / cli  →  workflows  →  domain  →  store / units / errors
 
-* The domain packages are ordered: imaging < geometry < physics < devices < twin < study; a
-  package imports only packages before it (and the base modules), never the store, the
+* The domain packages are ordered: imaging < geometry < physics < devices < monitoring < twin <
+  study; a package imports only packages before it (and the base modules), never the store, the
   workflows, the report, the CLI or the app. ``imaging`` never imports ``geometry`` (the
-  phantom ⇄ landmarks cycle of stage 1) nor ``physics``.
+  phantom ⇄ landmarks cycle of stage 1) nor ``physics``. ``monitoring`` (data in from the
+  bedside) imports only the base modules; the twin imports it.
 * ``store`` imports only the base modules; ``workflows`` anything but the presentation layers.
 * The presentation layers (``cli``, ``report``, ``app``, ``pipelines``) reach the store and the
   domain only through ``workflows``, except to name types: ``from cardiotwin.study import
@@ -27,7 +28,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 BASE = {"cardiotwin", "cardiotwin.units", "cardiotwin.errors", "cardiotwin.fileio",
         "cardiotwin.provenance", "cardiotwin.privacy"}
-DOMAIN = ("imaging", "geometry", "physics", "devices", "twin", "study")
+DOMAIN = ("imaging", "geometry", "physics", "devices", "monitoring", "twin", "study")
 PRESENTATION = ("cli", "report", "app", "pipelines")
 
 
@@ -98,6 +99,8 @@ def _allowed(src: str, dst: str) -> bool:
         return False
     if src == "store":
         return False
+    if src == "monitoring":
+        return False
     if src in DOMAIN:
         return dst in DOMAIN and DOMAIN.index(dst) < DOMAIN.index(src)
     if src == "workflows":
@@ -151,6 +154,8 @@ def test_the_import_graph_keeps_the_layer_rules():
     ("app", "store", False),          # only through workflows (types aside)
     ("cli", "physics", False),
     ("store", "workflows", False),
+    ("monitoring", "imaging", False),  # monitoring imports only the base modules
+    ("twin", "monitoring", True),
 ])
 def test_the_rules_themselves(src, dst, ok):
     # the checker refuses what DESIGN.md forbids (guards against a rule table that allows all)
