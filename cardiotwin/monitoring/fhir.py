@@ -144,9 +144,12 @@ def _read_observation(doc: dict[str, Any], *, label: str, subject: str | None,
     except ValidationError as err:
         first = err.errors()[0]
         loc = ".".join(str(p) for p in first.get("loc", ()))
-        return reject(ObservationError(f"not a valid FHIR R4 Observation: {first.get('msg')}",
-                                       record=f"{label}#{record}", field=loc,
-                                       expected="a FHIR R4 Observation"))
+        value = first.get("input")
+        return reject(ObservationError(
+            f"not a valid FHIR R4 Observation: {first.get('msg')}", record=f"{label}#{record}",
+            field=loc, value=value if isinstance(value, str | int | float) else None,
+            expected="a FHIR R4 Observation (a dateTime with hours needs a timezone)"
+            if loc.startswith("effective") else "a FHIR R4 Observation"))
     where = f"{label}#{record}"
     if res.status not in ACCEPTED_STATUSES:
         return reject(ObservationError(

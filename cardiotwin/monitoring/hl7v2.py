@@ -218,7 +218,9 @@ def _pid3(pids: list, subject: str | None, authority: str | None, comp: str, rep
     where = f"{source}#PID"
     found = ""
     if pids:
-        reps = [r for r in pids[0].pid_3.to_er7().split(rep) if r]
+        # every repetition of PID-3, from the segment's text (hl7apy's field gives the first)
+        fields = pids[0].to_er7().split("|")
+        reps = [r for r in (fields[3] if len(fields) > 3 else "").split(rep) if r]
         for r in reps:
             parts = _components(r, comp)
             auth = parts[3] if len(parts) > 3 else ""
