@@ -117,7 +117,14 @@ def read_fhir(source: str | Path | dict[str, Any], *, subject: str | None = None
                      "Bundle (FHIR R4 JSON)")
 
 
+#: Observation elements left out of the raw text a rejection keeps: they can name the patient
+#: (``subject.display``, a performer, contained resources, the narrative).
+REDACTED_ELEMENTS = ("subject", "performer", "contained", "text")
+
+
 def _raw(obj: Any) -> str:
+    if isinstance(obj, dict):
+        obj = {k: ("<redacted>" if k in REDACTED_ELEMENTS else v) for k, v in obj.items()}
     try:
         return json.dumps(obj, ensure_ascii=False, default=str)
     except (TypeError, ValueError):
@@ -212,8 +219,8 @@ def _subject(res: Any, subject: str | None, where: str) -> str:
                                    expected="Patient/<the twin's pseudonym>")
         found = _reference_id(res.subject)
     if found and subject and found != subject:
-        raise ObservationError("subject differs from the one given", record=where,
-                               field="subject", value=found, expected=subject)
+        raise ObservationError("subject differs from the one given (its value is not repeated "
+                               "here)", record=where, field="subject", expected=subject)
     if not (found or subject):
         raise ObservationError("no subject", record=where, field="subject",
                                expected="subject.reference Patient/<pseudonym> or subject= "

@@ -158,8 +158,9 @@ def _read_message(segs: list[str], *, label: str, subject: str | None, authority
     try:
         subj = _pid3(by_name.get("PID", []), subject, authority, comp, rep, source)
     except ObservationError as err:
+        # no raw text: PID carries names and hospital numbers
         return Batch(rejections=(Rejection.from_error(err, source=source, record="PID",
-                                                      kind="subject", raw=text),))
+                                                      kind="subject"),))
     obr_time = ""
     for seg in msg.children:
         if seg.name == "OBR":
@@ -233,8 +234,9 @@ def _pid3(pids: list, subject: str | None, authority: str | None, comp: str, rep
                                    value=[(_components(r, comp) + ["", "", ""])[3] for r in reps],
                                    expected=str(authority))
     if found and subject and found != subject:
-        raise ObservationError("PID-3 differs from the subject given", record=where,
-                               field="PID-3", value=found, expected=subject)
+        raise ObservationError("PID-3 differs from the subject given (its value is not "
+                               "repeated here: it may be a hospital number)", record=where,
+                               field="PID-3", expected=subject)
     if not (found or subject):
         raise ObservationError("no subject", record=where, field="PID-3",
                                expected="PID-3 with the twin's pseudonym, or subject= "

@@ -243,9 +243,10 @@ class Observation:
     def __post_init__(self) -> None:
         where = self.where
         if not isinstance(self.subject, str) or not _PSEUDONYM.fullmatch(self.subject):
+            # the value is not repeated: it may be a name or a hospital number
             raise ObservationError(
-                "subject is not a twin pseudonym", record=where, field="subject",
-                value=self.subject,
+                "subject is not a twin pseudonym (the value is not repeated here)",
+                record=where, field="subject",
                 expected="1-64 letters, digits or . _ : - (the twin's pseudonym, never a name)")
         object.__setattr__(self, "time", utc_time(self.time, record=where))
         try:

@@ -106,14 +106,16 @@ def read_table(path: str | Path, *, columns: ColumnMap, subject: str | None = No
             for row in reader:
                 rowno = reader.line_num
                 record = f"row {rowno}"
-                raw = delimiter.join("" if v is None else str(v) for v in row.values())
+                # only the declared columns: others may hold what the twin must not keep
+                raw = delimiter.join(str(row.get(c) or "") for c in declared if c is not None)
                 subj = (row.get(columns.subject) or "").strip() if columns.subject else ""
                 subj = subj or (subject or "")
                 if subject and subj != subject:
                     rejections.append(Rejection(
                         kind="subject", source=label, record=record, field=str(columns.subject),
-                        reason=f"{label}#{record}: subject {subj!r} differs from {subject!r}",
-                        value=subj, expected=subject, raw=raw))
+                        reason=(f"{label}#{record}: column {columns.subject}: the subject "
+                                f"differs from {subject!r} (its value is not repeated here)"),
+                        expected=subject))
                     continue
                 try:
                     time = _time(row.get(columns.time) or "", default_timezone,

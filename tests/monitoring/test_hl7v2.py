@@ -53,6 +53,9 @@ def test_times_without_offset_need_a_timezone_and_subject_must_agree(tmp_path):
     assert wrong.observations == () and wrong.rejections[0].kind == "subject"
     none = read_hl7v2(MSG, authority="OTHER")
     assert "PID-3.4" in none.rejections[0].reason
+    # the quarantine never keeps the PID segment's names or hospital numbers
+    for r in wrong.rejections + none.rejections:
+        assert "Doe" not in str(r.to_dict()) and "123456" not in str(r.to_dict())
 
 
 def test_not_an_oru_message_is_refused():
