@@ -168,16 +168,18 @@ def _read_observation(doc: dict[str, Any], *, label: str, subject: str | None,
     except ObservationError as err:
         return reject(err, kind="subject" if err.field.startswith("subject") else None)
     device = _reference_id(res.device) if res.device is not None else ""
-    codes = [c.code for c in (res.code.coding or []) if c.system == LOINC_SYSTEM and c.code]
+    codings = (res.code.coding if res.code is not None else None) or []
+    codes = [c.code for c in codings if c.system == LOINC_SYSTEM and c.code]
     if not codes:
         return reject(ObservationError("no LOINC coding", record=where, field="code.coding",
-                                       value=[c.system for c in (res.code.coding or [])],
+                                       value=[c.system for c in codings] or None,
                                        expected=f"a coding with system {LOINC_SYSTEM}"),
                       kind="unknown-code")
     items = []  # (code, quantity, field, record)
     if codes[0] in BP_PANEL_CODES and res.component:
         for j, comp in enumerate(res.component):
-            ccodes = [c.code for c in (comp.code.coding or []) if c.system == LOINC_SYSTEM]
+            ccodings = (comp.code.coding if comp.code is not None else None) or []
+            ccodes = [c.code for c in ccodings if c.system == LOINC_SYSTEM]
             items.append((ccodes[0] if ccodes else "", comp.valueQuantity,
                           f"component[{j}]", f"{record}/component[{j}]"))
     else:

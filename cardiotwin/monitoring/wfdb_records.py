@@ -99,10 +99,9 @@ def load_record(path: str | Path) -> WaveformRecord:
     for i, name in enumerate(rec.sig_name):
         waves[name] = Waveform(name=name, samples=np.asarray(rec.e_p_signal[i], dtype=float),
                                fs_hz=float(rec.fs) * spf[i], unit=str(rec.units[i]))
-    start = None
-    if rec.base_time is not None:
-        d = rec.base_date or datetime(1900, 1, 1).date()
-        start = datetime.combine(d, rec.base_time) if rec.base_date else None
+    start = None  # a start time without a date cannot place the samples in time
+    if rec.base_time is not None and rec.base_date is not None:
+        start = datetime.combine(rec.base_date, rec.base_time)
     return WaveformRecord(name=rec.record_name, waveforms=waves, base_time=start)
 
 

@@ -83,6 +83,20 @@ def test_bad_records_are_quarantined_with_record_field_and_expectation():
     assert raw["id"] == "wt" and raw["subject"] == "<redacted>"  # subject.display can be a name
 
 
+def test_missing_elements_are_quarantined_not_crashed_on():
+    no_code = observation("nc", "8867-4", 72, "/min")
+    del no_code["code"]
+    no_value = observation("nv", "8867-4", 72, "/min")
+    del no_value["valueQuantity"]
+    no_time = observation("nt", "8867-4", 72, "/min")
+    del no_time["effectiveDateTime"]
+    batch = read_fhir(bundle(no_code, no_value, no_time, "not a resource"))
+    assert batch.observations == ()
+    fields = [r.field for r in batch.rejections]
+    assert fields == ["code", "valueQuantity", "effective[x]", "resource"]  # code: FHIR 1..1
+    assert all(r.expected for r in batch.rejections)
+
+
 def test_explicit_subject_fills_in_and_must_agree():
     doc = observation("hr-1", "8867-4", 72, "/min", subject=None)
     assert read_fhir(doc, subject="tw-9").observations[0].subject == "tw-9"
