@@ -53,6 +53,9 @@ def parse_hl7_time(text: str, *, default_timezone: tzinfo | None = None, record:
     us = int((frac + "000000")[:6]) if frac else 0
     if m.group(8):
         off = timedelta(hours=int(m.group(9)), minutes=int(m.group(10)))
+        if off >= timedelta(hours=24) or int(m.group(10)) >= 60:
+            raise ObservationError("UTC offset out of range", record=record, field=field,
+                                   value=text, expected="+/-ZZZZ between -2359 and +2359")
         tz: tzinfo = timezone(off if m.group(8) == "+" else -off)
     elif default_timezone is not None:
         tz = default_timezone
