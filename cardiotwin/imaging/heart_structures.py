@@ -130,7 +130,7 @@ def _coords(ct: Volume, box: tuple[slice, slice, slice], c: np.ndarray
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """LPS coordinates minus ``c`` of the voxels of ``box``, as broadcastable arrays (mm)."""
     aff = ct.affine
-    kk, jj, ii = (np.arange(sl.start, sl.stop, dtype=float) for sl in box)
+    kk, jj, ii = (np.arange(sl.start, sl.stop, sl.step or 1, dtype=float) for sl in box)
     out = []
     for q in range(3):
         out.append((aff[q, 0] * ii)[None, None, :] + (aff[q, 1] * jj)[None, :, None]
@@ -245,8 +245,13 @@ def segment_heart_structures(
     empty = np.zeros(a.shape, dtype=bool)
     sp = np.asarray(ct.spacing_mm, dtype=float)[::-1]  # (k, j, i)
     vox_ml = float(np.prod(sp)) * 1e-3
-    iface = lv & ndi.binary_dilation(aorta)
-    if iface.sum() < 3 or lv.sum() == 0:
+    if not lv.any() or not aorta.any():
+        report["skipped"] = "no LV or aorta"
+        return HeartStructures(empty, empty, empty.copy(), empty.copy(), aorta, report)
+    lvb = tuple(slice(max(q.start - 1, 0), q.stop + 1) for q in ndi.find_objects(lv.view(np.uint8))[0])
+    iface = empty.copy()
+    iface[lvb] = lv[lvb] & ndi.binary_dilation(aorta[lvb])
+    if iface.sum() < 3:
         report["skipped"] = "no LV/aorta interface"
         return HeartStructures(empty, empty, empty.copy(), empty.copy(), aorta, report)
     zero = np.zeros(3, dtype=int)
@@ -265,8 +270,13 @@ def segment_heart_structures(
     hi[2] = A[2] + 1000.0  # the SVC runs up to the top of the field of view
     box = _crop(a.shape, ct, lo, hi)
     off = np.array([s.start for s in box])
-    sub = a[box]
-    lv_b, ao_b, ca_b = lv[box], aorta[box], calcium[box]
+    # pools, seeds and their competition on voxels of at least 1.25 mm (every other voxel of a
+    # finer grid); the boundaries are then redrawn on the full grid (step 4b)
+    f = 2 if float(sp.min()) < 1.25 else 1
+    cbox = tuple(slice(q.start, q.stop, f) for q in box)
+    spc = sp * f
+    sub = a[cbox]
+    lv_b, ao_b, ca_b = lv[cbox], aorta[cbox], calcium[cbox]
     bright = (sub >= blood_threshold_hu) & ~lv_b & ~ca_b
     bright = ndi.binary_opening(bright, structure=_ball(1))
     bright = _reconstruct(bright, (sub >= blood_threshold_hu) & ~lv_b & ~ca_b)
@@ -274,16 +284,16 @@ def segment_heart_structures(
     hot, n_hot = ndi.label((sub >= calcium_threshold_hu) & bright & ~ao_b)
     bone = np.zeros_like(bright)
     if n_hot:
-        sizes = np.bincount(hot.ravel()) * vox_ml
+        sizes = np.bincount(hot.ravel()) * vox_ml * f**3
         big = np.flatnonzero(sizes > max_bone_ml)
         big = big[big > 0]
         bone = np.isin(hot, big)
     # noise voids inside a pool would shrink its inscribed spheres: they are filled
     region_all = ndi.binary_fill_holes(bright | ao_b) & ~lv_b & ~ca_b
     region = region_all & ~bone
-    d = ndi.distance_transform_edt(region_all, sampling=sp).astype(np.float32)
+    d = ndi.distance_transform_edt(region_all, sampling=spc).astype(np.float32)
     peaks = (d > 0) & (d >= ndi.maximum_filter(d, size=3))
-    x, y, z = _coords(ct, box, np.zeros(3))
+    x, y, z = _coords(ct, cbox, np.zeros(3))
     report["pools_s"] = time.perf_counter() - t
 
     # ---- 3. seeds by position ------------------------------------------------------------------
@@ -309,19 +319,28 @@ def segment_heart_structures(
         "pulmonary_trunk": (region & (dx >= 10.0) & (dx <= 50.0) & (dy <= -15.0) & (dy >= -60.0)
                             & (dz >= -15.0) & (dz <= 35.0), 6.0),
     }
+    # A seed inside the aorta label (a pool touching the aorta, merged into it) must lie off the
+    # aorta itself: farther than the root's inscribed radius + 5 mm from the valve axis
+    # (0-50 mm above the annulus) and than the track radius + 6 mm from the descending aorta.
+    h_ax = np.clip(dx * n[0] + dy * n[1] + dz * n[2], 0.0, 50.0)
+    axis_dist = np.sqrt((dx - h_ax * n[0]) ** 2 + (dy - h_ax * n[1]) ** 2 + (dz - h_ax * n[2]) ** 2)
+    near_a = (dx**2 + dy**2 + dz**2 <= 30.0**2) & ao_b
+    r_root = float(d[near_a].max()) if near_a.any() else 15.0
+    off_aorta = ~ao_b | (axis_dist > r_root + 5.0)
+    if track_centres_mm is not None and len(track_centres_mm):
+        off_aorta &= ~ao_b | (dist_track > track_radius_mm + 6.0)
+    report["root_inscribed_radius_mm"] = r_root
     seed_report: dict[str, Any] = {}
     for name, (cand, d_min) in boxes.items():
-        s = _seed(cand, d, d_min, peaks)
-        # the aortic root and ascending aorta are no pool: a seed there is the aorta itself
-        if s is not None and ao_b[s] and name != "la" and name != "svc":
-            s = _seed(cand & ~ao_b, d, d_min, peaks)
+        s = _seed(cand & off_aorta, d, d_min, peaks)
         target = {"right_atrium": "right_heart", "right_ventricle": "right_heart",
                   "pulmonary_trunk": "right_heart"}.get(name, name)
         if s is None:
             seed_report[name] = None
             continue
         seeds[target].append(s)
-        p = ct.index_to_physical(np.array([s[2] + off[2], s[1] + off[1], s[0] + off[0]], float))
+        p = ct.index_to_physical(np.array([f * s[2] + off[2], f * s[1] + off[1],
+                                           f * s[0] + off[0]], float))
         seed_report[name] = {"mm": p.tolist(), "inscribed_radius_mm": float(d[s]),
                              "hu": float(sub[s]), "in_aorta": bool(ao_b[s])}
     report["seeds"] = seed_report
@@ -336,7 +355,7 @@ def segment_heart_structures(
     # threshold like bone
     svc = np.zeros_like(region)
     for s in seeds["svc"]:
-        svc |= _track_tube(region_all, s, float(d[s]), sp)
+        svc |= _track_tube(region_all if ao_b[s] else region_all & ~ao_b, s, float(d[s]), spc)
     mask = region & ~svc
     markers = np.zeros(sub.shape, dtype=np.int32)
     codes = {"la": 1, "right_heart": 2, "svc": 3}
@@ -351,7 +370,7 @@ def segment_heart_structures(
         markers[ao_mark] = 4
     else:
         markers[ao_b] = 4
-    rb = max(1, int(round(3.0 / sp.min())))
+    rb = max(1, int(round(3.0 / spc.min())))
     for nm, ss in seeds.items():
         if nm == "svc":
             continue
@@ -362,6 +381,17 @@ def segment_heart_structures(
             markers[sl][ball & mask[sl]] = codes[nm]
     ws = watershed(-d, markers, mask=mask)
     ws[svc] = codes["svc"]
+    # back to the full grid: each voxel takes its coarse voxel's label, within the pools
+    full = a[box]
+    if f > 1:
+        kk, jj, ii = (np.minimum(np.arange(q.stop - q.start) // f, m - 1)
+                      for q, m in zip(box, ws.shape, strict=True))
+        ws = ws[kk[:, None, None], jj[None, :, None], ii[None, None, :]]
+        bone = bone[kk[:, None, None], jj[None, :, None], ii[None, None, :]]
+        svc = svc[kk[:, None, None], jj[None, :, None], ii[None, None, :]]
+        sub = full
+        lv_b, ca_b = lv[box], calcium[box]
+        ws[(sub < blood_threshold_hu) | lv_b | ca_b] = 0
     out = {nm: empty.copy() for nm in codes}
     for nm, c in codes.items():
         out[nm][box] = ws == c
@@ -398,19 +428,26 @@ def segment_heart_structures(
         free_b = ~(lv_b | ca_b | aorta_new[box] | (bone & ~svc))
         half_max: dict[str, float] = {}
         for nm in codes:
-            m = out[nm][box]
+            mfull = out[nm][box]
+            if not mfull.any():
+                continue
+            bb = tuple(slice(max(q.start - grow - 1, 0), q.stop + grow + 1)
+                       for q in ndi.find_objects(mfull.view(np.uint8))[0])
+            m, sb = mfull[bb], sub[bb]
             core = ndi.binary_erosion(m, iterations=2)
             if core.sum() < 20:
                 continue
-            t_x = 0.5 * (float(np.median(sub[core])) + m_hu)
+            t_x = 0.5 * (float(np.median(sb[core])) + m_hu)
             others = np.zeros_like(m)
             for nm2 in codes:
                 if nm2 != nm:
-                    others |= out[nm2][box]
-            allowed = (sub >= t_x) & free_b & ~others & (m | ndi.binary_dilation(m, iterations=grow))
-            seed_m = m & (sub >= t_x)
-            m_new = _reconstruct(seed_m, allowed) if seed_m.any() else m
-            out[nm][box] = m_new
+                    others |= out[nm2][box][bb]
+            allowed = (sb >= t_x) & free_b[bb] & ~others
+            allowed &= m | ndi.binary_dilation(m, iterations=grow)
+            seed_m = m & (sb >= t_x)
+            if seed_m.any():
+                mfull[bb] = _reconstruct(seed_m, allowed)
+                out[nm][box] = mfull
             half_max[nm] = t_x
         taken = out["la"] | out["right_heart"] | out["svc"]
         report["half_maximum_hu"] = half_max
