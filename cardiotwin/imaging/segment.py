@@ -46,11 +46,19 @@ Method (:func:`segment_heart`)
    moved to ``aorta``.
    See ``settings.move_valve_funnel_to_aorta``.
 
-Myocardium and valve leaflets are not labelled.
+6. **Structures around the left heart** (``settings.heart_structures``, on by default;
+   :mod:`cardiotwin.imaging.heart_structures`): LV myocardium (the tissue shell around the
+   cavity, ≤ ``myocardium_max_thickness_mm``), left atrium, right heart (RA, RV, pulmonary
+   trunk and arteries; reported ``"not enhanced"`` when no pool is bright enough) and superior
+   vena cava, seeded by position relative to the annulus and the LV. A pool that touches the
+   aorta and merged into its blood pool is split off at the neck between them (the aorta
+   loses those voxels); without one the aorta is unchanged.
 
-Limitations: expects a left-sided contrast phase (LV + aorta opacified). When the right heart or
-left atrium is equally opacified and touches the LV/aorta component, they end up in the
-``aorta`` label (or the LV, whichever basin holds them); use a dedicated model then.
+Valve leaflets are not labelled.
+
+Limitations: expects a left-sided contrast phase (LV + aorta opacified). A pool that touches the
+LV (not only the aorta) stays in the basin that holds it; the position priors of step 6 assume
+levocardia and the usual arrangement of the great vessels.
 """
 
 from __future__ import annotations
@@ -233,7 +241,9 @@ class Segmentation:
     ----------
     labels : LabelMap
         ``lv_blood`` (LV cavity with LVOT up to the valve plane), ``aorta`` (root, ascending,
-        arch, branches, descending), ``calcium``; other labels are absent.
+        arch, branches, descending), ``calcium`` and, from step 6 when found, ``myocardium``,
+        ``la``, ``right_heart``, ``svc`` (values of :data:`LABELS` and
+        :data:`~cardiotwin.imaging.volume.NEIGHBOUR_LABELS`); ``names`` lists those present.
     blood_threshold_hu : float
         Threshold used for the blood pool.
     calcium_threshold_hu : float
@@ -911,8 +921,9 @@ def segment_heart(ct: Volume, *, settings: SegmentationSettings = SegmentationSe
     Returns
     -------
     Segmentation
-        Labels ``lv_blood``, ``aorta`` (incl. root and arch branches) and ``calcium``, the
-        thresholds used and a report of every step.
+        Labels ``lv_blood``, ``aorta`` (incl. root and arch branches) and ``calcium`` (and with
+        ``settings.heart_structures`` ``myocardium``, ``la``, ``right_heart``, ``svc`` where
+        found), the thresholds used and a report of every step.
 
     Raises
     ------
