@@ -270,9 +270,10 @@ def segment_heart_structures(
     hi[2] = A[2] + 1000.0  # the SVC runs up to the top of the field of view
     box = _crop(a.shape, ct, lo, hi)
     off = np.array([s.start for s in box])
-    # pools, seeds and their competition on voxels of at least 1.25 mm (every other voxel of a
-    # finer grid); the boundaries are then redrawn on the full grid (step 4b)
-    f = 2 if float(sp.min()) < 1.25 else 1
+    # pools, seeds and their competition on voxels of about 1.5 mm (every f-th voxel of a finer
+    # grid: 2 at 0.75-1.25 mm, 3 at 0.43-0.6 mm...); the boundaries are redrawn on the full grid
+    # (step 4b)
+    f = max(1, int(round(1.5 / float(sp.min()))))
     cbox = tuple(slice(q.start, q.stop, f) for q in box)
     spc = sp * f
     sub = a[cbox]
@@ -413,7 +414,18 @@ def segment_heart_structures(
     ends = ct.index_to_physical(np.stack([idx.min(axis=0), idx.max(axis=0)])[:, ::-1].astype(float))
     mb = _crop(a.shape, ct, ends.min(axis=0) - (T + 3.0), ends.max(axis=0) + (T + 3.0))
     msub = a[mb]
-    d_lv = ndi.distance_transform_edt(~lv[mb], sampling=sp).astype(np.float32)
+    # distance from the cavity (on the coarse grid of step 2 below 1.25 mm: it bounds the wall
+    # at 15 mm, the wall's inner edge is the cavity itself)
+    lv_m = lv[mb]
+    if f > 1:
+        d_c = ndi.distance_transform_edt(~lv_m[::f, ::f, ::f], sampling=sp * f).astype(np.float32)
+        kk, jj, ii = (np.minimum(np.arange(m) // f, mc - 1)
+                      for m, mc in zip(lv_m.shape, d_c.shape, strict=True))
+        d_lv = d_c[kk[:, None, None], jj[None, :, None], ii[None, None, :]]
+        d_lv[lv_m] = 0.0
+        d_lv[~lv_m & (d_lv == 0.0)] = float(sp.min())
+    else:
+        d_lv = ndi.distance_transform_edt(~lv_m, sampling=sp).astype(np.float32)
     xm, ym, zm = _coords(ct, mb, A)
     below = (xm * n[0] + ym * n[1] + zm * n[2]) < 0.0
     inner = (d_lv > 1.5) & (d_lv <= 4.5) & below & ~(aorta_new | taken | calcium)[mb]
@@ -462,7 +474,7 @@ def segment_heart_structures(
     else:
         t_lo = 0.5 * (m_hu + FAT_HU)
         shell = (msub >= t_lo) & ~pools & below & (d_lv <= T) & (d_lv > 0)
-        touch = shell & (d_lv <= 1.5 * float(sp.max()))
+        touch = shell & ndi.binary_dilation(lv_m)
         shell = _reconstruct(touch, shell)
         # small enclosed voids (noise) inside the wall
         shell = ndi.binary_closing(shell, structure=_ball(1)) & below & (d_lv > 0) & ~pools
