@@ -75,6 +75,9 @@ class BuildSettings:
     blood_threshold_hu, calcium_threshold_hu, neck_ratio, blood_search_range_hu : overrides of
         the segmentation's :class:`~cardiotwin.imaging.segment.SegmentationSettings` (None: its
         defaults, the thresholds found from the scan; the search range is (low, high) in HU).
+    heart_structures : also segment the structures around the left heart (myocardium, LA, right
+        heart, SVC; :mod:`cardiotwin.imaging.heart_structures`); False keeps the LV blood pool,
+        aorta and calcium only.
     segmenters : installed segmentation plug-ins that replace the default for the structures
         they provide, ``"NAME"`` or ``"NAME:aorta+myocardium"``
         (:func:`cardiotwin.imaging.plugins.segment_with_plugins`).
@@ -94,6 +97,7 @@ class BuildSettings:
     neck_ratio: float | None = None
     segmenters: tuple[str, ...] = ()
     blood_search_range_hu: tuple[float, float] | None = None
+    heart_structures: bool = True
 
     def segmentation_settings(self):
         """The :class:`~cardiotwin.imaging.segment.SegmentationSettings` these options give."""
@@ -102,7 +106,7 @@ class BuildSettings:
         over = {k: getattr(self, k) for k in ("blood_threshold_hu", "calcium_threshold_hu",
                                               "neck_ratio", "blood_search_range_hu")
                 if getattr(self, k) is not None}
-        return SegmentationSettings(**over)
+        return SegmentationSettings(**over, heart_structures=self.heart_structures)
 
     def __post_init__(self) -> None:
         if not 0 < self.h_min_mm <= self.h_max_mm:

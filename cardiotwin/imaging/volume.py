@@ -43,6 +43,10 @@ NEIGHBOUR_LABELS: dict[str, int] = {
     "ivc": 10,  # inferior vena cava below the right atrium (unenhanced in the arterial phase)
 }
 
+#: Every structure name cardiotwin knows, with its value: :data:`LABELS` and
+#: :data:`NEIGHBOUR_LABELS` (user label maps, ``segment --evaluate`` and plug-ins may name any).
+ALL_LABELS: dict[str, int] = {**LABELS, **NEIGHBOUR_LABELS}
+
 
 @dataclass(frozen=True, eq=False)
 class Volume:
