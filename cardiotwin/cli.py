@@ -1025,10 +1025,10 @@ def _serve_handler(store: Path | None, role: str):
     ``lambda p, obs: workflows.ingest_observations(p, obs, store=_store(store),
     actor=_actor(role))`` (open the store once, outside the lambda).
     """
-    from cardiotwin.monitoring.mqtt import log_handler
+    from cardiotwin import workflows
 
     def handler(pseudonym, observations) -> None:
-        log_handler(pseudonym, observations)
+        workflows.log_observations(pseudonym, observations)
         shown = ", ".join(f"{o.vital.name} {o.value_as_received:g} {o.unit}"
                           for o in observations[:3])
         console.print(f"{observations[0].time.isoformat()}  {pseudonym}: {shown}"
@@ -1076,28 +1076,22 @@ def twin_serve(
       cardiotwin twin serve --broker 127.0.0.1:1883
       cardiotwin monitor replay data/100 --broker 127.0.0.1:1883 --subject tw-1 --speed 10
     """
-    from cardiotwin.monitoring.broker import EmbeddedBroker
-    from cardiotwin.monitoring.mqtt import DEFAULT_PORT, ObservationService, parse_broker
+    from cardiotwin import workflows
 
-    with _errors():
-        address = broker or os.environ.get(BROKER_ENV)
-        use_embedded = embedded or address is None
-        host, port = parse_broker(address or f"127.0.0.1:{DEFAULT_PORT}")
-        local = None
-        if use_embedded:
-            local = EmbeddedBroker(host=host, port=port).start(timeout_s=connect_timeout)
+    def ready(service, local) -> None:
+        if local is not None:
             console.print(f"embedded MQTT broker (amqtt) on {local.address}; publish with "
                           f"'cardiotwin monitor replay RECORD --broker {local.address} "
-                          "--subject PSEUDONYM'")
-        try:
-            service = ObservationService(host, port, handler=_serve_handler(store, role),
-                                         topic=topic, client_id=client_id)
-            console.print(f"serving {topic} from {service.broker} (QoS 1, client id "
-                          f"{client_id}); Ctrl-C stops")
-            stats = service.run(max_seconds=max_seconds, timeout_s=connect_timeout)
-        finally:
-            if local is not None:
-                local.stop()
+                          "--subject PSEUDONYM'", highlight=False)
+        console.print(f"subscribed to {service.topic} on {service.broker} (QoS 1, client id "
+                      f"{service.client_id}); Ctrl-C stops", highlight=False)
+
+    with _errors():
+        service = workflows.serve_observations(
+            broker or os.environ.get(BROKER_ENV), handler=_serve_handler(store, role),
+            embedded=embedded, topic=topic, client_id=client_id, max_seconds=max_seconds,
+            connect_timeout_s=connect_timeout, on_ready=ready)
+        stats = service.stats
         console.print(f"{stats.messages} messages: {stats.accepted} observations accepted, "
                       f"{stats.duplicates} duplicates, {stats.quarantined} quarantined, "
                       f"{max(stats.connects - 1, 0)} reconnections", highlight=False)
@@ -1140,12 +1134,11 @@ def monitor_replay(
     """
     from datetime import datetime
 
+    from cardiotwin import workflows
     from cardiotwin.errors import InputError
-    from cardiotwin.monitoring.mqtt import DEFAULT_PORT, parse_broker, replay_wfdb
 
     with _errors():
-        host, port = parse_broker(broker or os.environ.get(BROKER_ENV)
-                                  or f"127.0.0.1:{DEFAULT_PORT}")
+        address = broker or os.environ.get(BROKER_ENV) or "127.0.0.1:1883"
         start_time = None
         if start is not None:
             try:
@@ -1156,9 +1149,9 @@ def monitor_replay(
             if start_time.tzinfo is None:
                 raise InputError(f"--start {start!r} has no UTC offset; add one, e.g. "
                                  f"{start}+00:00")
-        res = replay_wfdb(record, host=host, port=port, subject=subject, speed=speed,
-                          max_beats=max_beats, start_time=start_time)
-        console.print(f"replayed {res.record} to {host}:{port} for {res.subject}: "
+        res = workflows.replay_record(record, broker=address, subject=subject, speed=speed,
+                                      max_beats=max_beats, start_time=start_time)
+        console.print(f"replayed {res.record} to {address} for {res.subject}: "
                       f"{res.observations} observations over {res.beats} beat times, "
                       f"{res.record_seconds:.1f} s of record in {res.wall_seconds:.1f} s "
                       f"(speed {res.speed:g}), all acknowledged", highlight=False)

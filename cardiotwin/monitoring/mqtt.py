@@ -46,10 +46,10 @@ from cardiotwin.errors import BrokerError, CardiotwinError, InputError
 from cardiotwin.monitoring.checks import Screen
 from cardiotwin.monitoring.fhir import read_fhir
 from cardiotwin.monitoring.observations import (
-    _PSEUDONYM,
     LOINC_SYSTEM,
     UCUM_SYSTEM,
     Observation,
+    is_pseudonym,
 )
 from cardiotwin.monitoring.quarantine import Quarantine, Rejection
 
@@ -89,7 +89,7 @@ def observation_topic(pseudonym: str, *, root: str = TOPIC_ROOT) -> str:
     InputError
         ``pseudonym`` is not a twin pseudonym (it would break the topic or name a patient).
     """
-    if not isinstance(pseudonym, str) or not _PSEUDONYM.fullmatch(pseudonym):
+    if not is_pseudonym(pseudonym):
         raise InputError("the subject is not a twin pseudonym (1-64 letters, digits or . _ : -); "
                          "give the twin's pseudonym (cardiotwin twin list), never a name")
     return f"{root}/{pseudonym}/observations"
@@ -100,7 +100,7 @@ def subject_of_topic(topic: str, *, root: str = TOPIC_ROOT) -> str | None:
     parts = topic.split("/")
     if len(parts) != 3 or parts[0] != root or parts[2] != "observations":
         return None
-    return parts[1] if _PSEUDONYM.fullmatch(parts[1]) else None
+    return parts[1] if is_pseudonym(parts[1]) else None
 
 
 def parse_broker(address: str, *, option: str = "--broker") -> tuple[str, int]:

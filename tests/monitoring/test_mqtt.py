@@ -273,3 +273,48 @@ def test_embedded_broker_serves_a_stream():
             pub.flush(timeout_s=WAIT_S)
             svc.wait_for(lambda s: s.accepted >= 10, timeout_s=WAIT_S, what="10 accepted")
     assert [o.key for o in rec.observations] == [hr(i).key for i in range(10)]
+
+
+def test_cli_twin_serve_receives_a_replay_from_cli_monitor_replay(mosquitto, shared_data):
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    from typer.testing import CliRunner
+
+    from cardiotwin.cli import app
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "cardiotwin.cli", "twin", "serve", "--broker", mosquitto.address,
+         "--client-id", "t-cli", "--max-seconds", "20"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines: list[str] = []
+    subscribed = threading.Event()
+
+    def read() -> None:
+        for line in serve.stdout:
+            lines.append(line)
+            if line.startswith("subscribed to"):
+                subscribed.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert subscribed.wait(30), "".join(lines)
+        res = CliRunner().invoke(app, ["monitor", "replay", str(shared_data / "physionet" / "100"),
+                                       "--broker", mosquitto.address, "--subject", "tw-cli",
+                                       "--speed", "1000", "--max-beats", "20"])
+        assert res.exit_code == 0, res.output
+        assert "20 observations over 20 beat times" in res.output
+        deadline = time.monotonic() + 15
+        while sum("tw-cli: Heart rate" in x for x in lines) < 20 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sum("tw-cli: Heart rate" in x for x in lines) == 20, "".join(lines)
+    finally:
+        serve.terminate()  # SIGTERM ends the service (the --max-seconds bound is a fallback)
+        serve.wait(15)
+        reader.join(5)
+    bad = CliRunner().invoke(app, ["monitor", "replay", "x", "--broker", "h:x", "--subject", "a"])
+    assert bad.exit_code == 1 and "--broker 'h:x': expected HOST:PORT" in bad.output
