@@ -36,7 +36,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -477,19 +478,14 @@ class ObservationService:
         _bounded(self._client.loop_stop, timeout_s=timeout_s,
                  what=f"stopping the MQTT client of {self.broker}")
 
-    def running(self, *, timeout_s: float = 10.0):
+    @contextmanager
+    def running(self, *, timeout_s: float = 10.0) -> Iterator[ObservationService]:
         """Context manager: :meth:`start` on entry, :meth:`stop` on exit."""
-        service = self
-
-        class _Running:
-            def __enter__(self_inner):
-                return service.start(timeout_s=timeout_s)
-
-            def __exit__(self_inner, *exc):
-                service.stop()
-                return False
-
-        return _Running()
+        self.start(timeout_s=timeout_s)
+        try:
+            yield self
+        finally:
+            self.stop()
 
     def wait_for(self, condition: Callable[[ServiceStats], bool], *, timeout_s: float,
                  what: str = "the condition") -> ServiceStats:
