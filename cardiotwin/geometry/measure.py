@@ -19,16 +19,19 @@ perpendicular to the centreline.
 * **Annulus** (virtual basal ring): the plane through the three basal leaflet hinge points when
   given (as planners define it), else the automatic annulus plane of
   :func:`cardiotwin.geometry.landmarks.measure_aortic_root`. Its contour is the lumen boundary at
-  ``annulus_offset_mm`` (default 1 mm) below that plane, on the LVOT side, where the leaflet bases
-  that overlie the hinge line no longer sit on the lumen edge; the contour is smoothed to its
+  ``annulus_offset_mm`` (default 1.5 mm, about one voxel of a cardiac CTA) below that plane, on
+  the LVOT side: in the hinge plane itself the leaflet bases lie on the lumen edge and, blurred
+  into it, shrink the contour (by 0.3-0.9 mm on the minor axis of the phantoms at 1.5 mm); the
+  price is that a tapering LVOT is measured 1.5 mm lower. The contour is smoothed to its
   first 8 Fourier harmonics in polar form (the smooth spline a planner draws). Area, perimeter,
   area-derived diameter 2·sqrt(A/π), perimeter-derived diameter P/π, minimum and maximum
   caliper diameters through the centroid.
 * **LVOT**: ``lvot_offset_mm`` (default 5 mm) below the annulus plane, area-derived.
 * **Sinus of Valsalva**: the largest area-derived diameter between the annulus and the STJ
   (SCCT reports cusp-to-commissure distances too; the area-derived value is given here).
-* **Sinotubular junction**: the waist (smallest area-derived diameter) within 25 mm above the
-  sinus maximum; its height above the annulus is reported.
+* **Sinotubular junction**: the waist above the sinus maximum (within 25 mm): the first level
+  whose area-derived diameter is within 0.25 mm of the smallest, i.e. where the narrowing from
+  the sinus ends; its height above the annulus is reported.
 * **Mid-ascending aorta** (guideline level 4): midway along the centreline between the STJ and
   the brachiocephalic origin.
 * **Proximal arch** (level 5): at the brachiocephalic origin. **Mid arch** (level 6): midway
@@ -41,8 +44,9 @@ Lumen edge and diameters
 ------------------------
 Cross-sections are resampled from the CT (linear interpolation, ``pixel_mm`` pixels) and the lumen
 edge is the local half maximum between the blood pool (its median HU in the segmented lumen) and the
-tissue outside (averaged over pixels more than 2.5 mm outside the lumen, clipped to -100 HU and
-the blood threshold, so neighbouring bright vessels do not count), within 3 mm of the labels, so
+tissue outside (averaged over pixels more than 2.5 mm outside the lumen and below the blood
+threshold, so neighbouring bright vessels do not count, clipped at -100 HU), within 3 mm of the
+labels, so
 it does not depend on the blood threshold's exact value; calcium inside the lumen and leaflets
 enclosed by it count as lumen (holes filled). Side-branch necks (coronary arteries, arch
 branches) are cut off by a 2-D opening of radius half the section's equivalent radius before the
@@ -473,10 +477,12 @@ class _Planes:
                 open_fraction: float = 0.0) -> _Section:
         hu, near, e1, e2 = self.sample(centre, n)
         core = (hu >= self.t_blood + shift_hu) & near
+        # background: tissue ≥ 2.5 mm outside the lumen, below the blood threshold (other bright
+        # vessels nearby, the SVC or pulmonary artery, are not this lumen's background)
         out_m = ~ndi.binary_dilation(core, iterations=max(1, round(2.5 / self.pix)))
+        out_m &= hu < self.t_blood + shift_hu
         sig = 2.0 / self.pix
-        # other bright vessels nearby (SVC, pulmonary artery) are not this lumen's background
-        bg = ndi.gaussian_filter(np.where(out_m, np.clip(hu, -100.0, self.t_blood), 0.0), sig) / np.maximum(
+        bg = ndi.gaussian_filter(np.where(out_m, np.maximum(hu, -100.0), 0.0), sig) / np.maximum(
             ndi.gaussian_filter(out_m.astype(np.float32), sig), 1e-3)
         t_edge = np.clip(0.5 * (self.peak + bg), 0.5 * (self.peak - 100.0), self.t_blood + 50.0)
         lumen = (hu >= t_edge + shift_hu) & near
@@ -624,7 +630,7 @@ def measure_anatomy(
     calcium_threshold_hu: float | None = None,
     threshold_delta_hu: float | None = None,
     pixel_mm: float = 0.3,
-    annulus_offset_mm: float = 1.0,
+    annulus_offset_mm: float = 1.5,
     lvot_offset_mm: float = 5.0,
     coronary_opening_mm: float = 3.5,
     step_mm: float = 1.0,
@@ -760,6 +766,11 @@ def measure_anatomy(
     stj_note = ""
     if k_stj is not None and k_stj == win[-1]:
         stj_note = "no waist above the sinus (effaced STJ); the narrowest level searched"
+    elif k_stj is not None:
+        # the tubular aorta above the junction is nearly as narrow: the junction is where the
+        # narrowing from the sinus ends (the first level within 0.25 mm of the waist), not the
+        # noisy minimum of that flat stretch
+        k_stj = int(win[np.flatnonzero(d_root[win] <= d_root[k_stj] + 0.25)[0]])
 
     # tracking from the STJ (or the top of the root) along the running direction, on coarser
     # planes (the levels are re-measured on the fine ones)
@@ -807,14 +818,14 @@ def measure_anatomy(
         vals = [_eq_diameter(at(hs[k_stj], s, open_fraction=0.3).area_mm2) for s in shifts]
         v, u = _combine(vals, floor)
         out["stj_diameter_mm"] = Measurement(v, u, "mm", "waist above the sinus", stj_note)
-        # the height: where the waist is, refined to half a step by a parabola through the profile
+        # the height: where the profile crosses (waist + 0.25 mm), interpolated between levels
         h_stj = float(hs[k_stj])
-        if 0 < k_stj < len(hs) - 1:
-            y0, y1, y2 = d_root[k_stj - 1: k_stj + 2]
-            den = y0 - 2 * y1 + y2
-            if den > 1e-9:
-                h_stj += float(np.clip(0.5 * (y0 - y2) / den, -0.5, 0.5)) * step_mm
-        out["stj_height_mm"] = Measurement(h_stj, math.hypot(floor, 0.5 * step_mm), "mm",
+        if not stj_note and k_stj > 0:
+            y0, y1 = d_root[k_stj - 1], d_root[k_stj]
+            level_d = float(np.min(d_root[win])) + 0.25
+            if y0 > level_d >= y1:
+                h_stj -= step_mm * (level_d - y1) / (y0 - y1)
+        out["stj_height_mm"] = Measurement(float(h_stj), math.hypot(floor, 0.5 * step_mm), "mm",
                                            "above the annulus plane", stj_note)
         levels["stj"] = tuple(float(x) for x in root_secs[k_stj].centroid_mm)
     else:
