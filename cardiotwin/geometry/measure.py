@@ -54,12 +54,13 @@ area is taken.
 
 Coronary ostia
 --------------
-The lumen in the root region is the ``aorta`` label plus every voxel above the blood threshold
-connected to it. A 3-D opening by a ball of ``coronary_opening_mm`` (3.5 mm) keeps the root and
+The lumen in the root region is the ``aorta`` label and the filled root lumen of the
+cross-sections (leaflets and calcium inside count as lumen), plus every voxel above the blood
+threshold connected to them (coronaries a segmentation cut off). A 3-D opening by a ball of ``coronary_opening_mm`` (3.5 mm) keeps the root and
 removes vessels thinner than 7 mm; a removed part that reaches at least 5 mm out of the root is a
-side branch, and the centroid of its voxels touching the root is its ostium. Ostia between the
-annulus and 10 mm above the STJ are coronary ostia; the one farther to the patient's left is the
-left. None found: the result says "not visible" (a segmentation that cut them off, a thin or
+side branch, and the centroid of each patch where it touches the root is an ostium. Ostia on the
+sinus wall (at least 0.6 × the sinus radius from the axis) between the annulus and 10 mm above
+the STJ are coronary ostia; the one farther to the patient's left is the left. None found: the result says "not visible" (a segmentation that cut them off, a thin or
 unenhanced artery, or thick slices).
 
 Calcium
@@ -557,9 +558,11 @@ def _side_branches(mask: np.ndarray, spacing_kji: np.ndarray, radius_mm: float, 
                    min_reach_mm: float) -> list[tuple[np.ndarray, int]]:
     """Side branches thinner than 2 × ``radius_mm`` of a lumen mask.
 
-    Returns (centroid of the branch voxels touching the opened lumen, in array index (k, j, i)
-    as floats; number of branch voxels) for every branch reaching ``min_reach_mm`` out of the
-    opened lumen.
+    The mask is opened by a ball of ``radius_mm``; each part the opening removed that reaches at
+    least ``min_reach_mm`` out of the opened lumen is a branch, and each patch where it touches
+    the opened lumen is an origin (two branches joined further out, through a neighbouring
+    structure, still give two origins). Returns (centroid of the patch in array index (k, j, i)
+    as floats, number of patch voxels) per origin.
     """
     inside = ndi.distance_transform_edt(np.pad(mask, 1), sampling=spacing_kji)
     core = inside > radius_mm
@@ -568,18 +571,31 @@ def _side_branches(mask: np.ndarray, spacing_kji: np.ndarray, radius_mm: float, 
     opened = (ndi.distance_transform_edt(~core, sampling=spacing_kji) <= radius_mm)[
         1:-1, 1:-1, 1:-1] & mask
     rest = mask & ~opened
-    lab, n = ndi.label(rest, structure=ndi.generate_binary_structure(3, 3))
+    full = ndi.generate_binary_structure(3, 3)
+    lab, n = ndi.label(rest, structure=full)
     if n == 0:
         return []
     reach = ndi.distance_transform_edt(~opened, sampling=spacing_kji)
     touch = rest & ndi.binary_dilation(opened)
+    patches, n_p = ndi.label(touch, structure=full)
     out = []
     for k in range(1, n + 1):
         comp = lab == k
-        if not (touch & comp).any() or reach[comp].max() < min_reach_mm:
+        if reach[comp].max() < min_reach_mm:
             continue
-        out.append((np.argwhere(touch & comp).mean(axis=0), int(comp.sum())))
-    return out
+        ids, counts = np.unique(patches[comp & touch], return_counts=True)
+        if len(ids) == 0:
+            continue
+        for pid, cnt in zip(ids, counts, strict=True):
+            if cnt >= 2:  # not a single-voxel speck
+                out.append((np.argwhere(patches == pid).mean(axis=0), int(cnt)))
+    # one junction split into patches by the voxel grid: keep the largest within 4 mm
+    out.sort(key=lambda o: -o[1])
+    kept: list[tuple[np.ndarray, int]] = []
+    for c, cnt in out:
+        if all(np.linalg.norm((c - k) * spacing_kji) > 4.0 for k, _ in kept):
+            kept.append((c, cnt))
+    return kept
 
 
 # ============================================================================================
@@ -869,7 +885,8 @@ def measure_anatomy(
     h_top = (out["stj_height_mm"].value or 25.0) + 10.0
     ostia, cor_note = _coronary_ostia(ct, ao | br, lv, centre, n, r_sinus=r_sinus, h_top=h_top,
                                       t_blood=t_blood, t_ca=t_ca, radius_mm=coronary_opening_mm,
-                                      floor=floor)
+                                      floor=floor, root=(hs, [s.mask for s in root_secs],
+                                                         planes.pix))
 
     # ---- calcium (in a box around the valve region) ------------------------------------------
     r_ca = r_sinus + 5.0
@@ -950,7 +967,9 @@ def _arch_branches(ct: Any, lumen: np.ndarray, cl: np.ndarray, s_arc: np.ndarray
 
 def _coronary_ostia(ct: Any, aorta: np.ndarray, lv: np.ndarray, centre: np.ndarray,
                     n: np.ndarray, *, r_sinus: float, h_top: float, t_blood: float, t_ca: float,
-                    radius_mm: float, floor: float) -> tuple[list[CoronaryOstium], str]:
+                    radius_mm: float, floor: float,
+                    root: tuple[np.ndarray, list[np.ndarray], float] | None = None,
+                    ) -> tuple[list[CoronaryOstium], str]:
     """Coronary ostia as thin side branches of the aortic root (see the module docstring)."""
     # region of interest: a box around the root, up to 30 mm beyond the sinus
     r_roi = r_sinus + 30.0
@@ -969,8 +988,25 @@ def _coronary_ostia(ct: Any, aorta: np.ndarray, lv: np.ndarray, centre: np.ndarr
     in_roi = (h >= -1.0) & (h <= h_top) & (r <= r_roi)
     # the aortic lumen plus the blood connected to it (coronaries a segmentation cut off)
     bright = ((a >= t_blood) & (a < t_ca) & in_roi & ~lv[sl]) | (ao & in_roi)
+    if root is not None:
+        # the filled root lumen of the cross-sections (leaflets and calcium inside it are lumen
+        # here, so the opening keeps the whole root and only true branches stand out)
+        hs_root, masks, pix = root
+        e1, e2 = _frame(n)
+        hh = np.clip(np.rint((h - hs_root[0]) / (hs_root[1] - hs_root[0])), 0, len(hs_root) - 1)
+        half = (masks[0].shape[0] - 1) / 2.0
+        uu = np.rint((rel @ e1).reshape(ao.shape) / pix + half).astype(int)
+        vv = np.rint((rel @ e2).reshape(ao.shape) / pix + half).astype(int)
+        ok = in_roi & (uu >= 0) & (vv >= 0) & (uu < masks[0].shape[0]) & (vv < masks[0].shape[1])
+        stack = np.stack(masks)
+        filled = np.zeros(ao.shape, dtype=bool)
+        filled[ok] = stack[hh[ok].astype(int), uu[ok], vv[ok]]
+        bright |= filled
+        seeds = (ao | filled) & in_roi
+    else:
+        seeds = ao & in_roi
     lab, _ = ndi.label(bright)
-    keep = np.unique(lab[ao & in_roi])
+    keep = np.unique(lab[seeds])
     lumen = np.isin(lab, keep[keep > 0])
     sp_kji = np.asarray(ct.spacing_mm, dtype=float)[::-1]
     found = _side_branches(lumen, sp_kji, radius_mm, min_reach_mm=5.0)
@@ -980,7 +1016,8 @@ def _coronary_ostia(ct: Any, aorta: np.ndarray, lv: np.ndarray, centre: np.ndarr
         q = p - centre
         hq = float(q @ n)
         rq = float(np.linalg.norm(q - hq * n))
-        if 0.0 <= hq <= h_top and rq <= r_sinus + 6.0:
+        # on the sinus wall (not a leaflet or calcium hole inside the lumen a segmentation left)
+        if 0.0 <= hq <= h_top and 0.6 * r_sinus <= rq <= r_sinus + 6.0:
             cands.append((p, hq))
     if not cands:
         return [], ("not visible: no side branch of the aortic root between the annulus and "
