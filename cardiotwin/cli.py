@@ -705,7 +705,8 @@ def measure(
             t.add_column(c, justify="right" if c.startswith("value") else "left",
                          no_wrap=c != "level")
         for label, meas in m.rows():
-            t.add_row(label, meas.text(0 if label.startswith("Agatston") else 1), meas.level)
+            t.add_row(label, meas.text(0 if label.startswith("Agatston") else 1),
+                      meas.level or meas.note)
         console.print(t)
         console.print(f"coronary ostia: {m.coronary_note}", highlight=False)
         console.print(f"thresholds: blood {m.blood_threshold_hu:.0f} HU, calcium "

@@ -152,9 +152,9 @@ class Measurement:
             raise GeometryError(f"uncertainty must be >= 0; got {self.uncertainty}")
 
     def text(self, digits: int = 1) -> str:
-        """``"23.1 ± 0.4 mm"``, or ``"not measured (why)"``."""
+        """``"23.1 ± 0.4 mm"``, or ``"not measured"`` (``note`` says why)."""
         if self.value is None:
-            return f"not measured ({self.note})" if self.note else "not measured"
+            return "not measured"
         unit = f" {self.unit}" if self.unit else ""
         return f"{self.value:.{digits}f} ± {self.uncertainty:.{digits}f}{unit}"
 
@@ -280,13 +280,12 @@ class AnatomyMeasurements:
         for name in ("left", "right"):
             o = self.ostium(name)
             out.insert(-2, (f"{name} coronary ostium height", o.height if o else
-                            Measurement(None, 0.0, "mm", "above the annulus plane",
-                                        self.coronary_note or "not visible")))
+                            Measurement(None, 0.0, "mm", "", "not visible")))
         return out
 
     def table(self) -> str:
         """A plain-text table: measurement, value ± uncertainty with units, level."""
-        rows = [(label, m.text(0 if label.startswith("Agatston") else 1), m.level)
+        rows = [(label, m.text(0 if label.startswith("Agatston") else 1), m.level or m.note)
                 for label, m in self.rows()]
         w0 = max(len(r[0]) for r in rows)
         w1 = max(len(r[1]) for r in rows)
@@ -294,6 +293,7 @@ class AnatomyMeasurements:
                  f" HU, calcium {self.calcium_threshold_hu:.0f} HU (± {self.threshold_delta_hu:.0f}"
                  " HU for the uncertainties)"]
         lines += [f"{a:<{w0}}  {b:>{w1}}  {c}" for a, b, c in rows]
+        lines.append(f"coronary ostia: {self.coronary_note}")
         return "\n".join(lines)
 
     def to_csv(self) -> str:
@@ -750,8 +750,8 @@ def measure_anatomy(
         sec = at(-annulus_offset_mm, s, open_fraction=0.3)
         ann.append(_polar_contour(sec.mask, pixel_mm))
     out: dict[str, Measurement] = {}
-    lvl_ann = (f"hinge-point plane, contour {annulus_offset_mm:g} mm below it" if source ==
-               "hinge points" else f"automatic annulus plane, contour {annulus_offset_mm:g} mm below")
+    lvl_ann = f"{annulus_offset_mm:g} mm below the " + (
+        "hinge plane" if source == "hinge points" else "annulus plane")
     a_vals = [a["area"] for a in ann]
     v, u = _combine(a_vals, 0.5 * math.pi * _eq_diameter(a_vals[0]) * floor)
     out["annulus_area_mm2"] = Measurement(v, u, "mm²", lvl_ann)
