@@ -207,3 +207,31 @@ def test_measurement_is_validated():
         Measurement(float("nan"), 0.1, "mm")
     with pytest.raises(GeometryError):
         Measurement(1.0, -0.1, "mm")
+
+
+def test_phantom_coronary_arteries_are_where_the_truth_says():
+    """The coronary option only adds 'aorta' voxels (two tubes of ~3.5 mm over ~40 mm each),
+    inside the field of view, and the truth ostia lie on the sinus wall at the stated heights."""
+    p = PhantomParameters(spacing_mm=SPACING)
+    plain = make_phantom(p, seed=0)
+    cor = make_phantom(PhantomParameters(spacing_mm=SPACING, coronary_arteries=True), seed=0)
+    added = cor.labels.array != plain.labels.array
+    assert set(np.unique(cor.labels.array[added])) == {cor.labels.names["aorta"]}
+    assert set(np.unique(plain.labels.array[added])) == {0}
+    t = cor.truth
+    assert plain.truth.coronary_ostia_mm == {} and t.coronary_radius_mm == 1.75
+    length = sum(float(np.linalg.norm(np.diff(c, axis=0), axis=1).sum())
+                 for c in t.coronary_centrelines_mm.values())
+    tube_mm3 = np.pi * t.coronary_radius_mm**2 * length
+    assert added.sum() * 1.5**3 == pytest.approx(tube_mm3, rel=0.2)
+    lo = cor.ct.index_to_physical(np.zeros(3))
+    hi = cor.ct.index_to_physical(np.array(cor.ct.array.shape[::-1]) - 1)
+    c = np.asarray(t.landmarks.annulus_centre_mm)
+    n = np.asarray(t.landmarks.annulus_normal)
+    for name, h in (("left", 14.0), ("right", 16.5)):
+        assert t.coronary_ostium_heights_mm[name] == h
+        assert float((t.coronary_ostia_mm[name] - c) @ n) == pytest.approx(h, abs=1e-9)
+        cl = t.coronary_centrelines_mm[name]
+        assert np.all((cl >= lo) & (cl <= hi))
+    # the left ostium is to the patient's left (+x) of the right one
+    assert t.coronary_ostia_mm["left"][0] > t.coronary_ostia_mm["right"][0]
