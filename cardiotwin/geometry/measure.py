@@ -58,7 +58,9 @@ The lumen in the root region is the ``aorta`` label and the filled root lumen of
 cross-sections (leaflets and calcium inside count as lumen), plus every voxel above the blood
 threshold connected to them (coronaries a segmentation cut off). A 3-D opening by a ball of ``coronary_opening_mm`` (3.5 mm) keeps the root and
 removes vessels thinner than 7 mm; a removed part that reaches at least 5 mm out of the root is a
-side branch, and the centroid of each patch where it touches the root is an ostium. Ostia on the
+side branch, and each patch where it touches the root is an ostium: its height and direction
+are those of the centroid of the branch's first 3 mm (on its axis beside the wall), its
+distance from the valve axis that of the junction patch. Ostia on the
 sinus wall (at least 0.6 × the sinus radius from the axis) between the annulus and 10 mm above
 the STJ are coronary ostia; the one farther to the patient's left is the left. None found: the result says "not visible" (a segmentation that cut them off, a thin or
 unenhanced artery, or thick slices).
@@ -554,8 +556,25 @@ def _eq_diameter(area_mm2: float) -> float:
 # ============================================================================================
 
 
+def _branch_axis_origin(comp: np.ndarray, reach: np.ndarray, patch_centre: np.ndarray,
+                        spacing_kji: np.ndarray) -> np.ndarray:
+    """The centroid of the branch's first 3 mm (its voxels 0-3 mm out of the lumen, within 8 mm
+    of the junction patch): on the branch axis next to the wall. The junction patch alone is
+    skewed by the fillet where the branch wall meets a curved root wall, by up to a voxel or two
+    on coarse grids. Falls back to the patch centre."""
+    idx = np.argwhere(comp)
+    near = np.linalg.norm((idx - patch_centre) * spacing_kji, axis=1) <= 8.0
+    idx = idx[near]
+    r = reach[tuple(idx.T)]
+    first = (r > 0.0) & (r <= 3.0)
+    if first.sum() < 3:
+        return patch_centre
+    return idx[first].mean(axis=0)
+
+
 def _side_branches(mask: np.ndarray, spacing_kji: np.ndarray, radius_mm: float, *,
-                   min_reach_mm: float) -> list[tuple[np.ndarray, int]]:
+                   min_reach_mm: float, extrapolate: bool = False
+                   ) -> list[tuple[np.ndarray, int, np.ndarray]]:
     """Side branches thinner than 2 × ``radius_mm`` of a lumen mask.
 
     The mask is opened by a ball of ``radius_mm``; each part the opening removed that reaches at
@@ -587,14 +606,17 @@ def _side_branches(mask: np.ndarray, spacing_kji: np.ndarray, radius_mm: float, 
         if len(ids) == 0:
             continue
         for pid, cnt in zip(ids, counts, strict=True):
-            if cnt >= 2:  # not a single-voxel speck
-                out.append((np.argwhere(patches == pid).mean(axis=0), int(cnt)))
+            if cnt < 2:  # a single-voxel speck
+                continue
+            wall = np.argwhere(patches == pid).mean(axis=0)
+            c = _branch_axis_origin(comp, reach, wall, spacing_kji) if extrapolate else wall
+            out.append((c, int(cnt), wall))
     # one junction split into patches by the voxel grid: keep the largest within 4 mm
     out.sort(key=lambda o: -o[1])
-    kept: list[tuple[np.ndarray, int]] = []
-    for c, cnt in out:
-        if all(np.linalg.norm((c - k) * spacing_kji) > 4.0 for k, _ in kept):
-            kept.append((c, cnt))
+    kept: list[tuple[np.ndarray, int, np.ndarray]] = []
+    for c, cnt, wall in out:
+        if all(np.linalg.norm((c - k[0]) * spacing_kji) > 4.0 for k in kept):
+            kept.append((c, cnt, wall))
     return kept
 
 
@@ -955,7 +977,7 @@ def _arch_branches(ct: Any, lumen: np.ndarray, cl: np.ndarray, s_arc: np.ndarray
     offset = np.array([s.start for s in sl], dtype=float)
     found = _side_branches(sub, sp_kji, 7.0, min_reach_mm=8.0)
     out = []
-    for kji, _ in found:
+    for kji, _, _ in found:
         p = ct.index_to_physical((kji + offset)[::-1])
         j = int(np.argmin(np.linalg.norm(cl - p, axis=1)))
         if j <= i_stj + 2:
@@ -1009,13 +1031,17 @@ def _coronary_ostia(ct: Any, aorta: np.ndarray, lv: np.ndarray, centre: np.ndarr
     keep = np.unique(lab[seeds])
     lumen = np.isin(lab, keep[keep > 0])
     sp_kji = np.asarray(ct.spacing_mm, dtype=float)[::-1]
-    found = _side_branches(lumen, sp_kji, radius_mm, min_reach_mm=5.0)
+    found = _side_branches(lumen, sp_kji, radius_mm, min_reach_mm=5.0, extrapolate=True)
     cands = []
-    for kji, _ in found:
-        p = ct.index_to_physical((kji + np.array([s.start for s in sl]))[::-1])
-        q = p - centre
+    start = np.array([s.start for s in sl])
+    for kji, _, wall in found:
+        # height and direction from the branch's axis, distance from the axis from its junction
+        q = ct.index_to_physical((kji + start)[::-1]) - centre
         hq = float(q @ n)
-        rq = float(np.linalg.norm(q - hq * n))
+        radial = q - hq * n
+        w = ct.index_to_physical((wall + start)[::-1]) - centre
+        rq = float(np.linalg.norm(w - (w @ n) * n))
+        p = centre + hq * n + rq * radial / max(float(np.linalg.norm(radial)), 1e-9)
         # on the sinus wall (not a leaflet or calcium hole inside the lumen a segmentation left)
         if 0.0 <= hq <= h_top and 0.6 * r_sinus <= rq <= r_sinus + 6.0:
             cands.append((p, hq))
