@@ -633,6 +633,72 @@ def evaluate_segmentation(labels: str | Path, reference: str | Path, *,
         reference_structures=labels_mod.parse_label_map(reference_map) if reference_map else None)
 
 
+@dataclass(frozen=True)
+class MeasurementOutput:
+    """What :func:`measure_anatomy` measured (and wrote, when asked)."""
+
+    measurements: Any  # cardiotwin.geometry.measure.AnatomyMeasurements
+    pseudonym: str
+    json_path: Path | None
+    segmentation: Mapping[str, Any]
+
+
+def measure_anatomy(dicom_dir: str | Path, *, store: Store, actor: Actor,
+                    series: str | None = None, resample: bool = False,
+                    phase: float | None = None, volume: str | int | None = None,
+                    labels: str | Path | None = None,
+                    label_map: str | Mapping[str, tuple[int, ...]] | None = None,
+                    landmarks: str | Path | None = None,
+                    settings: BuildSettings = BuildSettings(),
+                    out: str | Path | None = None,
+                    purpose: str = "treatment planning") -> MeasurementOutput:
+    """Measure the TAVR-planning anatomy of the CT series of a folder (nothing is meshed or stored).
+
+    Reads the series (``series``, ``resample``, ``phase``, ``volume`` as for
+    :func:`build_twin`), segments it (or takes
+    the user's ``labels`` with ``label_map``, resampled onto the CT), and measures the annulus
+    (from the three hinge points of ``landmarks`` when given), LVOT, sinus, STJ, ascending aorta
+    and arch, coronary ostia heights and valve calcium
+    (:func:`cardiotwin.geometry.measure.measure_anatomy`). ``out`` (``.json``) receives the
+    measurements with the patient's pseudonym, how the segmentation was obtained and the
+    provenance. Audited like a DICOM read.
+    """
+    from cardiotwin.fileio import atomic_write_bytes
+    from cardiotwin.geometry import landmarks as lm_mod
+    from cardiotwin.geometry import measure
+    from cardiotwin.imaging import labels as labels_mod
+    from cardiotwin.study.jsonio import to_json
+
+    if out is not None and not str(out).lower().endswith(".json"):
+        raise InputError(f"{out}: write the measurements as .json")
+    spec = labels_mod.user_label_spec(labels, label_map)
+    planned = lm_mod.read_planning_landmarks(landmarks) if landmarks is not None else None
+    prov = Provenance("measure_anatomy", parameters={"series": series, "resample": resample,
+                                                     "landmarks": planned is not None})
+    if landmarks is not None:
+        prov.inputs["landmarks"] = sha256_file(landmarks)
+    with _audited_dicom(store, "dicom.read", "measure", actor=actor, purpose=purpose) as details:
+        ct = _read_ct(dicom_dir, store=store, series=series, resample=resample, prov=prov,
+                      phase=phase, volume=volume)
+        seg, record = labels_mod.twin_segmentation(
+            ct, labels=labels, spec=spec, settings=settings.segmentation_settings(),
+            segmenters=settings.segmenters)
+        if labels is not None:
+            prov.inputs["labels"] = record["labels_sha256"]
+        result = measure.measure_anatomy(ct, seg, landmarks=planned)
+        pseudonym = ct.metadata["pseudonym"]
+        path = None
+        if out is not None:
+            path = Path(out)
+            atomic_write_bytes(path, to_json({
+                "pseudonym": pseudonym, "measurements": result.to_dict(),
+                "segmentation": record, "provenance": prov.to_dict()}).encode())
+        details.update({"pseudonym": pseudonym, "annulus_source": result.annulus_source})
+        if path is not None:
+            details["output_sha256"] = sha256_file(path)
+    return MeasurementOutput(result, pseudonym, path, record)
+
+
 # ------------------------------------------------------------------------ no patient data
 def serve_observations(broker: str | None, *, handler: Any, embedded: bool = False,
                        topic: str | None = None, client_id: str | None = None,

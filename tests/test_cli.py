@@ -437,3 +437,44 @@ def test_twin_build_and_segment_read_one_volume_of_a_multi_volume_series(tmp_pat
     assert side["provenance"]["parameters"]["volume"] == "acquisition=2"
     assert side["volumes_ml"]["aorta"] > 50
     assert "myocardium" not in side["volumes_ml"]  # --left-heart-only skips it
+
+
+def test_measure_prints_the_planner_table_writes_json_and_is_audited(tmp_path, store_home):
+    """`measure DICOM -o m.json`: a table with units and ± uncertainties, the JSON round-trips
+    into AnatomyMeasurements, the read is audited; with the phantom's own labels, the truth
+    hinge points (--landmarks) and --csv the annulus diameter is within 0.5 mm of the truth."""
+    import numpy as np
+
+    from cardiotwin import workflows
+    from cardiotwin.geometry.measure import AnatomyMeasurements
+
+    ph = workflows.write_phantom(tmp_path / "ph", spacing_mm=2.0).phantom
+    dicom = str(tmp_path / "ph" / "dicom")
+    res = runner.invoke(app, ["measure", dicom, "-o", str(tmp_path / "m.json")],
+                        terminal_width=200)
+    assert res.exit_code == 0, res.output
+    assert "annulus diameter (area-derived)" in res.output and "± " in res.output
+    assert " mm" in res.output and "not the non-contrast Agatston" in res.output
+    saved = json.loads((tmp_path / "m.json").read_text())
+    m = AnatomyMeasurements.from_dict(saved["measurements"])
+    assert m.annulus_source == "automatic"
+    [rec] = _audit(store_home, "measure")
+    assert rec["outcome"] == "success" and rec["patient_pseudonym"] == saved["pseudonym"]
+
+    truth = ph.truth
+    centre = np.asarray(truth.landmarks.annulus_centre_mm)
+    hinges = [list(centre + 10.0 * truth.cusp_directions[k]) for k in
+              ("non_coronary", "right_coronary", "left_coronary")]
+    (tmp_path / "hinges.json").write_text(json.dumps({"coordinates": "LPS",
+                                                      "annulus_hinge_points_mm": hinges}))
+    res = runner.invoke(app, ["measure", dicom, "--labels", str(tmp_path / "ph" / "labels.nii.gz"),
+                              "--label-map", "lv_blood=1,aorta=3,branches=4,calcium=5",
+                              "--landmarks", str(tmp_path / "hinges.json"), "--csv"])
+    assert res.exit_code == 0, res.output
+    rows = {line.split(",")[0]: line.split(",") for line in res.output.splitlines()}
+    d = float(rows["annulus diameter (area-derived)"][1])
+    assert abs(d - truth.landmarks.annulus_diameter_mm) <= 0.5, d
+    assert rows["annulus diameter (area-derived)"][3] == "mm"
+    # a label file without its map says what to give
+    res = runner.invoke(app, ["measure", dicom, "--labels", str(tmp_path / "ph" / "labels.nii.gz")])
+    assert res.exit_code == 1 and "--label-map" in res.output

@@ -193,6 +193,16 @@ class PhantomParameters:
         ``neighbours``); 0 = none.
     n_streaks : int
         Number of streak lines (random angles, seeded).
+    coronary_arteries : bool
+        Add the left and right coronary arteries (:func:`_paint_coronary_arteries`), labelled
+        ``aorta`` (they are side branches of the aortic lumen); off by default.
+    coronary_ostium_heights_mm : (2,) float
+        Heights of the left and right coronary ostia above the annulus plane, each in
+        [5, ``stj_height_mm`` - 2] mm. Defaults 14 and 16.5 mm: typical of TAVR candidates
+        (LCA 14.4 ± 2.9 mm, RCA 17.2 ± 3.3 mm; Tops et al., JACC Cardiovasc Imaging
+        2008;1:321-330).
+    coronary_diameter_mm : float
+        Lumen diameter of both coronary arteries, in [2, 5] mm.
     """
 
     spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
@@ -240,6 +250,9 @@ class PhantomParameters:
     kidney_hu: float = 180.0
     streak_hu: float = 0.0
     n_streaks: int = 8
+    coronary_arteries: bool = False
+    coronary_ostium_heights_mm: tuple[float, float] = (14.0, 16.5)
+    coronary_diameter_mm: float = 3.5
 
     def __post_init__(self) -> None:
         def check(name: str, ok: bool, expected: str) -> None:
@@ -353,6 +366,14 @@ class PhantomParameters:
         check("neighbour_gap_mm", 0.5 <= self.neighbour_gap_mm <= 20.0, "0.5 to 20 mm")
         check("streak_hu", 0.0 <= self.streak_hu <= 1000.0, "0 to 1000 HU")
         check("n_streaks", 0 <= int(self.n_streaks) <= 64, "0 to 64 lines")
+        ch = tuple(float(v) for v in self.coronary_ostium_heights_mm)
+        check(
+            "coronary_ostium_heights_mm",
+            len(ch) == 2 and all(5.0 <= v <= self.stj_height_mm - 2.0 for v in ch),
+            f"(left, right) heights in [5, {self.stj_height_mm - 2.0:g}] mm (below the STJ)",
+        )
+        object.__setattr__(self, "coronary_ostium_heights_mm", ch)
+        check("coronary_diameter_mm", 2.0 <= self.coronary_diameter_mm <= 5.0, "2 to 5 mm")
 
 
 @dataclass(frozen=True, eq=False)
@@ -390,6 +411,15 @@ class PhantomTruth:
         (``"non_coronary"``, ``"right_coronary"``, ``"left_coronary"``).
     calcium_nodules_mm : (K, 4) array
         Centres (x, y, z) and radii of the calcium spheres before clipping.
+    coronary_ostia_mm : dict
+        ``"left"``/``"right"`` → (3,) LPS point where the coronary centreline crosses the sinus
+        wall (empty without ``coronary_arteries``).
+    coronary_ostium_heights_mm : dict
+        ``"left"``/``"right"`` → height of that point above the annulus plane (mm).
+    coronary_centrelines_mm : dict
+        ``"left"``/``"right"`` → (M, 3) coronary centreline from inside the sinus to its end.
+    coronary_radius_mm : float
+        Coronary lumen radius (0 without coronary arteries).
     """
 
     landmarks: AorticRootLandmarks
@@ -407,6 +437,10 @@ class PhantomTruth:
     lv_semi_axes_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
     cusp_directions: dict[str, np.ndarray] = field(default_factory=dict)
     calcium_nodules_mm: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    coronary_ostia_mm: dict[str, np.ndarray] = field(default_factory=dict)
+    coronary_ostium_heights_mm: dict[str, float] = field(default_factory=dict)
+    coronary_centrelines_mm: dict[str, np.ndarray] = field(default_factory=dict)
+    coronary_radius_mm: float = 0.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -861,6 +895,78 @@ def _add_streaks(L: _Layout, grid: _Grid, hu: np.ndarray, rng: np.random.Generat
     hu[sl] = sub
 
 
+# --------------------------------------------------------------------------------------------
+# coronary arteries (off by default)
+# --------------------------------------------------------------------------------------------
+
+#: Sinus lobe (angle about the valve axis from ``e1``, degrees) each coronary leaves from and the
+#: way it turns in the atrioventricular groove (+1 / -1 = increasing / decreasing angle). The
+#: lobes are those of :class:`PhantomTruth`'s ``cusp_directions``.
+_CORONARY_LAYOUT = {"left": (240.0, 1.0), "right": (120.0, -1.0)}
+
+
+def _paint_coronary_arteries(
+    L: _Layout, grid: _Grid, labels: np.ndarray
+) -> dict[str, tuple[np.ndarray, float, np.ndarray]]:
+    """Paint the left and right coronary arteries (label ``aorta``) and return their geometry.
+
+    Each artery is a tube of ``coronary_diameter_mm`` whose centreline starts 2 mm inside the
+    lumen at the centre of its sinus lobe (left- / right-coronary cusp) at the ostium height
+    ``coronary_ostium_heights_mm`` above the annulus, leaves the sinus wall *horizontally*
+    (perpendicular to the valve axis, so the ostium height is exact) for 6 mm, then runs ~30 mm
+    round the aortic root in the atrioventricular groove (7 mm outside the widest sinus)
+    descending to 3 mm above the annulus plane, where it ends. It stays above the myocardium
+    (which ends 2 mm below the annulus plane) and inside the field of view. The coronaries are
+    labelled ``aorta``: a lumen segmentation grows into them from the sinus, and a measurement
+    finds them as thin side branches of the aortic lumen. Only background voxels are painted.
+
+    Returns
+    -------
+    dict
+        ``name → (ostium point (3,), ostium height, centreline (M, 3))`` (LPS mm).
+    """
+    p = L.p
+    r_cor = 0.5 * p.coronary_diameter_mm
+    r_groove = 0.5 * p.sinus_diameter_mm + 7.0
+    out: dict[str, tuple[np.ndarray, float, np.ndarray]] = {}
+    heights = dict(zip(("left", "right"), p.coronary_ostium_heights_mm, strict=True))
+    for name, (ang, turn) in _CORONARY_LAYOUT.items():
+        h = heights[name]
+        th = math.radians(ang)
+        d = math.cos(th) * L.e1 + math.sin(th) * L.e2
+        r_wall = float(L.root_radius(np.array([th]), np.array([h]))[0])
+        base = L.A + h * L.n
+        ostium = base + r_wall * d
+        pts = [base + (r_wall - 2.0) * d, ostium, base + (r_wall + 6.0) * d]
+        for t in np.linspace(0.0, 1.0, 16):
+            a = th + turn * math.radians(75.0) * t
+            hh = h + (3.0 - h) * _smoothstep(t)
+            pts.append(L.A + hh * L.n + r_groove * (math.cos(a) * L.e1 + math.sin(a) * L.e2))
+        cl = _polyline(*pts)
+        inside = np.all((cl >= L.fov_lo + r_cor) & (cl <= L.fov_hi - r_cor), axis=1)
+        if not inside.all():
+            cl = cl[: int(np.argmin(inside))]  # end inside the field of view
+        m = np.zeros(grid.shape, dtype=bool)
+        _tube_mask(grid, cl, np.full(len(cl), r_cor), m)
+        labels[m & (labels == 0)] = LABELS["aorta"]
+        out[name] = (ostium, float(h), cl)
+    return out
+
+
+def _coronary_truth(
+    p: PhantomParameters, coronaries: dict[str, tuple[np.ndarray, float, np.ndarray]] | None
+) -> dict[str, object]:
+    """The :class:`PhantomTruth` fields of the coronary arteries (empty ones without them)."""
+    if not coronaries:
+        return {}
+    return {
+        "coronary_ostia_mm": {k: v[0].copy() for k, v in coronaries.items()},
+        "coronary_ostium_heights_mm": {k: v[1] for k, v in coronaries.items()},
+        "coronary_centrelines_mm": {k: v[2].copy() for k, v in coronaries.items()},
+        "coronary_radius_mm": 0.5 * p.coronary_diameter_mm,
+    }
+
+
 def make_phantom(params: PhantomParameters | None = None, *, seed: int = 0) -> Phantom:
     """Build the contrast-CT phantom with its labels and exact ground truth.
 
@@ -961,6 +1067,7 @@ def make_phantom(params: PhantomParameters | None = None, *, seed: int = 0) -> P
     calc &= (lumen | valve) & (h >= 0.0) & (r >= L.r_orifice + 0.5)
     sub[calc] = lab["calcium"]
     labels[sl] = sub
+    coronaries = _paint_coronary_arteries(L, grid, labels) if p.coronary_arteries else None
 
     # ---- neighbouring blood pools (labelled after the CT values are painted) ------------------
     pools = _neighbour_pools(L, grid, labels) if p.neighbours else []
@@ -1016,7 +1123,7 @@ def make_phantom(params: PhantomParameters | None = None, *, seed: int = 0) -> P
         {"description": "cardiotwin CT phantom ground-truth labels"},
     )
     label_names = {**LABELS, **NEIGHBOUR_LABELS} if p.neighbours else dict(LABELS)
-    truth = _truth(L, p, seed, grid, labels, nod)
+    truth = _truth(L, p, seed, grid, labels, nod, coronaries=coronaries)
     log.info(
         "phantom %s voxels at %s mm built in %.2f s",
         shape,
@@ -1033,6 +1140,8 @@ def _truth(
     grid: _Grid,
     labels: np.ndarray,
     nodules: np.ndarray,
+    *,
+    coronaries: dict[str, tuple[np.ndarray, float, np.ndarray]] | None = None,
 ) -> PhantomTruth:
     a, b = L.ann_a, L.ann_b
     th = np.linspace(0.0, 2 * np.pi, 20001)
@@ -1106,6 +1215,7 @@ def _truth(
         lv_semi_axes_mm=(L.lv_a, L.lv_b, L.lv_b),
         cusp_directions=cusps,
         calcium_nodules_mm=nodules,
+        **_coronary_truth(p, coronaries),
     )
 
 
