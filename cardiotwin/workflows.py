@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -766,6 +766,7 @@ class TwinStatus:
         outlets, data age, stale and drift flags).
     physiology : the physiology of the last 3-D run (the twin's build values).
     versions : the version list up to this one (``version``, ``created_utc``, ``reason``).
+    twin : that twin version itself.
     """
 
     pseudonym: str
@@ -776,6 +777,7 @@ class TwinStatus:
     estimate: Any
     physiology: Physiology
     versions: tuple[Mapping[str, Any], ...] = ()
+    twin: PatientTwin | None = field(default=None, repr=False, compare=False)
 
     @property
     def stale(self) -> bool:
@@ -953,7 +955,7 @@ def twin_status(pseudonym: str, *, store: Store, actor: Actor, as_of: Any = None
     return TwinStatus(pseudonym=pseudonym, version=twin.version,
                       saved_utc=str(entry.get("time_utc", "")), reason=str(entry.get("reason", "")),
                       as_of_utc=iso, estimate=estimate, physiology=twin.physiology,
-                      versions=versions)
+                      versions=versions, twin=twin)
 
 
 def replay_twin(pseudonym: str, *, store: Store, actor: Actor, version: int | None = None,

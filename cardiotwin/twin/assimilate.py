@@ -28,7 +28,7 @@ respiratory rate are accepted and stored but not assimilated (the model has no s
 weight 2 for the centre. Each observation is one scalar update, in time order; between two
 observations the parameters follow a random walk in log space, ``P ← P + Q·Δt``
 (:data:`PROCESS_NOISE_PER_HOUR`), so confidence widens with the time since the last accepted
-observation. The measurement noise per LOINC code is :data:`MEASUREMENT_NOISE` (sources there).
+observation, up to the prior spread (after a long gap the twin is as uncertain as at its build). The measurement noise per LOINC code is :data:`MEASUREMENT_NOISE` (sources there).
 
 **Data age, stale, drift.** :func:`status` widens the covariance to the time asked about and
 calls the twin **stale** when its last accepted observation is older than
@@ -149,6 +149,7 @@ MEASUREMENT_NOISE: dict[str, NoiseModel] = {
 
 _N = len(PARAMETERS)
 _Q_PER_S = np.array([s * s / 3600.0 for s in PROCESS_NOISE_PER_HOUR])
+_PRIOR_VAR = np.square(PRIOR_SD)
 _SAMPLES = 256  # samples of one beat for SBP/DBP: max/min within 0.02 mmHg of 8192 samples
 _HR_LIMITS_BPM = (20.0, 240.0)
 _SV_LIMITS_ML = (1.0, 290.0)
@@ -345,7 +346,12 @@ def initial_state(twin: PatientTwin) -> AssimilationState:
 
 
 def _predict(cov: np.ndarray, dt_s: float) -> np.ndarray:
-    return cov + np.diag(_Q_PER_S * max(dt_s, 0.0))
+    """The covariance after ``dt_s`` seconds of random walk, each variance growing by
+    ``Q·Δt`` but not beyond the prior's (:data:`PRIOR_SD`²): after a long gap the twin knows
+    about as much as when it was built, not less."""
+    grow = _Q_PER_S * max(dt_s, 0.0)
+    room = np.clip(_PRIOR_VAR - np.diag(cov), 0.0, None)
+    return cov + np.diag(np.minimum(grow, room))
 
 
 def _update(mean: np.ndarray, cov: np.ndarray, code: str, y: float, fraction: float
@@ -472,6 +478,14 @@ _UNITS = {"heart_rate": "/min", "stroke_volume": "mL", "cardiac_output": "L/min"
           "valve_gradient": "mmHg"}
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
 def status(state: AssimilationState, twin: PatientTwin | None = None, *,
            as_of: datetime) -> TwinEstimate:
     """What the twin says at ``as_of``: the posterior widened by the process noise for the data
@@ -498,7 +512,7 @@ def status(state: AssimilationState, twin: PatientTwin | None = None, *,
     if age is None:
         stale, why = True, "no monitoring observation assimilated yet"
     elif age > STALE_AFTER_S:
-        stale, why = True, (f"last observation {age / 60:.0f} min old (stale after "
+        stale, why = True, (f"last observation {_duration(age)} old (stale after "
                             f"{STALE_AFTER_S / 60:.0f} min)")
     else:
         stale, why = False, ""
