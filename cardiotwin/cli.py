@@ -916,6 +916,12 @@ def ingest(
     columns: Annotated[str | None, typer.Option(
         "--columns", help="CSV column map: time=COL[,subject=COL][,device=COL],COL=LOINC:UCUM,"
         "... e.g. time=t,hr=8867-4:/min,sbp=8480-6:mm[Hg],dbp=8462-4:mm[Hg].")] = None,
+    timezone: Annotated[str | None, typer.Option(
+        "--timezone", help="IANA zone (Europe/Berlin) of times without a UTC offset (HL7 v2 "
+        "TS, CSV, WFDB headers).")] = None,
+    start: Annotated[str | None, typer.Option(
+        "--start", help="Time of the first sample of a WFDB record whose header has none "
+        "(ISO 8601 with offset).")] = None,
     store: StoreOpt = None,
     role: RoleOpt = "clinician",
 ) -> None:
@@ -930,11 +936,29 @@ def ingest(
       cardiotwin ingest ward-feed/ --format hl7
       cardiotwin ingest cuff.csv --subject TW-3F2A --columns time=t,sbp=8480-6:mm[Hg]
     """
+    from datetime import datetime
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     from cardiotwin import workflows
+    from cardiotwin.errors import InputError
 
     with _errors():
+        tz = start_time = None
+        if timezone is not None:
+            try:
+                tz = ZoneInfo(timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise InputError(f"--timezone {timezone!r} is not an IANA time zone "
+                                 "(e.g. Europe/Berlin, UTC)") from None
+        if start is not None:
+            try:
+                start_time = datetime.fromisoformat(start)
+            except ValueError:
+                raise InputError(f"--start {start!r} is not an ISO 8601 time (e.g. "
+                                 "2024-05-01T10:00:00+00:00)") from None
         results = workflows.ingest_file(path, store=_store(store), actor=_actor(role),
-                                        subject=subject, format=fmt, columns=columns)
+                                        subject=subject, format=fmt, columns=columns,
+                                        default_timezone=tz, start_time=start_time)
         if not results:
             console.print(f"no monitoring data for any twin in {path}", highlight=False)
             return

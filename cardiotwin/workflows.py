@@ -853,7 +853,7 @@ _FORMATS = {".json": "fhir", ".hl7": "hl7", ".er7": "hl7", ".txt": "hl7", ".csv"
 
 
 def _read_monitoring_file(path: Path, *, fmt: str | None, subject: str | None,
-                          columns: Any, default_timezone: Any):
+                          columns: Any, default_timezone: Any, start_time: Any = None):
     from cardiotwin.monitoring import read_fhir, read_hl7v2, read_table, read_wfdb
     from cardiotwin.monitoring.table import ColumnMap, parse_column_map
 
@@ -872,14 +872,17 @@ def _read_monitoring_file(path: Path, *, fmt: str | None, subject: str | None,
         if subject is None:
             raise InputError(f"{path}: a WFDB record names no patient; give the twin's "
                              "pseudonym (--subject)")
-        return read_wfdb(path, subject=subject, default_timezone=default_timezone)
+        return read_wfdb(path.with_suffix("") if path.suffix == ".hea" else path,
+                         subject=subject, start_time=start_time,
+                         default_timezone=default_timezone)
     raise InputError(f"{path}: cannot tell the format from the extension {path.suffix!r}; give "
                      "--format fhir, hl7, wfdb or csv")
 
 
 def ingest_file(path: str | Path, *, store: Store, actor: Actor, subject: str | None = None,
                 format: str | None = None, columns: Any = None, default_timezone: Any = None,
-                purpose: str = "patient monitoring", now: Any = None) -> list[IngestResult]:
+                start_time: Any = None, purpose: str = "patient monitoring",
+                now: Any = None) -> list[IngestResult]:
     """Read a monitoring file, or every file of a folder, and ingest it per twin (audited).
 
     ``format`` is ``fhir``, ``hl7``, ``wfdb`` or ``csv`` (default: from the extension:
@@ -889,7 +892,9 @@ def ingest_file(path: str | Path, *, store: Store, actor: Actor, subject: str | 
     (:class:`~cardiotwin.monitoring.ColumnMap` or ``"time=t,hr=8867-4:/min"``). Records a
     reader refuses go to the quarantine of the file's one twin; in a file of several twins,
     refused records whose subject is unknown are reported and logged but cannot be filed under
-    a twin.
+    a twin. ``default_timezone`` (a ``tzinfo``) is the zone of times that carry no offset (HL7
+    v2, CSV, a WFDB header); ``start_time`` the time of a WFDB record's first sample when its
+    header has none.
 
     Returns
     -------
@@ -910,7 +915,7 @@ def ingest_file(path: str | Path, *, store: Store, actor: Actor, subject: str | 
     results: list[IngestResult] = []
     for f in files:
         batch = _read_monitoring_file(f, fmt=format, subject=subject, columns=columns,
-                                      default_timezone=default_timezone)
+                                      default_timezone=default_timezone, start_time=start_time)
         by_subject: dict[str, list[Any]] = {}
         for o in batch.observations:
             by_subject.setdefault(o.subject, []).append(o)

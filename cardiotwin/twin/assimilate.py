@@ -112,7 +112,8 @@ DRIFT_GRADIENT_MIN_MMHG = 3.0
 
 @dataclass(frozen=True)
 class NoiseModel:
-    """Measurement noise of one LOINC code: ``sd = max(absolute, relative·|y|)`` in SI.
+    """Measurement noise of one LOINC code: ``sd = max(absolute, relative·|y|)`` in SI, with
+    ``y`` the predicted value (weighting by the observed value would favour low readings).
 
     Attributes
     ----------
@@ -363,7 +364,7 @@ def _update(mean: np.ndarray, cov: np.ndarray, code: str, y: float, fraction: fl
     y_hat = float(_WM @ ys)
     dy = ys - y_hat
     dx = sig - mean
-    sd = MEASUREMENT_NOISE[code].sd(y)
+    sd = MEASUREMENT_NOISE[code].sd(y_hat)  # of the prediction: the observed value would bias
     pyy = float(_WC @ (dy * dy)) + sd * sd
     pxy = (_WC * dy) @ dx
     gain = pxy / pyy

@@ -173,3 +173,21 @@ def test_ingest_file_reads_fhir_and_csv_per_twin(store, clinician, twin, tmp_pat
                                   columns="time=t,sbp=8480-6:mm[Hg],dbp=8462-4:mm[Hg]")
     assert res.accepted == 3 and res.version == 3
     assert [r.kind for r in res.quarantined] == ["malformed"]
+
+
+def test_ingest_a_wfdb_record_with_ecg_and_arterial_pressure(store, clinician, twin,
+                                                             shared_data):
+    # mixedsignals: 230 s of ECG and ABP (PhysioNet); per-beat HR, SBP, DBP, MAP and pulse rate
+    start = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    [res] = workflows.ingest_file(shared_data / "physionet" / "mixedsignals.hea", store=store,
+                                  actor=clinician, subject=PSEUDO, start_time=start,
+                                  now=start + timedelta(minutes=4))
+    assert res.accepted > 1500 and res.version == 2 and not res.stale
+    est = res.status.estimates
+    # the record's medians: 104/min, 160/90 mmHg, mean 111 mmHg (docs/monitoring.md)
+    assert est["heart_rate"].mean == pytest.approx(104, abs=3)
+    assert est["systolic_bp"].mean == pytest.approx(160, abs=8)
+    assert est["diastolic_bp"].mean == pytest.approx(90, abs=8)
+    assert res.drift  # MAP 111 mmHg against 99 at the build
+    replayed, stored = workflows.replay_twin(PSEUDO, store=store, actor=clinician)
+    assert replayed == stored
