@@ -191,3 +191,14 @@ def test_ingest_a_wfdb_record_with_ecg_and_arterial_pressure(store, clinician, t
     assert res.drift  # MAP 111 mmHg against 99 at the build
     replayed, stored = workflows.replay_twin(PSEUDO, store=store, actor=clinician)
     assert replayed == stored
+
+
+def test_ingest_for_an_unknown_twin_is_refused_and_audited(store, clinician):
+    truth, f = _truth()
+    with pytest.raises(StoreError, match="not in this store"):
+        workflows.ingest_observations("tw-none", synthetic(truth, f, minutes=1, seed=1,
+                                                           subject="tw-none"),
+                                      store=store, actor=clinician)
+    officer = Actor("po", "privacy_officer")
+    recs = store.audit_records(actor=officer, purpose=PURPOSE, pseudonym="tw-none")
+    assert [r["outcome"] for r in recs] == ["failure"]
