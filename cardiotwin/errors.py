@@ -38,6 +38,10 @@ class StoreError(CardiotwinError):
     """The twin store or an artifact could not be read or written."""
 
 
+class BrokerError(CardiotwinError):
+    """An MQTT broker cannot be reached, started or stopped within its time bound, or refused us."""
+
+
 class AuditError(StoreError):
     """The audit chain is broken or an audited action was refused."""
 

@@ -79,6 +79,9 @@ class BuildSettings:
     blood_threshold_hu, calcium_threshold_hu, neck_ratio, blood_search_range_hu : overrides of
         the segmentation's :class:`~cardiotwin.imaging.segment.SegmentationSettings` (None: its
         defaults, the thresholds found from the scan; the search range is (low, high) in HU).
+    heart_structures : also segment the structures around the left heart (myocardium, LA, right
+        heart, SVC; :mod:`cardiotwin.imaging.heart_structures`); False keeps the LV blood pool,
+        aorta and calcium only.
     segmenters : installed segmentation plug-ins that replace the default for the structures
         they provide, ``"NAME"`` or ``"NAME:aorta+myocardium"``
         (:func:`cardiotwin.imaging.plugins.segment_with_plugins`).
@@ -98,6 +101,7 @@ class BuildSettings:
     neck_ratio: float | None = None
     segmenters: tuple[str, ...] = ()
     blood_search_range_hu: tuple[float, float] | None = None
+    heart_structures: bool = True
 
     def segmentation_settings(self):
         """The :class:`~cardiotwin.imaging.segment.SegmentationSettings` these options give."""
@@ -106,7 +110,7 @@ class BuildSettings:
         over = {k: getattr(self, k) for k in ("blood_threshold_hu", "calcium_threshold_hu",
                                               "neck_ratio", "blood_search_range_hu")
                 if getattr(self, k) is not None}
-        return SegmentationSettings(**over)
+        return SegmentationSettings(**over, heart_structures=self.heart_structures)
 
     def __post_init__(self) -> None:
         if not 0 < self.h_min_mm <= self.h_max_mm:
@@ -634,6 +638,79 @@ def evaluate_segmentation(labels: str | Path, reference: str | Path, *,
 
 
 # ------------------------------------------------------------------------ no patient data
+def serve_observations(broker: str | None, *, handler: Any, embedded: bool = False,
+                       topic: str | None = None, client_id: str | None = None,
+                       max_seconds: float | None = None, connect_timeout_s: float = 10.0,
+                       on_ready: Any = None):
+    """Serve live observations over MQTT until ``max_seconds`` or Ctrl-C (``twin serve``).
+
+    Parameters
+    ----------
+    broker : str or None
+        ``HOST:PORT`` of the broker; None starts the embedded broker (amqtt) on 127.0.0.1:1883.
+    handler : callable
+        ``handler(pseudonym, observations)`` for every message's accepted observations
+        (:data:`cardiotwin.monitoring.mqtt.Handler`).
+    embedded : bool
+        Start the embedded broker on ``broker``'s address (default 127.0.0.1:1883).
+    topic, client_id : str, optional
+        Topic filter and fixed client id (``monitoring.mqtt`` defaults).
+    max_seconds : float, optional
+        Stop after this long.
+    connect_timeout_s : float
+        Bound of starting the broker and of connecting, s.
+    on_ready : callable, optional
+        ``on_ready(service, embedded_broker_or_None)`` once subscribed.
+
+    Returns
+    -------
+    ObservationService
+        The stopped service (its ``stats`` and ``quarantine``).
+    """
+    from cardiotwin.monitoring.broker import EmbeddedBroker
+    from cardiotwin.monitoring.mqtt import (
+        DEFAULT_PORT,
+        SERVICE_CLIENT_ID,
+        SUBSCRIPTION,
+        ObservationService,
+        parse_broker,
+    )
+
+    host, port = parse_broker(broker or f"127.0.0.1:{DEFAULT_PORT}")
+    local = None
+    if embedded or broker is None:
+        local = EmbeddedBroker(host=host, port=port).start(timeout_s=connect_timeout_s)
+    try:
+        service = ObservationService(host, port, handler=handler, topic=topic or SUBSCRIPTION,
+                                     client_id=client_id or SERVICE_CLIENT_ID)
+        service.start(timeout_s=connect_timeout_s)
+        if on_ready is not None:
+            on_ready(service, local)
+        service.run(max_seconds=max_seconds, timeout_s=connect_timeout_s)
+    finally:
+        if local is not None:
+            local.stop()
+    return service
+
+
+def replay_record(record: str | Path, *, broker: str, subject: str, speed: float = 1.0,
+                  max_beats: int | None = None, start_time: Any = None):
+    """Replay a WFDB record as a live MQTT stream (``monitor replay``); see
+    :func:`cardiotwin.monitoring.mqtt.replay_wfdb`. ``broker`` is ``HOST:PORT``."""
+    from cardiotwin.monitoring.mqtt import parse_broker, replay_wfdb
+
+    host, port = parse_broker(broker)
+    return replay_wfdb(record, host=host, port=port, subject=subject, speed=speed,
+                       max_beats=max_beats, start_time=start_time)
+
+
+def log_observations(pseudonym: str, observations: Any) -> None:
+    """The handler that only logs an accepted batch (``twin serve`` until it ingests)."""
+    from cardiotwin.monitoring.mqtt import log_handler
+
+    log_handler(pseudonym, observations)
+
+
 def can(actor: Actor, permission: str) -> bool:
     """Whether ``actor``'s role holds ``permission`` (e.g. ``"rehearsal.run"``), to show or hide
     an action; the use case itself still checks and audits."""

@@ -12,6 +12,9 @@
 #   segimage2itkimage  QIICR's dcmqi converter (PyPI wheel `dcmqi`), the library 3D Slicer's
 #             QuantitativeReporting extension loads DICOM SEG with: the SEG export test reads
 #             our files back with it.
+#   mosquitto  the Eclipse Mosquitto MQTT broker (Debian package). The live-monitoring tests
+#             (tests/monitoring/test_mqtt.py) start it on a free loopback port and stop it after;
+#             without it they fail and name this script. Needs root and apt.
 #
 # Usage: bash scripts/install-test-tools.sh [VENV]   (VENV defaults to $VENV, then .venv)
 # `make test` calls it before pytest; a second run only prints the versions (~0.2 s).
@@ -33,6 +36,14 @@ if ! command -v dcm2niix >/dev/null 2>&1; then
         echo "install-test-tools: installed dcm2niix from Debian"
     else
         echo "install-test-tools: apt-get not usable (not root or apt failed): skipping the Debian dcm2niix"
+    fi
+fi
+if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1 \
+        && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; then
+        echo "install-test-tools: installed mosquitto from Debian"
+    else
+        echo "install-test-tools: cannot install mosquitto (needs root and apt-get); the MQTT tests will fail" >&2
     fi
 fi
 if [ ! -x "$VENV/bin/dcm2niix" ]; then
@@ -58,5 +69,7 @@ fi
 echo "dcm2niix (venv, used by the tests): $VENV/bin/dcm2niix: $(version "$VENV/bin/dcm2niix" --version)"
 DCIODVFY="$(command -v dciodvfy 2>/dev/null || echo "$VENV/bin/dciodvfy")"
 echo "dciodvfy: $DCIODVFY: $(version "$DCIODVFY" -version)"
+MOSQUITTO="$(command -v mosquitto 2>/dev/null || echo /usr/sbin/mosquitto)"
+echo "mosquitto: $MOSQUITTO: $({ "$MOSQUITTO" -h 2>&1 || true; } | grep -m1 -o 'version [0-9.]*' || true)"
 SEGIMAGE="$(command -v segimage2itkimage 2>/dev/null || echo "$VENV/bin/segimage2itkimage")"
 echo "segimage2itkimage: $SEGIMAGE: $({ "$SEGIMAGE" --version 2>&1 || true; } | grep -m1 -o 'tag: v[0-9.]*' || true)"

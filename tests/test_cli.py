@@ -431,8 +431,9 @@ def test_twin_build_and_segment_read_one_volume_of_a_multi_volume_series(tmp_pat
     assert res.exit_code == 1 and "no phase 350.0 to pick" in " ".join(res.output.split())
     out = tmp_path / "seg.nii.gz"
     res = runner.invoke(app, ["segment", dicom_dir, "-o", str(out), "--volume", "acquisition=2",
-                              "--blood-search-range", "120", "900"])
+                              "--blood-search-range", "120", "900", "--left-heart-only"])
     assert res.exit_code == 0, res.output
     side = json.loads((tmp_path / "seg.json").read_text())
     assert side["provenance"]["parameters"]["volume"] == "acquisition=2"
     assert side["volumes_ml"]["aorta"] > 50
+    assert "myocardium" not in side["volumes_ml"]  # --left-heart-only skips it

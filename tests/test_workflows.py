@@ -338,3 +338,6 @@ def test_build_settings_pass_the_segmentation_overrides():
     assert (seg.blood_threshold_hu, seg.calcium_threshold_hu, seg.neck_ratio,
             seg.blood_search_range_hu) == (250.0, 600.0, 0.5, (120.0, 900.0))
     assert workflows.BuildSettings().segmentation_settings() == SegmentationSettings()
+    assert SegmentationSettings().heart_structures  # the CLI's --left-heart-only turns it off
+    assert not workflows.BuildSettings(heart_structures=False).segmentation_settings(
+    ).heart_structures

@@ -76,6 +76,16 @@ SEGMENT_CODES: dict[str, tuple[str, tuple[str, str], tuple[str, str]]] = {
     "calcium": ("Calcium", ("49755003", "Morphologically Abnormal Structure"),
                 ("18115005", "Pathologic calcification")),
     "valve": ("Aortic valve", ("91723000", "Anatomical Structure"), ("34202007", "Aortic valve")),
+    # The neighbouring structures (volume.NEIGHBOUR_LABELS): SNOMED CT codes as in pydicom's
+    # codedict. ``right_heart`` (right atrium, right ventricle, pulmonary trunk and arteries
+    # together) has no single concept; it is coded as 80891009 "Heart" with a label saying so.
+    "la": ("Left atrium", ("91723000", "Anatomical Structure"), ("82471001", "Left atrium")),
+    "right_heart": ("Right heart (RA, RV, pulmonary arteries)",
+                    ("91723000", "Anatomical Structure"), ("80891009", "Heart")),
+    "svc": ("Superior vena cava", ("91723000", "Anatomical Structure"),
+            ("48345005", "Superior vena cava")),
+    "ivc": ("Inferior vena cava", ("91723000", "Anatomical Structure"),
+            ("64131007", "Inferior vena cava")),
 }
 
 #: Display colours (sRGB 0-255) written as RecommendedDisplayCIELabValue, which 3D Slicer uses.
@@ -86,6 +96,10 @@ SEGMENT_COLOURS_RGB: dict[str, tuple[int, int, int]] = {
     "branches": (230, 160, 120),
     "calcium": (250, 250, 225),
     "valve": (110, 170, 225),
+    "la": (200, 110, 160),
+    "right_heart": (80, 110, 200),
+    "svc": (70, 150, 200),
+    "ivc": (60, 120, 170),
 }
 
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from cardiotwin.errors import InputError
 from cardiotwin.imaging.metrics import dice, surface_distances_mm
-from cardiotwin.imaging.volume import LABELS, LabelMap, Volume
+from cardiotwin.imaging.volume import ALL_LABELS, LabelMap, Volume
 
 __all__ = [
     "REQUIRED_STRUCTURES", "LabelSpec", "SegmentationQuality", "StructureScore",
@@ -48,11 +48,12 @@ MIN_OVERLAP_FRACTION = 0.5
 onto the CT; below it the file belongs to another scan or another coordinate convention."""
 
 
-def parse_label_map(text: str, *, structures: Mapping[str, int] = LABELS) -> dict[str, tuple[int, ...]]:
+def parse_label_map(text: str, *, structures: Mapping[str, int] = ALL_LABELS) -> dict[str, tuple[int, ...]]:
     """Read a ``name=value[+value...]`` list, e.g. ``"aorta=52,lv_blood=3+5,myocardium=2"``.
 
     Names must be cardiotwin structures (``structures``, by default
-    :data:`~cardiotwin.imaging.volume.LABELS`); values are the positive integers the file uses.
+    :data:`~cardiotwin.imaging.volume.ALL_LABELS`: the left heart and aorta, and the neighbouring
+    ``la``, ``right_heart``, ``svc`` and ``ivc``); values are the positive integers the file uses.
 
     Raises
     ------
@@ -153,7 +154,7 @@ def _read_dicom_seg(path: Path) -> LabelMap:
 
 
 def relabel(labels: LabelMap, spec: LabelSpec, *, source: str = "the label file") -> LabelMap:
-    """The structures of ``spec`` with cardiotwin's values (:data:`LABELS`); other values → 0.
+    """The structures of ``spec`` with cardiotwin's values (:data:`ALL_LABELS`); other values → 0.
 
     Raises
     ------
@@ -169,8 +170,8 @@ def relabel(labels: LabelMap, spec: LabelSpec, *, source: str = "the label file"
             raise InputError(
                 f"{source} has no voxel with value {', '.join(map(str, missing))} (given for "
                 f"{name!r}); values present: {', '.join(map(str, sorted(present))) or 'none'}")
-        out[np.isin(arr, values)] = LABELS[name]
-    names = {"background": 0, **{n: LABELS[n] for n in spec}}
+        out[np.isin(arr, values)] = ALL_LABELS[name]
+    names = {"background": 0, **{n: ALL_LABELS[n] for n in spec}}
     return LabelMap(labels.volume.with_array(out), names)
 
 

@@ -59,7 +59,7 @@ from scipy.spatial import cKDTree
 
 from cardiotwin.errors import InputError
 from cardiotwin.imaging.anatomy import AorticRootLandmarks
-from cardiotwin.imaging.volume import LABELS, LabelMap, Volume
+from cardiotwin.imaging.volume import LABELS, NEIGHBOUR_LABELS, LabelMap, Volume
 
 __all__ = [
     "BRANCH_NAMES",
@@ -171,12 +171,16 @@ class PhantomParameters:
         Add the neighbouring blood pools of a real chest CT: left atrium (``left_atrium_hu``),
         right ventricle, main and branch pulmonary arteries (``right_heart_hu``), superior vena
         cava (``svc_hu``) and inferior vena cava (``ivc_hu``). They are kept at least
-        ``neighbour_gap_mm`` from the LV/aortic blood (a wall) and are background in the labels.
+        ``neighbour_gap_mm`` from the LV/aortic blood (a wall) and labelled with
+        :data:`~cardiotwin.imaging.volume.NEIGHBOUR_LABELS` (``la``, ``right_heart`` = right
+        atrium, ventricle, pulmonary trunk and arteries, ``svc``, ``ivc``) where they are painted;
+        the label map's ``names`` then include them.
     left_atrium_hu, right_heart_hu, svc_hu, ivc_hu : float or None
         CT values of those pools; None = ``blood_hu`` (LA, right heart, SVC) or ``tissue_hu``
         (IVC, unenhanced in the arterial phase).
     neighbour_gap_mm : float
-        Minimum distance between a neighbouring pool and the LV/aortic blood.
+        Minimum distance between a neighbouring pool and the LV/aortic blood, in [0.5, 20] mm.
+        Below the voxel size the pools touch the aorta with no wall voxel between them.
     body : bool
         Add a body: air outside an elliptical body outline, a chest wall of fat and muscle, ribs
         and a sternum (``bone_hu``), the upper abdomen below the heart (liver ``abdomen_hu``)
@@ -346,7 +350,7 @@ class PhantomParameters:
             check(name, v is None or -1024.0 <= v <= 3000.0, "None or -1024 to 3000 HU")
         for name in ("abdomen_hu", "kidney_hu"):
             check(name, -1024.0 <= getattr(self, name) <= 3000.0, "-1024 to 3000 HU")
-        check("neighbour_gap_mm", 1.0 <= self.neighbour_gap_mm <= 20.0, "1 to 20 mm")
+        check("neighbour_gap_mm", 0.5 <= self.neighbour_gap_mm <= 20.0, "0.5 to 20 mm")
         check("streak_hu", 0.0 <= self.streak_hu <= 1000.0, "0 to 1000 HU")
         check("n_streaks", 0 <= int(self.n_streaks) <= 64, "0 to 64 lines")
 
@@ -723,14 +727,17 @@ def _ellipsoid(grid: _Grid, centre: np.ndarray, semi_axes: tuple[float, float, f
     return out
 
 
-def _neighbour_pools(L: _Layout, grid: _Grid, labels: np.ndarray) -> list[tuple[np.ndarray, float]]:
-    """Masks and CT values of LA, right heart, pulmonary arteries, SVC and IVC.
+def _neighbour_pools(L: _Layout, grid: _Grid, labels: np.ndarray
+                     ) -> list[tuple[np.ndarray, float, str]]:
+    """Masks, CT values and label names of LA, right heart, pulmonary arteries, SVC and IVC.
 
     Positions are relative to the annulus centre ``A`` (LPS): the LA posterior to the aortic root,
     the right atrium and ventricle right-anterior of the LV, the pulmonary trunk anterior-left of
     the root bifurcating under the arch, the SVC right of the ascending aorta and the IVC entering
     the right atrium from below. Every pool is clipped to background voxels at least
-    ``neighbour_gap_mm`` from the LV/aortic blood, valve and calcium (the vessel walls).
+    ``neighbour_gap_mm`` from the LV/aortic blood, valve and calcium (the vessel walls). The
+    names are keys of :data:`NEIGHBOUR_LABELS` (RA, RV, trunk and pulmonary arteries are
+    ``right_heart``; the caval veins outside the RA are ``svc`` and ``ivc``).
     """
     p, A = L.p, L.A
     blood_hu = p.blood_hu
@@ -762,17 +769,17 @@ def _neighbour_pools(L: _Layout, grid: _Grid, labels: np.ndarray) -> list[tuple[
     ivc = tube([A + np.array([-38.0, 30.0, z_lo - A[2]]), A + np.array([-42.0, 10.0, -35.0])], 11.0)
     la = _ellipsoid(grid, A + np.array([8.0, 38.0, -4.0]), (28.0, 17.0, 22.0))
     pools = [
-        (ra | rv | trunk | lpa | rpa, rh_hu),
-        (ivc & ~ra, ivc_hu),
-        (svc & ~ra, svc_hu),
-        (la, la_hu),
+        (ra | rv | trunk | lpa | rpa, rh_hu, "right_heart"),
+        (ivc & ~ra, ivc_hu, "ivc"),
+        (svc & ~ra, svc_hu, "svc"),
+        (la, la_hu, "la"),
     ]
     taken = np.zeros(grid.shape, dtype=bool)
     out = []
-    for mask, value in pools:
+    for mask, value, name in pools:
         m = mask & free & ~taken
         taken |= m
-        out.append((m, float(value)))
+        out.append((m, float(value), name))
     return out
 
 
@@ -955,7 +962,7 @@ def make_phantom(params: PhantomParameters | None = None, *, seed: int = 0) -> P
     sub[calc] = lab["calcium"]
     labels[sl] = sub
 
-    # ---- neighbouring blood pools (background in the labels) -----------------------------------
+    # ---- neighbouring blood pools (labelled after the CT values are painted) ------------------
     pools = _neighbour_pools(L, grid, labels) if p.neighbours else []
 
     # ---- surroundings and CT values ------------------------------------------------------------
@@ -963,7 +970,7 @@ def make_phantom(params: PhantomParameters | None = None, *, seed: int = 0) -> P
     if p.body:
         _paint_body_inside(L, grid, hu)
     structures = labels > 0
-    for mask, _ in pools:
+    for mask, *_ in pools:
         structures |= mask
     f = 2  # distances on a 2× coarser grid are plenty for fat boundaries
     dist = ndimage.distance_transform_edt(~structures[::f, ::f, ::f], sampling=f * spacing[::-1])
@@ -980,7 +987,7 @@ def make_phantom(params: PhantomParameters | None = None, *, seed: int = 0) -> P
     hu[bone] = np.broadcast_to(bone_val, shape)[bone]
     if p.body:
         _paint_body_wall(L, grid, hu)
-    for mask, value in pools:
+    for mask, value, _ in pools:
         hu[mask] = value
     blood = (labels == lab["lv_blood"]) | (labels == lab["aorta"]) | (labels == lab["branches"])
     hu[blood] = p.blood_hu
@@ -995,6 +1002,8 @@ def make_phantom(params: PhantomParameters | None = None, *, seed: int = 0) -> P
         rng_noise = np.random.default_rng([int(seed), 2])
         hu += p.noise_hu * rng_noise.standard_normal(shape, dtype=np.float32)
     hu = np.rint(hu).astype(np.float32)
+    for mask, _, name in pools:
+        labels[mask] = NEIGHBOUR_LABELS[name]
 
     # ---- truth ---------------------------------------------------------------------------
     meta = {"modality": "CT", "description": "cardiotwin CT phantom", "seed": int(seed)}
@@ -1006,6 +1015,7 @@ def make_phantom(params: PhantomParameters | None = None, *, seed: int = 0) -> P
         np.eye(3),
         {"description": "cardiotwin CT phantom ground-truth labels"},
     )
+    label_names = {**LABELS, **NEIGHBOUR_LABELS} if p.neighbours else dict(LABELS)
     truth = _truth(L, p, seed, grid, labels, nod)
     log.info(
         "phantom %s voxels at %s mm built in %.2f s",
@@ -1013,7 +1023,7 @@ def make_phantom(params: PhantomParameters | None = None, *, seed: int = 0) -> P
         tuple(spacing),
         time.perf_counter() - t_start,
     )
-    return Phantom(ct=ct, labels=LabelMap(label_vol), truth=truth)
+    return Phantom(ct=ct, labels=LabelMap(label_vol, label_names), truth=truth)
 
 
 def _truth(

@@ -46,11 +46,19 @@ Method (:func:`segment_heart`)
    moved to ``aorta``.
    See ``settings.move_valve_funnel_to_aorta``.
 
-Myocardium and valve leaflets are not labelled.
+6. **Structures around the left heart** (``settings.heart_structures``, on by default;
+   :mod:`cardiotwin.imaging.heart_structures`): LV myocardium (the tissue shell around the
+   cavity, ≤ ``myocardium_max_thickness_mm``), left atrium, right heart (RA, RV, pulmonary
+   trunk and arteries; reported ``"not enhanced"`` when no pool is bright enough) and superior
+   vena cava, seeded by position relative to the annulus and the LV. A pool that touches the
+   aorta and merged into its blood pool is split off at the neck between them (the aorta
+   loses those voxels); without one the aorta is unchanged.
 
-Limitations: expects a left-sided contrast phase (LV + aorta opacified). When the right heart or
-left atrium is equally opacified and touches the LV/aorta component, they end up in the
-``aorta`` label (or the LV, whichever basin holds them); use a dedicated model then.
+Valve leaflets are not labelled.
+
+Limitations: expects a left-sided contrast phase (LV + aorta opacified). A pool that touches the
+LV (not only the aorta) stays in the basin that holds it; the position priors of step 6 assume
+levocardia and the usual arrangement of the great vessels.
 """
 
 from __future__ import annotations
@@ -65,7 +73,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from cardiotwin.errors import InputError, SegmentationError
-from cardiotwin.imaging.volume import LABELS, LabelMap, Volume
+from cardiotwin.imaging.heart_structures import segment_heart_structures
+from cardiotwin.imaging.volume import LABELS, NEIGHBOUR_LABELS, LabelMap, Volume
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +129,12 @@ class SegmentationSettings:
     find_aorta_first : bool
         Find the descending aorta first and take the blood-pool model from it (step 1); its
         connected component is then the blood pool (step 3) and the heart must be in view.
+    heart_structures : bool
+        Step 6: also label the LV myocardium, left atrium, right heart and superior vena cava
+        and take the pools that touch the aorta out of it
+        (:func:`cardiotwin.imaging.heart_structures.segment_heart_structures`).
+    myocardium_max_thickness_mm : float
+        Upper bound of the LV wall thickness in step 6 (normal 6–12 mm; ≥ 15 mm hypertrophy).
     """
 
     blood_threshold_hu: float | None = None
@@ -137,6 +152,8 @@ class SegmentationSettings:
     opening_radius_vox: int = 1
     move_valve_funnel_to_aorta: bool = True
     find_aorta_first: bool = True
+    heart_structures: bool = True
+    myocardium_max_thickness_mm: float = 15.0
 
     def __post_init__(self) -> None:
         lo, hi = self.blood_search_range_hu
@@ -146,6 +163,9 @@ class SegmentationSettings:
             raise InputError(f"neck_ratio must be in (0, 1); got {self.neck_ratio}")
         if self.min_blood_volume_ml <= 0:
             raise InputError(f"min_blood_volume_ml must be > 0; got {self.min_blood_volume_ml}")
+        if not 4.0 <= self.myocardium_max_thickness_mm <= 40.0:
+            raise InputError("myocardium_max_thickness_mm must be in [4, 40] mm; got "
+                             f"{self.myocardium_max_thickness_mm}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -221,7 +241,9 @@ class Segmentation:
     ----------
     labels : LabelMap
         ``lv_blood`` (LV cavity with LVOT up to the valve plane), ``aorta`` (root, ascending,
-        arch, branches, descending), ``calcium``; other labels are absent.
+        arch, branches, descending), ``calcium`` and, from step 6 when found, ``myocardium``,
+        ``la``, ``right_heart``, ``svc`` (values of :data:`LABELS` and
+        :data:`~cardiotwin.imaging.volume.NEIGHBOUR_LABELS`); ``names`` lists those present.
     blood_threshold_hu : float
         Threshold used for the blood pool.
     calcium_threshold_hu : float
@@ -900,8 +922,9 @@ def segment_heart(ct: Volume, *, settings: SegmentationSettings = SegmentationSe
     Returns
     -------
     Segmentation
-        Labels ``lv_blood``, ``aorta`` (incl. root and arch branches) and ``calcium``, the
-        thresholds used and a report of every step.
+        Labels ``lv_blood``, ``aorta`` (incl. root and arch branches) and ``calcium`` (and with
+        ``settings.heart_structures`` ``myocardium``, ``la``, ``right_heart``, ``svc`` where
+        found), the thresholds used and a report of every step.
 
     Raises
     ------
@@ -976,10 +999,31 @@ def segment_heart(ct: Volume, *, settings: SegmentationSettings = SegmentationSe
         calcium = np.isin(clab, keep[keep > 0])
 
     out = np.zeros(a.shape, dtype=np.uint8)
+    names = {k: LABELS[k] for k in ("background", "lv_blood", "aorta", "calcium")}
+    structures_report: dict[str, Any] | None = None
+    if settings.heart_structures:
+        t = time.perf_counter()
+        hs = segment_heart_structures(
+            ct, a, lv=lv, aorta=aorta, calcium=calcium,
+            blood_threshold_hu=inten.blood_threshold_hu,
+            calcium_threshold_hu=inten.calcium_threshold_hu,
+            track_centres_mm=None if inten.aorta is None else inten.aorta.centres_mm,
+            track_radius_mm=11.0 if inten.aorta is None else inten.aorta.radius_mm,
+            max_bone_ml=settings.max_calcium_component_ml,
+            myocardium_max_thickness_mm=settings.myocardium_max_thickness_mm)
+        aorta = hs.aorta
+        for name, mask in (("myocardium", hs.myocardium), ("la", hs.la),
+                           ("right_heart", hs.right_heart), ("svc", hs.svc)):
+            value = LABELS.get(name, NEIGHBOUR_LABELS.get(name))
+            if mask.any():
+                out[mask] = value
+                names[name] = value
+        structures_report = hs.report
+        timings["heart_structures_s"] = time.perf_counter() - t
     out[lv] = LABELS["lv_blood"]
     out[aorta] = LABELS["aorta"]
     out[calcium] = LABELS["calcium"]
-    names = {k: LABELS[k] for k in ("background", "lv_blood", "aorta", "calcium")}
+    names = dict(sorted(names.items(), key=lambda kv: kv[1]))
     labels = LabelMap(ct.with_array(out, description="cardiotwin.segment_heart"), names)
     timings["total_s"] = time.perf_counter() - t0
     report = {
@@ -1000,6 +1044,7 @@ def segment_heart(ct: Volume, *, settings: SegmentationSettings = SegmentationSe
         "aorta_ml": float(aorta.sum() * vox_mm3 * 1e-3),
         "calcium": ca_info | {"volume_mm3": float(calcium.sum() * vox_mm3)},
         "split": split_info,
+        "heart_structures": structures_report,
         "timings": timings,
     }
     logger.info("segment_heart: LV %.1f mL, aorta %.1f mL, calcium %.1f mm³ in %.1f s",

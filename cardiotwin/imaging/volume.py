@@ -32,6 +32,21 @@ LABELS: dict[str, int] = {
     "valve": 6,  # non-calcified aortic valve leaflet tissue
 }
 
+#: Label values of the blood pools next to the left heart and aorta: the ground truth of the
+#: phantom's neighbouring pools (``PhantomParameters.neighbours``) and the extra structures of
+#: :func:`cardiotwin.imaging.segment.segment_heart` (``SegmentationSettings.heart_structures``).
+#: Kept apart from :data:`LABELS`, whose structures every label map of the left heart holds.
+NEIGHBOUR_LABELS: dict[str, int] = {
+    "la": 7,  # left atrium (with the pulmonary-vein ostia)
+    "right_heart": 8,  # right atrium, right ventricle, pulmonary trunk and arteries
+    "svc": 9,  # superior vena cava above the right atrium
+    "ivc": 10,  # inferior vena cava below the right atrium (unenhanced in the arterial phase)
+}
+
+#: Every structure name cardiotwin knows, with its value: :data:`LABELS` and
+#: :data:`NEIGHBOUR_LABELS` (user label maps, ``segment --evaluate`` and plug-ins may name any).
+ALL_LABELS: dict[str, int] = {**LABELS, **NEIGHBOUR_LABELS}
+
 
 @dataclass(frozen=True, eq=False)
 class Volume:

@@ -140,6 +140,11 @@ BP_PANEL_CODES = frozenset({"85354-9", "55284-4"})
 _PSEUDONYM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}")
 
 
+def is_pseudonym(text: object) -> bool:
+    """Whether ``text`` has the form of a twin pseudonym (1-64 letters, digits or . _ : -)."""
+    return isinstance(text, str) and _PSEUDONYM.fullmatch(text) is not None
+
+
 def vital(code: str, *, record: str = "", field: str = "code") -> VitalSign:
     """The :class:`VitalSign` of a LOINC code.
 

@@ -122,7 +122,7 @@ class ObservationRow(Base):
     key_sha256: Mapped[str] = mapped_column(String(64))
     time_utc: Mapped[str] = mapped_column(String(32), index=True)
     code: Mapped[str] = mapped_column(String(32))
-    device: Mapped[str] = mapped_column(String(128))
+    device: Mapped[str] = mapped_column(Text)
     value_si: Mapped[float] = mapped_column(Float)
     value_as_received: Mapped[float] = mapped_column(Float)
     unit: Mapped[str] = mapped_column(String(32))

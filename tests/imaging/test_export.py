@@ -346,3 +346,25 @@ def test_written_files_are_complete_or_absent(images, tmp_path, monkeypatch):
         export.write_nrrd(images["labels-axial"], target)
     assert target.read_bytes() == before  # the old file is intact, no temporary left
     assert sorted(p.name for p in Path(tmp_path).iterdir()) == ["ct.nrrd"]
+
+
+def test_segment_codes_cover_every_structure_and_match_ps3_16():
+    """Every structure cardiotwin labels has a SNOMED CT code, and each code means what pydicom's
+    code dictionary (generated from DICOM PS3.16) says it means."""
+    from pydicom.sr.codedict import codes
+
+    from cardiotwin.imaging.volume import ALL_LABELS
+
+    assert set(export.SEGMENT_CODES) == set(ALL_LABELS) - {"background"}
+    by_value = {}
+    for name in dir(codes.SCT):
+        try:
+            c = getattr(codes.SCT, name)
+        except AttributeError:
+            continue
+        if not hasattr(c, "value"):  # the collection's own methods
+            continue
+        by_value.setdefault(c.value, set()).add(c.meaning.lower())
+    for name, (_, (cat, cat_meaning), (typ, typ_meaning)) in export.SEGMENT_CODES.items():
+        assert cat_meaning.lower() in by_value[cat], name
+        assert typ_meaning.lower() in by_value[typ], name

@@ -10,7 +10,7 @@ import pytest
 
 from cardiotwin.errors import InputError
 from cardiotwin.imaging import dicom, export, labels
-from cardiotwin.imaging.volume import LABELS, LabelMap, Volume
+from cardiotwin.imaging.volume import LABELS, NEIGHBOUR_LABELS, LabelMap, Volume
 
 
 def test_parse_label_map_and_its_errors():
@@ -21,6 +21,23 @@ def test_parse_label_map_and_its_errors():
                       ("aorta=52,aorta=53", "given twice"), ("aorta=52,lv_blood=52", "already")]:
         with pytest.raises(InputError, match=says):
             labels.parse_label_map(bad)
+
+
+def test_neighbouring_structures_can_be_named_and_keep_their_values():
+    # TotalSegmentator-like values for the left atrium and the pulmonary artery.
+    spec = labels.parse_label_map("la=61,right_heart=55+56,aorta=52")
+    assert spec == {"la": (61,), "right_heart": (55, 56), "aorta": (52,)}
+    arr = np.zeros((4, 5, 6), dtype=np.int16)
+    arr[0, :2] = 61
+    arr[1, :3] = 55
+    arr[2, :1] = 56
+    arr[3] = 52
+    mapped = labels.relabel(LabelMap(Volume(arr, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))), spec)
+    assert mapped.names == {"background": 0, "la": NEIGHBOUR_LABELS["la"],
+                            "right_heart": NEIGHBOUR_LABELS["right_heart"], "aorta": LABELS["aorta"]}
+    assert int(mapped.mask("la").sum()) == 2 * 6
+    assert int(mapped.mask("right_heart").sum()) == 3 * 6 + 6
+    assert int(mapped.mask("aorta").sum()) == 5 * 6
 
 
 def _tool_values(phantom_labels: LabelMap) -> np.ndarray:
