@@ -896,21 +896,188 @@ def twin_list(store: StoreOpt = None, role: RoleOpt = "clinician") -> None:
 
 
 @twin_app.command("show")
-def twin_show(pseudonym: str, store: StoreOpt = None, role: RoleOpt = "clinician") -> None:
-    """Show a twin's anatomy, physiology and results."""
+def twin_show(
+    pseudonym: str,
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="Show what the twin said at this time (ISO 8601 with a UTC offset, "
+        "e.g. 2024-05-01T10:42:00+02:00): the version in force then and its data age.")] = None,
+    store: StoreOpt = None,
+    role: RoleOpt = "clinician",
+) -> None:
+    """Show a twin: version, anatomy, physiology with ± spread, data age, stale and drift flags.
+
+    \b
+    Examples:
+      cardiotwin twin show TW-3F2A
+      cardiotwin twin show TW-3F2A --as-of 2024-05-01T10:42:00+02:00
+    """
+    from datetime import datetime
+
     from cardiotwin import workflows
+    from cardiotwin.errors import InputError
     from cardiotwin.study import FlowSummary
 
     with _errors():
-        twin = workflows.open_twin(pseudonym, store=_store(store), actor=_actor(role))
-        console.print(f"[bold]{twin.pseudonym}[/] version {twin.version}")
-        _print_anatomy(twin.landmarks, None, twin.mesh)
-        _print_gate(twin.quality_gate)
-        console.print(f"physiology: {twin.physiology.to_dict()}")
-        baseline = FlowSummary.baseline_of(twin)
+        when = None
+        if as_of is not None:
+            try:
+                when = datetime.fromisoformat(as_of)
+            except ValueError:
+                raise InputError(f"--as-of {as_of!r} is not an ISO 8601 time; expected e.g. "
+                                 "2024-05-01T10:42:00+02:00") from None
+            if when.tzinfo is None:
+                raise InputError(f"--as-of {as_of!r} has no UTC offset, so the instant is "
+                                 "ambiguous; add one, e.g. 2024-05-01T10:42:00+02:00")
+        status = workflows.twin_status(pseudonym, store=_store(store), actor=_actor(role),
+                                       as_of=when)
+        twin = status.twin
+        console.print(f"[bold]{status.pseudonym}[/] version {status.version} (saved "
+                      f"{status.saved_utc}: {status.reason})", highlight=False)
+        if as_of is not None:
+            console.print(f"as of {status.as_of_utc}", highlight=False)
+        if twin is not None and twin.anatomy.get("landmarks"):
+            _print_anatomy(twin.landmarks, None, twin.mesh)
+            _print_gate(twin.quality_gate)
+        _print_estimate(status)
+        baseline = FlowSummary.baseline_of(twin) if twin is not None else None
         if baseline is not None and baseline.peak_gradient_mmhg is not None:
             console.print(f"result {baseline.label}: peak gradient "
                           f"{baseline.peak_gradient_mmhg:.1f} mmHg")
+
+
+_ESTIMATE_LABELS = {
+    "heart_rate": "heart rate", "stroke_volume": "stroke volume",
+    "cardiac_output": "cardiac output", "systolic_bp": "systolic pressure",
+    "diastolic_bp": "diastolic pressure", "mean_bp": "mean arterial pressure",
+    "resistance": "total resistance", "compliance": "total compliance", "rd_c": "Rd·C",
+    "valve_gradient": "valve gradient (mean systolic flow)",
+}
+_BUILD_VALUES = {"heart_rate": "heart_rate_bpm", "stroke_volume": "stroke_volume_ml",
+                 "systolic_bp": "systolic_bp_mmhg", "diastolic_bp": "diastolic_bp_mmhg"}
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "no data"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.0f} d"
+
+
+def _print_estimate(status) -> None:
+    """Physiology with ± one SD beside the build values; data age; stale and drift flags."""
+    est = status.estimate
+    t = Table(title=f"Physiology as of {status.as_of_utc} ({est.n_observations} observations "
+                    "assimilated)")
+    t.add_column("quantity")
+    t.add_column("twin now", justify="right")
+    t.add_column("± 1 SD", justify="right")
+    t.add_column("at last 3-D run", justify="right")
+    t.add_column("unit")
+    phys = status.physiology.to_dict()
+    ref = {"mean_bp": est.reference.map_mmhg, "valve_gradient": est.reference.gradient_mmhg}
+    for name, e in est.estimates.items():
+        built = phys.get(_BUILD_VALUES.get(name, ""), ref.get(name))
+        t.add_row(_ESTIMATE_LABELS.get(name, name), f"{e.mean:.2f}", f"{e.sd:.2f}",
+                  "–" if built is None else f"{built:.2f}", e.unit)
+    console.print(t)
+    console.print(f"data age: {_age(est.data_age_s)} (last observation "
+                  f"{est.last_observation_utc or 'none'})", highlight=False)
+    if est.stale:
+        console.print(f"[bold yellow]STALE[/]: {est.stale_reason}; the spread above has grown "
+                      "with the data age", highlight=False)
+    else:
+        console.print("[green]current[/]: data age within the stale limit")
+    if est.drift:
+        console.print("[bold red]DRIFT[/]: run a new 3-D simulation (twin build / rehearse) — "
+                      + "; ".join(est.drift_reasons), highlight=False)
+    else:
+        console.print("no drift since the last 3-D run")
+
+
+# ----------------------------------------------------------------------------------------- ingest
+@app.command()
+def ingest(
+    path: Annotated[Path, typer.Argument(
+        metavar="FILE|DIR", help="A monitoring file (FHIR JSON, HL7 v2, WFDB record, CSV) or a "
+        "folder of them.")],
+    subject: Annotated[str | None, typer.Option(
+        "--subject", help="The twin's pseudonym for records that name no patient (WFDB, CSV "
+        "without a subject column).")] = None,
+    fmt: Annotated[str | None, typer.Option(
+        "--format", help="fhir, hl7, wfdb or csv (default: from the extension: .json, "
+        ".hl7/.er7/.txt, .hea, .csv).")] = None,
+    columns: Annotated[str | None, typer.Option(
+        "--columns", help="CSV column map: time=COL[,subject=COL][,device=COL],COL=LOINC:UCUM,"
+        "... e.g. time=t,hr=8867-4:/min,sbp=8480-6:mm[Hg],dbp=8462-4:mm[Hg].")] = None,
+    timezone: Annotated[str | None, typer.Option(
+        "--timezone", help="IANA zone (Europe/Berlin) of times without a UTC offset (HL7 v2 "
+        "TS, CSV, WFDB headers).")] = None,
+    start: Annotated[str | None, typer.Option(
+        "--start", help="Time of the first sample of a WFDB record whose header has none "
+        "(ISO 8601 with offset).")] = None,
+    store: StoreOpt = None,
+    role: RoleOpt = "clinician",
+) -> None:
+    """Check monitoring data, store it and update the twins it belongs to.
+
+    Each accepted batch updates the twin's physiology (an unscented Kalman filter) as a new
+    twin version; refused records go to the quarantine with their reason. Audited.
+
+    \b
+    Examples:
+      cardiotwin ingest vitals.json
+      cardiotwin ingest ward-feed/ --format hl7
+      cardiotwin ingest cuff.csv --subject TW-3F2A --columns time=t,sbp=8480-6:mm[Hg]
+    """
+    from datetime import datetime
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from cardiotwin import workflows
+    from cardiotwin.errors import InputError
+
+    with _errors():
+        tz = start_time = None
+        if timezone is not None:
+            try:
+                tz = ZoneInfo(timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise InputError(f"--timezone {timezone!r} is not an IANA time zone "
+                                 "(e.g. Europe/Berlin, UTC)") from None
+        if start is not None:
+            try:
+                start_time = datetime.fromisoformat(start)
+            except ValueError:
+                raise InputError(f"--start {start!r} is not an ISO 8601 time (e.g. "
+                                 "2024-05-01T10:00:00+00:00)") from None
+        results = workflows.ingest_file(path, store=_store(store), actor=_actor(role),
+                                        subject=subject, format=fmt, columns=columns,
+                                        default_timezone=tz, start_time=start_time)
+        if not results:
+            console.print(f"no monitoring data for any twin in {path}", highlight=False)
+            return
+        t = Table(title=f"Ingested {path}")
+        for c in ("twin", "accepted", "duplicates", "quarantined", "version", "data age",
+                  "flags"):
+            t.add_column(c)
+        for r in results:
+            flags = [f for f, on in (("STALE", r.stale), ("DRIFT", r.drift)) if on]
+            t.add_row(r.pseudonym, str(r.accepted), str(r.duplicates), str(len(r.quarantined)),
+                      "–" if r.version is None else str(r.version),
+                      _age(r.status.data_age_s if r.status else None),
+                      " ".join(flags) or "ok")
+        console.print(t)
+        for r in results:
+            for q in r.quarantined[:20]:
+                console.print(f"[yellow]quarantined[/] ({q.kind}) {q.reason}", highlight=False)
+            if len(r.quarantined) > 20:
+                console.print(f"… and {len(r.quarantined) - 20} more for {r.pseudonym}")
+            for reason in r.drift_reasons:
+                console.print(f"[bold red]DRIFT[/] {r.pseudonym}: {reason}", highlight=False)
 
 
 # ----------------------------------------------------------------------------------------- rehearse

@@ -16,6 +16,10 @@ rehearse
     comparison (:class:`~cardiotwin.study.RehearsalComparison`), stored as a result. Steady flow
     at mean systolic flow by default; whole cardiac cycles of pulsatile flow when given a
     :class:`~cardiotwin.study.CycleSettings`.
+ingest_observations, ingest_file, twin_status, replay_twin
+    Monitoring observations checked, stored and assimilated into new twin versions; what the
+    twin says at a time (physiology with spread, data age, stale and drift); replay of a version
+    from the stored observations.
 deidentify_dicom, scan_dicom, convert_dicom
     DICOM folders de-identified (PS3.15 Annex E) with the store's pseudonym key, catalogued or
     converted; audited.
@@ -26,7 +30,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -860,8 +864,272 @@ def list_users(store: Store) -> list[dict[str, Any]]:
     return users.list_users(store)
 
 
+
+# ------------------------------------------------------------------------ monitoring and the twin
+@dataclass(frozen=True)
+class IngestResult:
+    """What :func:`ingest_observations` did for one twin.
+
+    Attributes
+    ----------
+    pseudonym : the twin.
+    accepted : observations stored (and assimilated when their code is one the filter reads).
+    duplicates : observations already stored, or given twice (idempotent: not stored again).
+    quarantined : the refused records with their reasons (also stored in the quarantine).
+    version : the new twin version, or None when nothing new was accepted.
+    base_version : the version the update started from.
+    stale, stale_reason : the twin is stale now (its newest observation is too old).
+    drift, drift_reasons : predicted metrics moved beyond the thresholds since the last 3-D run.
+    status : the twin's estimate now (:class:`~cardiotwin.twin.assimilate.TwinEstimate`).
+    """
+
+    pseudonym: str
+    accepted: int
+    duplicates: int
+    quarantined: tuple[Any, ...]
+    version: int | None
+    base_version: int
+    stale: bool
+    stale_reason: str
+    drift: bool
+    drift_reasons: tuple[str, ...]
+    status: Any = None
+
+
+@dataclass(frozen=True)
+class TwinStatus:
+    """What a twin says at a time (:func:`twin_status`).
+
+    Attributes
+    ----------
+    pseudonym, version : the twin version in force at ``as_of_utc``.
+    saved_utc, reason : when and why that version was saved.
+    as_of_utc : the time spoken for (ISO 8601 UTC).
+    estimate : :class:`~cardiotwin.twin.assimilate.TwinEstimate` (physiology with ± one SD,
+        outlets, data age, stale and drift flags).
+    physiology : the physiology of the last 3-D run (the twin's build values).
+    versions : the version list up to this one (``version``, ``created_utc``, ``reason``).
+    twin : that twin version itself.
+    """
+
+    pseudonym: str
+    version: int
+    saved_utc: str
+    reason: str
+    as_of_utc: str
+    estimate: Any
+    physiology: Physiology
+    versions: tuple[Mapping[str, Any], ...] = ()
+    twin: PatientTwin | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.estimate.stale)
+
+    @property
+    def drift(self) -> bool:
+        return bool(self.estimate.drift)
+
+
+def _utc_iso(t: Any) -> str:
+    from datetime import UTC
+
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def ingest_observations(pseudonym: str, observations: Any, *, store: Store, actor: Actor,
+                        rejected: Any = (), purpose: str = "patient monitoring",
+                        now: Any = None) -> IngestResult:
+    """Check monitoring observations of one twin, store them and update the twin (audited).
+
+    The observations pass the checks of :class:`cardiotwin.monitoring.Screen` (plausible,
+    monotone per stream, duplicates idempotent) and those against the stored ones; an
+    observation of another subject is quarantined without repeating its subject. The accepted
+    ones are assimilated (:mod:`cardiotwin.twin.assimilate`) into a new twin version, stored
+    with the observations and the quarantined records in one transaction. ``rejected``:
+    records a reader already refused (:class:`~cardiotwin.monitoring.Rejection`), stored in the
+    quarantine too. ``now`` (timezone-aware; default the clock) is the time the stale flag is
+    judged at.
+    """
+    from datetime import UTC, datetime
+
+    from cardiotwin.monitoring import Rejection, Screen
+    from cardiotwin.store import check_pseudonym
+    from cardiotwin.twin import assimilate as assim
+    from cardiotwin.twin import history
+
+    check_pseudonym(pseudonym)
+    screen = Screen()
+    screen.quarantine.extend(rejected)
+    for obs in observations:
+        if obs.subject != pseudonym:
+            screen.quarantine.add(Rejection(
+                kind="subject", source=obs.source, record=obs.record, field="subject",
+                reason=f"{obs.where}: the observation is of another subject than twin "
+                       f"{pseudonym} (not repeated here)",
+                expected=f"subject {pseudonym}"))
+            continue
+        screen.offer(obs)
+    rows = [history.observation_row(o) for o in screen.accepted]
+    rejections = [r.to_dict() for r in screen.quarantine]
+    record = store.ingest_observations(pseudonym, observations=rows, rejections=rejections,
+                                       update=history.apply_batch, actor=actor, purpose=purpose)
+    quarantined = tuple(Rejection.from_dict({**r, "subject": ""}) for r in record.rejections)
+    now = now or datetime.now(UTC)
+    estimate = None
+    if record.state is not None:
+        twin = PatientTwin.from_dict(record.state)
+        estimate = assim.status(assim.state_of(twin), twin, as_of=now)
+    else:
+        twin = store.load_twin(pseudonym, actor=actor, purpose=purpose)
+        estimate = assim.status(assim.state_of(twin), twin, as_of=now)
+    return IngestResult(pseudonym=pseudonym, accepted=len(record.accepted),
+                        duplicates=record.duplicates + screen.duplicates,
+                        quarantined=quarantined, version=record.version,
+                        base_version=record.base_version, stale=estimate.stale,
+                        stale_reason=estimate.stale_reason, drift=estimate.drift,
+                        drift_reasons=estimate.drift_reasons, status=estimate)
+
+
+_FORMATS = {".json": "fhir", ".hl7": "hl7", ".er7": "hl7", ".txt": "hl7", ".csv": "csv",
+            ".hea": "wfdb"}
+
+
+def _read_monitoring_file(path: Path, *, fmt: str | None, subject: str | None,
+                          columns: Any, default_timezone: Any, start_time: Any = None):
+    from cardiotwin.monitoring import read_fhir, read_hl7v2, read_table, read_wfdb
+    from cardiotwin.monitoring.table import ColumnMap, parse_column_map
+
+    fmt = fmt or _FORMATS.get(path.suffix.lower())
+    if fmt == "fhir":
+        return read_fhir(path, subject=subject)
+    if fmt == "hl7":
+        return read_hl7v2(path, subject=subject, default_timezone=default_timezone)
+    if fmt == "csv":
+        if columns is None:
+            raise InputError(f"{path}: a CSV file needs its column map (--columns "
+                             "time=t,hr=8867-4:/min,sbp=8480-6:mm[Hg])")
+        cmap = columns if isinstance(columns, ColumnMap) else parse_column_map(columns)
+        return read_table(path, columns=cmap, subject=subject, default_timezone=default_timezone)
+    if fmt == "wfdb":
+        if subject is None:
+            raise InputError(f"{path}: a WFDB record names no patient; give the twin's "
+                             "pseudonym (--subject)")
+        return read_wfdb(path.with_suffix("") if path.suffix == ".hea" else path,
+                         subject=subject, start_time=start_time,
+                         default_timezone=default_timezone)
+    raise InputError(f"{path}: cannot tell the format from the extension {path.suffix!r}; give "
+                     "--format fhir, hl7, wfdb or csv")
+
+
+def ingest_file(path: str | Path, *, store: Store, actor: Actor, subject: str | None = None,
+                format: str | None = None, columns: Any = None, default_timezone: Any = None,
+                start_time: Any = None, purpose: str = "patient monitoring",
+                now: Any = None) -> list[IngestResult]:
+    """Read a monitoring file, or every file of a folder, and ingest it per twin (audited).
+
+    ``format`` is ``fhir``, ``hl7``, ``wfdb`` or ``csv`` (default: from the extension:
+    ``.json``, ``.hl7``/``.er7``/``.txt``, ``.hea``, ``.csv``; in a folder, files of other
+    extensions are skipped). ``subject`` is the twin's pseudonym for records that carry none
+    (WFDB, CSV without a subject column). ``columns``: the CSV column map
+    (:class:`~cardiotwin.monitoring.ColumnMap` or ``"time=t,hr=8867-4:/min"``). Records a
+    reader refuses go to the quarantine of the file's one twin; in a file of several twins,
+    refused records whose subject is unknown are reported and logged but cannot be filed under
+    a twin. ``default_timezone`` (a ``tzinfo``) is the zone of times that carry no offset (HL7
+    v2, CSV, a WFDB header); ``start_time`` the time of a WFDB record's first sample when its
+    header has none.
+
+    Returns
+    -------
+    list of IngestResult
+        One per twin per file, in file order.
+    """
+    path = Path(path)
+    if format is not None and format not in ("fhir", "hl7", "wfdb", "csv"):
+        raise InputError(f"--format {format!r} is not one of fhir, hl7, wfdb, csv")
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file()
+                       and (format or _FORMATS.get(p.suffix.lower())) is not None
+                       and (format != "wfdb" or p.suffix == ".hea"))
+    elif path.exists() or path.with_suffix(".hea").exists():
+        files = [path]
+    else:
+        raise InputError(f"{path}: no such file or folder")
+    results: list[IngestResult] = []
+    for f in files:
+        batch = _read_monitoring_file(f, fmt=format, subject=subject, columns=columns,
+                                      default_timezone=default_timezone, start_time=start_time)
+        by_subject: dict[str, list[Any]] = {}
+        for o in batch.observations:
+            by_subject.setdefault(o.subject, []).append(o)
+        subjects = sorted(by_subject) or ([subject] if subject else [])
+        if not subjects:
+            log.warning("%s: no observation with a subject; %d refused records not filed: %s",
+                        f.name, len(batch.rejections),
+                        "; ".join(r.reason for r in batch.rejections[:3]))
+            continue
+        for s in subjects:
+            mine = [r for r in batch.rejections
+                    if r.subject == s or (len(subjects) == 1 and r.subject not in by_subject)]
+            results.append(ingest_observations(s, by_subject.get(s, []), store=store,
+                                               actor=actor, rejected=mine, purpose=purpose,
+                                               now=now))
+        unfiled = [r for r in batch.rejections if len(subjects) > 1 and r.subject not in by_subject]
+        if unfiled:
+            log.warning("%s: %d refused records name no known twin and were not filed",
+                        f.name, len(unfiled))
+    return results
+
+
+def twin_status(pseudonym: str, *, store: Store, actor: Actor, as_of: Any = None,
+                purpose: str = "patient monitoring") -> TwinStatus:
+    """What the twin says at ``as_of`` (timezone-aware datetime; default now): the version in
+    force then, its physiology with spread, data age, stale and drift flags (audited reads)."""
+    from datetime import UTC, datetime
+
+    from cardiotwin.twin import assimilate as assim
+
+    if as_of is not None and (not isinstance(as_of, datetime) or as_of.tzinfo is None):
+        raise InputError(f"as_of must be a timezone-aware time (2024-05-01T10:42:00+02:00), got "
+                         f"{as_of!r}")
+    when = as_of or datetime.now(UTC)
+    iso = _utc_iso(when)
+    twin = store.load_twin(pseudonym, actor=actor, purpose=purpose,
+                           as_of=None if as_of is None else iso)
+    estimate = assim.status(assim.state_of(twin), twin, as_of=when)
+    entry = twin.history[-1] if twin.history else {}
+    versions = tuple(v for v in store.twin_versions(pseudonym, actor=actor, purpose=purpose)
+                     if v["version"] <= twin.version)
+    return TwinStatus(pseudonym=pseudonym, version=twin.version,
+                      saved_utc=str(entry.get("time_utc", "")), reason=str(entry.get("reason", "")),
+                      as_of_utc=iso, estimate=estimate, physiology=twin.physiology,
+                      versions=versions, twin=twin)
+
+
+def replay_twin(pseudonym: str, *, store: Store, actor: Actor, version: int | None = None,
+                purpose: str = "patient monitoring"):
+    """Recompute a twin version's filter state from the stored observations (audited reads).
+
+    Returns ``(replayed, stored)``: two
+    :class:`~cardiotwin.twin.assimilate.AssimilationState` (``stored`` None when the version has
+    none); they are equal bit for bit when the history is intact.
+    """
+    from cardiotwin.twin import history
+
+    target = store.load_twin(pseudonym, actor=actor, purpose=purpose, version=version)
+    stored = history.stored_state(target)
+    versions = {target.version: target}
+    if stored is not None and stored.reference.version not in versions:
+        start = stored.reference.version
+        versions[start] = store.load_twin(pseudonym, actor=actor, purpose=purpose, version=start)
+    rows = store.list_observations(pseudonym, actor=actor, purpose=purpose,
+                                   upto_version=target.version)
+    return history.replay(versions, rows, upto_version=target.version), stored
+
+
 __all__ = [
-    "Actor", "BuildSettings", "PatientEntry", "PhantomStudy", "Store", "add_user", "build_twin", "can",
+    "Actor", "BuildSettings", "IngestResult", "PatientEntry", "TwinStatus", "ingest_file",
+    "ingest_observations", "replay_twin", "twin_status", "PhantomStudy", "Store", "add_user", "build_twin", "can",
     "SegmentationOutput", "convert_dicom", "deidentify_dicom", "device_catalog",
     "evaluate_segmentation", "segment_dicom", "segmenters", "list_patients", "list_rehearsals",
     "list_users", "login", "open_store", "open_twin", "rehearse", "scan_dicom", "size_device",

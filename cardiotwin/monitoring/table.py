@@ -58,6 +58,40 @@ class ColumnMap:
             to_si(1.0, unit, code, record="column map", field=f"values[{col!r}]")
 
 
+def parse_column_map(text: str) -> ColumnMap:
+    """A :class:`ColumnMap` from its command-line form.
+
+    ``"time=t,subject=pid,device=dev,hr=8867-4:/min,sbp=8480-6:mm[Hg]"``: ``time``, ``subject``
+    and ``device`` name those columns; every other ``column=CODE:UNIT`` is a value column.
+
+    Raises
+    ------
+    InputError
+        A part is not ``name=value``, a value column lacks ``CODE:UNIT``, or ``time`` is missing;
+        unknown codes and units as :class:`ColumnMap`.
+    """
+    spec: dict[str, str] = {}
+    values: dict[str, tuple[str, str]] = {}
+    for part in (p.strip() for p in str(text).split(",") if p.strip()):
+        name, sep, value = part.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name or not value:
+            raise InputError(f"column map part {part!r} is not NAME=VALUE; expected e.g. "
+                             "time=t,hr=8867-4:/min,sbp=8480-6:mm[Hg]")
+        if name in ("time", "subject", "device"):
+            spec[name] = value
+            continue
+        code, sep, unit = value.partition(":")
+        if not sep or not code or not unit:
+            raise InputError(f"column {name!r}: {value!r} is not LOINC-CODE:UCUM-UNIT "
+                             "(e.g. 8867-4:/min)")
+        values[name] = (code.strip(), unit.strip())
+    if "time" not in spec:
+        raise InputError("the column map names no time column; add time=COLUMN")
+    return ColumnMap(time=spec["time"], values=values, subject=spec.get("subject"),
+                     device=spec.get("device"))
+
+
 def read_table(path: str | Path, *, columns: ColumnMap, subject: str | None = None,
                default_timezone: tzinfo | None = None, delimiter: str = ",") -> Batch:
     """Read a CSV file of vitals.

@@ -35,6 +35,7 @@ third of ejection, brief reverse flow at aortic-valve closure, near-zero diastol
 from __future__ import annotations
 
 import abc
+import functools
 import math
 from dataclasses import dataclass
 
@@ -66,6 +67,16 @@ def _positive(name: str, value) -> float:
     if not (math.isfinite(v) and v > 0):
         raise InputError(f"{name} must be a finite number > 0; got {value!r}")
     return v
+
+
+@functools.lru_cache(maxsize=4)
+def _gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss–Legendre nodes and weights on [-1, 1], computed once per ``n`` (an eigenvalue
+    problem of size ``n``: tens of ms, which a filter building many waveforms cannot pay)."""
+    x, w = np.polynomial.legendre.leggauss(n)
+    x.setflags(write=False)
+    w.setflags(write=False)
+    return x, w
 
 
 def lvet_s(heart_rate_bpm: float) -> float:
@@ -225,7 +236,7 @@ class AorticFlowWaveform(_Periodic):
         object.__setattr__(self, "_lvet", lvet)
         object.__setattr__(self, "_p", math.log(0.5) / math.log(self.peak_fraction))
         # net volume of the unit shape: ∫ sin²(π τ^p) dτ·LVET − b·t_b/2 (high-order quadrature)
-        x, w = np.polynomial.legendre.leggauss(200)
+        x, w = _gauss_legendre(200)
         tau = 0.5 * (x + 1)
         fwd = 0.5 * float(np.sum(w * np.sin(math.pi * tau ** self._p) ** 2)) * lvet
         net = fwd - self.backflow_fraction * tb / 2.0

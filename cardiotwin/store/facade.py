@@ -8,6 +8,7 @@ of what it touches:
 :mod:`.patients`            ``create_patient``, ``ensure_patient``, ``list_patients``
 :mod:`.twins`               ``save_twin``, ``load_twin``, ``load_twin_state``, ``twin_versions``
 :mod:`.results`             ``add_result``, ``list_results``
+:mod:`.observations`        ``ingest_observations``, ``list_observations``, ``list_quarantine``
 :mod:`.artifact_index`      ``put_artifact``, ``artifact_path``
 :mod:`.audit_log`           ``audit_records``, ``audit_head``, ``verify_audit``
 :mod:`.pseudonym_key`       ``pseudonym_key``
@@ -25,7 +26,7 @@ purpose and writes its audit record in the same transaction as the data change (
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from cardiotwin.store.audit import AuditHead, AuditVerification
 from cardiotwin.store.audit_log import AuditLog
 from cardiotwin.store.checks import check_pseudonym, check_purpose
 from cardiotwin.store.engine import database_url, make_engine
+from cardiotwin.store.observations import IngestRecord, ObservationRepository, Update
 from cardiotwin.store.patients import PatientRepository
 from cardiotwin.store.pseudonym_key import load_pseudonym_key
 from cardiotwin.store.results import ResultRepository
@@ -110,6 +112,7 @@ class Store:
         self.patients = PatientRepository(self.unit_of_work)
         self.twins = TwinRepository(self.unit_of_work, twin_type=twin_type)
         self.results = ResultRepository(self.unit_of_work)
+        self.observations = ObservationRepository(self.unit_of_work)
         self.artifact_index = ArtifactIndex(self.unit_of_work, self.artifacts)
         self.audit_log = AuditLog(
             self.unit_of_work, anchor_path=self.anchor_path, audit_key=audit_key
@@ -324,9 +327,18 @@ class Store:
         )
 
     def load_twin_state(
-        self, pseudonym: str, *, actor: Actor, purpose: str, version: int | None = None
+        self,
+        pseudonym: str,
+        *,
+        actor: Actor,
+        purpose: str,
+        version: int | None = None,
+        as_of: str | None = None,
     ) -> dict[str, Any]:
         """The stored state dict of a twin version (latest by default). Audited as a read.
+
+        ``as_of`` (ISO 8601 UTC, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``) gives the latest version saved
+        at or before that time: what the twin said then.
 
         Raises
         ------
@@ -335,10 +347,17 @@ class Store:
         AccessDenied
             Never for the five roles (all may read pseudonymised twins); audited if raised.
         """
-        return self.twins.load_state(pseudonym, actor=actor, purpose=purpose, version=version)
+        return self.twins.load_state(pseudonym, actor=actor, purpose=purpose, version=version,
+                                     as_of=as_of)
 
     def load_twin(
-        self, pseudonym: str, *, actor: Actor, purpose: str, version: int | None = None
+        self,
+        pseudonym: str,
+        *,
+        actor: Actor,
+        purpose: str,
+        version: int | None = None,
+        as_of: str | None = None,
     ) -> Any:
         """Load a twin version (latest by default) as the store's ``twin_type``.
 
@@ -346,7 +365,8 @@ class Store:
         import it: open the store with ``twin_type=PatientTwin`` (``cardiotwin.workflows.open_store``
         does) or use :meth:`load_twin_state` for the plain dict.
         """
-        return self.twins.load(pseudonym, actor=actor, purpose=purpose, version=version)
+        return self.twins.load(pseudonym, actor=actor, purpose=purpose, version=version,
+                               as_of=as_of)
 
     def twin_versions(self, pseudonym: str, *, actor: Actor, purpose: str) -> list[dict[str, Any]]:
         """Version list of a patient's twin: ``version``, ``created_utc``, ``reason``. Audited."""
@@ -420,6 +440,57 @@ class Store:
             If the patient is not in the store (audited as a failed read).
         """
         return self.results.list_for(pseudonym, actor=actor, purpose=purpose, kind=kind)
+
+    # ---- observations -------------------------------------------------------------------
+
+    def ingest_observations(
+        self,
+        pseudonym: str,
+        *,
+        observations: Sequence[Mapping[str, Any]],
+        rejections: Sequence[Mapping[str, Any]],
+        update: Update,
+        actor: Actor,
+        purpose: str,
+    ) -> IngestRecord:
+        """Store monitoring observations, the twin version they give and the rejections, in
+        one audited transaction (:mod:`cardiotwin.store.observations`).
+
+        Observations already stored are counted as duplicates; one earlier than its stream's
+        last stored time, or another value at a stored time, is quarantined. When any new
+        observation remains, ``update(latest_state, new_observations)`` returns the new twin
+        state and the reason of its version, saved as the next version; every new observation
+        row names that version. Requires ``twin.write`` (clinician/admin).
+
+        Raises
+        ------
+        StoreError
+            Unknown patient or no twin (audited as a failure; nothing is written).
+        AccessDenied
+            The role may not write twins (audited).
+        """
+        return self.observations.ingest(pseudonym, observations=observations,
+                                        rejections=rejections, update=update, actor=actor,
+                                        purpose=purpose)
+
+    def list_observations(
+        self,
+        pseudonym: str,
+        *,
+        actor: Actor,
+        purpose: str,
+        upto_version: int | None = None,
+        after_version: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Stored observations of a patient in ingest order (optionally those assimilated into
+        versions ``after_version < v <= upto_version``). Audited as a read."""
+        return self.observations.list_for(pseudonym, actor=actor, purpose=purpose,
+                                          upto_version=upto_version, after_version=after_version)
+
+    def list_quarantine(self, pseudonym: str, *, actor: Actor, purpose: str
+                        ) -> list[dict[str, Any]]:
+        """The quarantined monitoring records of a patient, with their reasons. Audited."""
+        return self.observations.quarantine_for(pseudonym, actor=actor, purpose=purpose)
 
     # ---- artifacts ------------------------------------------------------------------------
 

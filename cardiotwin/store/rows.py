@@ -13,6 +13,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Integer,
@@ -28,6 +29,8 @@ __all__ = [
     "PatientRow",
     "TwinVersionRow",
     "ResultRow",
+    "ObservationRow",
+    "QuarantineRow",
     "ArtifactRow",
     "AuditRow",
     "AuditHeadRow",
@@ -94,6 +97,55 @@ class ResultRow(Base):
     summary: Mapped[dict[str, Any]] = mapped_column(JSON)
     provenance: Mapped[dict[str, Any]] = mapped_column(JSON)
     artifacts: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class ObservationRow(Base):
+    """One accepted monitoring observation of a patient, and the twin version it went into.
+
+    ``key_sha256`` hashes what makes an observation itself (stream, time, SI value; not the
+    source), unique per patient: the same observation ingested twice is stored once.
+    ``time_utc`` is ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` so that text order is time order.
+    """
+
+    __tablename__ = "observations"
+    __table_args__ = (
+        UniqueConstraint("pseudonym", "key_sha256", name="uq_observation_key"),
+        ForeignKeyConstraint(
+            ["pseudonym", "twin_version"],
+            ["twin_versions.pseudonym", "twin_versions.version"],
+            name="fk_observation_twin_version",
+        ),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pseudonym: Mapped[str] = mapped_column(String(64), ForeignKey("patients.pseudonym"), index=True)
+    twin_version: Mapped[int] = mapped_column(Integer)
+    key_sha256: Mapped[str] = mapped_column(String(64))
+    time_utc: Mapped[str] = mapped_column(String(32), index=True)
+    code: Mapped[str] = mapped_column(String(32))
+    device: Mapped[str] = mapped_column(Text)
+    value_si: Mapped[float] = mapped_column(Float)
+    value_as_received: Mapped[float] = mapped_column(Float)
+    unit: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(Text)
+    record: Mapped[str] = mapped_column(Text)
+    received_utc: Mapped[str] = mapped_column(String(32))
+
+
+class QuarantineRow(Base):
+    """One refused monitoring record, with the reason (``monitoring.Rejection`` fields)."""
+
+    __tablename__ = "quarantine"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pseudonym: Mapped[str] = mapped_column(String(64), ForeignKey("patients.pseudonym"), index=True)
+    received_utc: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(Text)
+    record: Mapped[str] = mapped_column(Text)
+    field: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    value: Mapped[str] = mapped_column(Text)
+    expected: Mapped[str] = mapped_column(Text)
+    raw: Mapped[str] = mapped_column(Text)
 
 
 class ArtifactRow(Base):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import select
@@ -24,7 +25,7 @@ from cardiotwin.store.unit_of_work import Done, UnitOfWork
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TwinLike", "TwinRepository", "changed_fields"]
+__all__ = ["SavedVersion", "TwinLike", "TwinRepository", "changed_fields", "insert_version"]
 
 
 @runtime_checkable
@@ -57,6 +58,83 @@ def changed_fields(prev: Mapping[str, Any] | None, new: Mapping[str, Any]) -> li
         else:
             changed.append(name)
     return changed
+
+
+@dataclass(frozen=True)
+class SavedVersion:
+    """What :func:`insert_version` wrote: the new version, its history, the changed fields."""
+
+    version: int
+    history: list[dict[str, Any]]
+    changed: list[str]
+    created_patient: bool
+    superseded_version: int | None
+
+
+def insert_version(
+    session: Session,
+    pseudonym: str,
+    state: dict[str, Any],
+    *,
+    base_version: int,
+    reason: str,
+    supersede: bool = False,
+) -> SavedVersion:
+    """Add a twin version row inside the caller's transaction (see :meth:`TwinRepository.save`).
+
+    ``state`` is the JSON-native twin state; its ``version`` and ``history`` are set here. For
+    use cases that write a twin version together with other rows in one transaction (ingesting
+    observations).
+
+    Raises
+    ------
+    StoreError
+        On a version conflict, or a version > 0 of an unknown patient.
+    """
+    created_patient = False
+    if session.get(PatientRow, pseudonym) is None:
+        if base_version != 0:
+            raise StoreError(
+                f"twin {pseudonym} claims version {base_version} but no such patient is "
+                "stored; was it saved to another store?"
+            )
+        session.add(PatientRow(pseudonym=pseudonym, created_utc=utc_now_iso(), meta={}))
+        created_patient = True
+    latest_row = session.execute(
+        select(TwinVersionRow)
+        .where(TwinVersionRow.pseudonym == pseudonym)
+        .order_by(TwinVersionRow.version.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    latest = 0 if latest_row is None else latest_row.version
+    if base_version != latest and not supersede:
+        raise StoreError(
+            f"twin {pseudonym}: version conflict, this twin is based on version "
+            f"{base_version} but version {latest} is stored; load the latest version, "
+            "re-apply the change and save again"
+        )
+    new_version = latest + 1
+    now = utc_now_iso()
+    changed = changed_fields(None if latest_row is None else latest_row.state, state)
+    entry = {"version": new_version, "time_utc": now, "reason": reason, "changed": changed}
+    new_state = dict(state)
+    new_state["version"] = new_version
+    history = list(state.get("history") or [])
+    if base_version != latest and latest_row is not None:
+        history = list(latest_row.state.get("history") or [])
+    new_state["history"] = [*history, entry]
+    session.add(
+        TwinVersionRow(
+            pseudonym=pseudonym,
+            version=new_version,
+            created_utc=now,
+            reason=reason,
+            state=new_state,
+        )
+    )
+    session.flush()
+    return SavedVersion(new_version, new_state["history"], changed, created_patient,
+                        latest if base_version != latest else None)
 
 
 class TwinRepository:
@@ -101,55 +179,16 @@ class TwinRepository:
         base_version = int(twin.version)
 
         def op(session: Session) -> Done:
-            created_patient = False
-            if session.get(PatientRow, pseudonym) is None:
-                if base_version != 0:
-                    raise StoreError(
-                        f"twin {pseudonym} claims version {base_version} but no such patient is "
-                        "stored; was it saved to another store?"
-                    )
-                session.add(PatientRow(pseudonym=pseudonym, created_utc=utc_now_iso(), meta={}))
-                created_patient = True
-            latest_row = session.execute(
-                select(TwinVersionRow)
-                .where(TwinVersionRow.pseudonym == pseudonym)
-                .order_by(TwinVersionRow.version.desc())
-                .limit(1)
-            ).scalar_one_or_none()
-            latest = 0 if latest_row is None else latest_row.version
-            if base_version != latest and not supersede:
-                raise StoreError(
-                    f"twin {pseudonym}: version conflict, this twin is based on version "
-                    f"{base_version} but version {latest} is stored; load the latest version, "
-                    "re-apply the change and save again"
-                )
-            new_version = latest + 1
-            now = utc_now_iso()
-            changed = changed_fields(None if latest_row is None else latest_row.state, state)
-            entry = {"version": new_version, "time_utc": now, "reason": reason, "changed": changed}
-            new_state = dict(state)
-            new_state["version"] = new_version
-            history = list(state.get("history") or [])
-            if base_version != latest and latest_row is not None:
-                history = list(latest_row.state.get("history") or [])
-            new_state["history"] = [*history, entry]
-            session.add(
-                TwinVersionRow(
-                    pseudonym=pseudonym,
-                    version=new_version,
-                    created_utc=now,
-                    reason=reason,
-                    state=new_state,
-                )
-            )
+            saved = insert_version(session, pseudonym, state, base_version=base_version,
+                                   reason=reason, supersede=supersede)
             return Done(
-                (new_version, new_state["history"]),
-                object=f"twin/v{new_version}",
+                (saved.version, saved.history),
+                object=f"twin/v{saved.version}",
                 details={
                     "reason": reason,
-                    "changed": changed,
-                    "created_patient": created_patient,
-                    "superseded_version": latest if base_version != latest else None,
+                    "changed": saved.changed,
+                    "created_patient": saved.created_patient,
+                    "superseded_version": saved.superseded_version,
                 },
             )
 
@@ -168,15 +207,26 @@ class TwinRepository:
         return new_version
 
     def load_state(
-        self, pseudonym: str, *, actor: Actor, purpose: str, version: int | None = None
+        self,
+        pseudonym: str,
+        *,
+        actor: Actor,
+        purpose: str,
+        version: int | None = None,
+        as_of: str | None = None,
     ) -> dict[str, Any]:
-        """The stored state dict of a twin version (latest by default)."""
+        """The stored state dict of a twin version (latest by default; with ``as_of``, an ISO
+        8601 UTC time ``YYYY-MM-DDTHH:MM:SS.ffffffZ``, the latest saved at or before it)."""
         check_pseudonym(pseudonym)
         if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
             raise InputError(f"version must be an int or None, got {version!r}")
+        if as_of is not None and version is not None:
+            raise InputError("give a version or as_of, not both")
 
         def op(session: Session) -> Done:
             query = select(TwinVersionRow).where(TwinVersionRow.pseudonym == pseudonym)
+            if as_of is not None:
+                query = query.where(TwinVersionRow.created_utc <= as_of)
             if version is None:
                 query = query.order_by(TwinVersionRow.version.desc()).limit(1)
             else:
@@ -184,6 +234,8 @@ class TwinRepository:
             row = session.execute(query).scalar_one_or_none()
             if row is None:
                 which = "any saved twin" if version is None else f"twin version {version}"
+                if as_of is not None:
+                    which = f"twin saved at or before {as_of}"
                 raise StoreError(
                     f"patient {pseudonym} has no {which} in this store; check the pseudonym "
                     "(cardiotwin patients list) and the version"
@@ -201,16 +253,23 @@ class TwinRepository:
         )
 
     def load(
-        self, pseudonym: str, *, actor: Actor, purpose: str, version: int | None = None
+        self,
+        pseudonym: str,
+        *,
+        actor: Actor,
+        purpose: str,
+        version: int | None = None,
+        as_of: str | None = None,
     ) -> Any:
-        """A twin version (latest by default) as ``twin_type``."""
+        """A twin version (latest by default, or the latest saved by ``as_of``) as ``twin_type``."""
         twin_type = self._twin_type
         if twin_type is None:
             raise StoreError(
                 "this Store was opened without twin_type; open it with "
                 "cardiotwin.workflows.open_store(root) or use load_twin_state() for a dict"
             )
-        state = self.load_state(pseudonym, actor=actor, purpose=purpose, version=version)
+        state = self.load_state(pseudonym, actor=actor, purpose=purpose, version=version,
+                                as_of=as_of)
         return twin_type.from_dict(state)
 
     def versions(self, pseudonym: str, *, actor: Actor, purpose: str) -> list[dict[str, Any]]:

@@ -30,7 +30,8 @@ time) produces the measured systolic and diastolic pressures in the periodic sta
   splits as ``w``. Every outlet starts at the periodic capacitor pressure at ``t = 0`` (start of
   ejection), so a 3-D run starts close to its periodic state.
 
-Live recalibration from monitoring data is issue 7.
+Live recalibration from monitoring data: :mod:`cardiotwin.twin.assimilate` (a UKF on the total
+load and the heart's period and stroke volume; per-outlet loads by :func:`split_total`).
 """
 
 from __future__ import annotations
@@ -152,8 +153,8 @@ class WindkesselCalibration:
 class _Beat:
     """One beat of the inflow in the frequency domain, for the periodic RCR pressure."""
 
-    def __init__(self, waveform: AorticFlowWaveform):
-        n = _SAMPLES_PER_BEAT
+    def __init__(self, waveform: AorticFlowWaveform, *, samples: int = _SAMPLES_PER_BEAT):
+        n = samples
         self.t = np.arange(n) * (waveform.period_s / n)
         self.q = waveform(self.t)
         self.q_hat = np.fft.rfft(self.q)
@@ -181,35 +182,53 @@ class _Beat:
         return float(p.min() / p.max())
 
 
-def calibrate_windkessel(physiology: Physiology, domain: FluidDomain, *,
-                         proximal_fraction: float = PROXIMAL_FRACTION,
-                         max_time_constant_s: float = MAX_TIME_CONSTANT_S) -> WindkesselCalibration:
-    """RCR outlets that reproduce the patient's blood pressure with their aortic flow waveform.
+def periodic_pressure(waveform: AorticFlowWaveform, *, r_total_pa_s_m3: float,
+                      c_total_m3_pa: float, proximal_fraction: float,
+                      samples: int = _SAMPLES_PER_BEAT) -> tuple[np.ndarray, np.ndarray]:
+    """``(t_s, p_pa)``: the periodic aortic pressure of one total RCR load driven by ``waveform``.
 
-    See the module notes for the method. The inflow is an
-    :class:`~cardiotwin.physics.waveforms.AorticFlowWaveform` with the patient's heart rate,
-    stroke volume and (measured or predicted) ejection time.
+    The load is ``Rp = f·R``, ``Rd = (1 − f)·R``, ``C``, distal pressure 0 (the module notes);
+    the pressure is exact in the frequency domain up to the sampling of one beat in ``samples``
+    points. Its mean is ``R·CO``; its maximum and minimum are the systolic and diastolic
+    pressure. The assimilation (:mod:`cardiotwin.twin.assimilate`) predicts the cuff pressures
+    with it.
+    """
+    beat = _Beat(waveform, samples=samples)
+    rd = (1.0 - proximal_fraction) * r_total_pa_s_m3
+    p_shape, _ = beat.shapes(rd * c_total_m3_pa, proximal_fraction)
+    return beat.t, r_total_pa_s_m3 * p_shape
 
-    Parameters
-    ----------
-    proximal_fraction : the preferred ``Rp/(Rp + Rd)``.
-    max_time_constant_s : when the preferred fraction needs ``Rd·C`` above this (or cannot give
-        the pulse pressure at all), the fraction is lowered until ``Rd·C`` equals it, but not
-        below 0.5 %; the fraction used is in the result.
+
+def split_total(total: dict[str, float], flow_shares: dict[str, float]) -> dict[str, RCR]:
+    """Per-outlet RCRs from a total load ``{"Rp", "C", "Rd"}`` and Murray flow shares ``w_i``:
+    ``Rp_i = Rp/w_i``, ``C_i = C·w_i``, ``Rd_i = Rd/w_i`` (the same ``Rd·C`` everywhere, so the
+    parallel outlets are exactly the total load when the flow splits as ``w``)."""
+    return {name: RCR(Rp=total["Rp"] / w, C=total["C"] * w, Rd=total["Rd"] / w)
+            for name, w in flow_shares.items()}
+
+
+def murray_shares(cap_areas_mm2: dict[str, float]) -> dict[str, float]:
+    """Flow share of each outlet from its cap area, ``w_i = A_i^{3/2} / Σ A_j^{3/2}`` (Murray).
 
     Raises
     ------
     InputError
-        When the domain has no outlets, or no RCR can give the measured pulse pressure with this
-        stroke volume (even with a 0.5 % proximal resistance); the message gives the achievable
-        range of DBP/SBP.
+        When there is no outlet or an area is not positive.
     """
-    if not (_MIN_FRACTION <= proximal_fraction < 0.5):
-        raise InputError(f"proximal_fraction must be in [{_MIN_FRACTION}, 0.5); got "
-                         f"{proximal_fraction!r}")
-    if not (isinstance(max_time_constant_s, int | float) and 0.1 <= max_time_constant_s <= 50):
-        raise InputError(f"max_time_constant_s must be in [0.1, 50] s; got {max_time_constant_s!r}")
-    steady = calibrate_outlets(physiology, domain)
+    if not cap_areas_mm2:
+        raise InputError("no outlets to split the load over (caps named 'outlet:...')")
+    weights = {}
+    for name, area in cap_areas_mm2.items():
+        if not area > 0:
+            raise InputError(f"outlet {name!r} has area {area} mm²; expected > 0")
+        weights[name] = float(area) ** 1.5
+    total = sum(weights.values())
+    return {k: w / total for k, w in weights.items()}
+
+
+def _fit(physiology: Physiology, proximal_fraction: float, max_time_constant_s: float
+         ) -> tuple[AorticFlowWaveform, _Beat, float, float]:
+    """The inflow, its beat, and the proximal fraction and ``τ`` that give DBP/SBP."""
     waveform = AorticFlowWaveform(heart_rate_bpm=physiology.heart_rate_bpm,
                                   stroke_volume_ml=physiology.stroke_volume_ml,
                                   ejection_time_s=physiology.effective_ejection_time_s)
@@ -237,6 +256,69 @@ def calibrate_windkessel(physiology: Physiology, domain: FluidDomain, *,
             fraction, tau = lo, beat.tau_for(target, lo)
         log.info("Windkessel fit: proximal fraction %.1f %% (preferred %.1f %%), Rd·C %.2f s",
                  100 * fraction, 100 * proximal_fraction, tau)
+    return waveform, beat, fraction, tau
+
+
+def fit_total_load(physiology: Physiology, *, proximal_fraction: float = PROXIMAL_FRACTION,
+                   max_time_constant_s: float = MAX_TIME_CONSTANT_S) -> dict[str, float]:
+    """The total RCR load that gives the patient's blood pressure (no mesh needed).
+
+    The same fit as :func:`calibrate_windkessel` before the split over outlets.
+
+    Returns
+    -------
+    dict
+        ``{"Rp", "C", "Rd", "R", "tau_s", "proximal_fraction"}`` in SI (Pa·s/m³, m³/Pa, s).
+
+    Raises
+    ------
+    InputError
+        As :func:`calibrate_windkessel`, when no RCR gives the pulse pressure.
+    """
+    _check_options(proximal_fraction, max_time_constant_s)
+    _, beat, fraction, tau = _fit(physiology, proximal_fraction, max_time_constant_s)
+    p_shape, _ = beat.shapes(tau, fraction)
+    r_total = units.mmhg_to_pa(float(physiology.systolic_bp_mmhg)) / float(p_shape.max())
+    rd = (1.0 - fraction) * r_total
+    return {"Rp": fraction * r_total, "C": tau / rd, "Rd": rd, "R": r_total, "tau_s": tau,
+            "proximal_fraction": fraction}
+
+
+def _check_options(proximal_fraction: float, max_time_constant_s: float) -> None:
+    if not (_MIN_FRACTION <= proximal_fraction < 0.5):
+        raise InputError(f"proximal_fraction must be in [{_MIN_FRACTION}, 0.5); got "
+                         f"{proximal_fraction!r}")
+    if not (isinstance(max_time_constant_s, int | float) and 0.1 <= max_time_constant_s <= 50):
+        raise InputError(f"max_time_constant_s must be in [0.1, 50] s; got {max_time_constant_s!r}")
+
+
+def calibrate_windkessel(physiology: Physiology, domain: FluidDomain, *,
+                         proximal_fraction: float = PROXIMAL_FRACTION,
+                         max_time_constant_s: float = MAX_TIME_CONSTANT_S) -> WindkesselCalibration:
+    """RCR outlets that reproduce the patient's blood pressure with their aortic flow waveform.
+
+    See the module notes for the method. The inflow is an
+    :class:`~cardiotwin.physics.waveforms.AorticFlowWaveform` with the patient's heart rate,
+    stroke volume and (measured or predicted) ejection time.
+
+    Parameters
+    ----------
+    proximal_fraction : the preferred ``Rp/(Rp + Rd)``.
+    max_time_constant_s : when the preferred fraction needs ``Rd·C`` above this (or cannot give
+        the pulse pressure at all), the fraction is lowered until ``Rd·C`` equals it, but not
+        below 0.5 %; the fraction used is in the result.
+
+    Raises
+    ------
+    InputError
+        When the domain has no outlets, or no RCR can give the measured pulse pressure with this
+        stroke volume (even with a 0.5 % proximal resistance); the message gives the achievable
+        range of DBP/SBP.
+    """
+    _check_options(proximal_fraction, max_time_constant_s)
+    steady = calibrate_outlets(physiology, domain)
+    waveform, beat, fraction, tau = _fit(physiology, proximal_fraction, max_time_constant_s)
+    sbp, dbp = float(physiology.systolic_bp_mmhg), float(physiology.diastolic_bp_mmhg)
     p_shape, pc_shape = beat.shapes(tau, fraction)
     t = beat.t
     r_total = units.mmhg_to_pa(sbp) / float(p_shape.max())
@@ -244,8 +326,7 @@ def calibrate_windkessel(physiology: Physiology, domain: FluidDomain, *,
     c_total = tau / rd
     p = r_total * p_shape
     p_c0 = float(r_total * pc_shape[0])
-    outlets = {name: RCR(Rp=rp / w, C=c_total * w, Rd=rd / w)
-               for name, w in steady.flow_shares.items()}
+    outlets = split_total({"Rp": rp, "C": c_total, "Rd": rd}, steady.flow_shares)
     return WindkesselCalibration(
         waveform=waveform, outlets=outlets, initial_pressures_pa=dict.fromkeys(outlets, p_c0),
         total={"Rp": rp, "C": c_total, "Rd": rd, "tau_s": tau},
