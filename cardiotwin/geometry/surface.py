@@ -209,9 +209,12 @@ def repair_surface(mesh: trimesh.Trimesh, *, keep_largest: bool = True) -> trime
     m.update_faces(m.unique_faces())
     m.remove_unreferenced_vertices()
     if keep_largest:
-        parts = m.split(only_watertight=False)
-        if len(parts) > 1:
-            m = max(parts, key=lambda p: len(p.faces))
+        # split (which copies the mesh) only when there is more than one part
+        part = trimesh.graph.connected_component_labels(m.face_adjacency, node_count=len(m.faces))
+        if len(part) and part.max() > 0:
+            parts = m.split(only_watertight=False)
+            if len(parts) > 1:
+                m = max(parts, key=lambda p: len(p.faces))
     trimesh.repair.fix_winding(m)
     trimesh.repair.fix_inversion(m)
     if not m.is_watertight:
@@ -281,10 +284,10 @@ def mask_surface(
     sp_kji = np.asarray(volume.spacing_mm, dtype=float)[::-1]
     zoom = sp_kji / sp_kji.min()
     thick = bool(sp_kji.max() / sp_kji.min() > MAX_ANISOTROPY)
-    # Only the mask's bounding box (plus two empty voxels) is meshed, which gives the same
-    # surface: along an extruded side the box stays at the array's face (whose slice the
-    # extrusion replicates), and along an axis that is interpolated below it keeps the whole
-    # axis (the samples of the interpolation depend on the axis length).
+    # Only the mask's bounding box (plus two empty voxels) is extruded and interpolated, which
+    # gives the same field: along an extruded side the box stays at the array's face (whose
+    # slice the extrusion replicates), and along an axis that is interpolated below it keeps the
+    # whole axis (the samples of the interpolation depend on the axis length).
     box = list(_bounding_box(mask, margin=2))  # type: ignore[arg-type]
     for (axis, side), n in extend_faces.items():
         if n > 0:
@@ -293,7 +296,7 @@ def mask_surface(
     for axis in range(3):
         if thick and zoom[axis] != 1.0:
             box[axis] = slice(0, mask.shape[axis])
-    start = np.array([b.start for b in box], dtype=float)
+    start = np.array([b.start for b in box])
     padded, offset = _extend_mask(mask[tuple(box)], extend_faces)
     field = padded.astype(np.float32)
     scale = np.ones(3)
@@ -302,10 +305,17 @@ def mask_surface(
         # has no slice-thick steps (a stepped lumen cannot be reparametrised by gmsh).
         field = ndimage.zoom(field, zoom, order=1)
         scale = (np.asarray(padded.shape) - 1) / np.maximum(np.asarray(field.shape) - 1, 1)
+    if start.any():
+        # marching cubes rounds its vertices (float32) at their index in the array it is given:
+        # the box goes back to its own index, after empty rows (start is 0 on zoomed axes), so
+        # that they are the very vertices of the whole grid
+        whole = np.zeros(tuple(start + np.asarray(field.shape)), dtype=np.float32)
+        whole[tuple(slice(int(a), None) for a in start)] = field
+        field = whole
     verts_kji, faces, _, _ = measure.marching_cubes(field, level=0.5, allow_degenerate=False)
     del field
     verts_kji = verts_kji * scale[None, :]
-    ijk = (verts_kji - offset[None, :] + start[None, :])[:, ::-1]
+    ijk = (verts_kji - offset[None, :])[:, ::-1]
     verts = volume.index_to_physical(ijk)
     mesh = trimesh.Trimesh(verts, faces, process=True)
     mesh = repair_surface(mesh)
