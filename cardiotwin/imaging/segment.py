@@ -1032,12 +1032,17 @@ def segment_heart(ct: Volume, *, settings: SegmentationSettings = SegmentationSe
     aorta[box] = aorta_box
     del lv_box, aorta_box
 
-    # Keep only calcium that touches or sits near the kept blood pool (valve/vascular calcium).
-    near_blood = ndi.binary_dilation(blood, iterations=3)
-    clab, nca = ndi.label(calcium)
+    # Keep only calcium that touches or sits near the kept blood pool (valve/vascular calcium);
+    # in the calcium's bounding box, "near" from the blood in that box grown by the 3 dilations.
+    cbox = _bounding_box(calcium)
+    clab, nca = ndi.label(calcium[cbox])
     if nca:
+        grown = _bounding_box(calcium, margin=3)
+        near_blood = ndi.binary_dilation(blood[grown], iterations=3)[
+            tuple(slice(c.start - g.start, c.stop - g.start) for c, g in zip(cbox, grown, strict=True))]
         keep = np.unique(clab[near_blood & (clab > 0)])
-        calcium = np.isin(clab, keep[keep > 0])
+        calcium = np.zeros_like(calcium)
+        calcium[cbox] = np.isin(clab, keep[keep > 0])
 
     out = np.zeros(a.shape, dtype=np.uint8)
     out[lv] = LABELS["lv_blood"]
