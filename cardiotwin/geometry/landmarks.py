@@ -373,6 +373,7 @@ def measure_aortic_root(
     from cardiotwin.imaging.segment import Segmentation, estimate_intensities
     from cardiotwin.imaging.volume import LabelMap
 
+    inten = None
     if isinstance(seg, Segmentation):
         labels = seg.labels
         t_blood = seg.blood_threshold_hu if blood_threshold_hu is None else blood_threshold_hu
@@ -438,7 +439,11 @@ def measure_aortic_root(
     sub_ct = Volume(np.asarray(ct.array)[sl], ct.spacing_mm, tuple(origin), ct.direction)
     lumen = (lv | ao | ca)[sl]
     near = ndi.binary_dilation(lumen, iterations=max(1, int(round(2.0 / sp.min()))))
-    peak = estimate_intensities(ct).blood_peak_hu
+    # the blood peak the segmentation found; estimated from the CT (once) only without one
+    peak = (seg.report.get("intensities", {}).get("blood_peak_hu")
+            if isinstance(seg, Segmentation) else None)
+    if peak is None:
+        peak = (inten if inten is not None else estimate_intensities(ct)).blood_peak_hu
     sampler = _Sampler(sub_ct, near, ca[sl], t_blood=float(t_blood), t_ca=float(t_ca), peak=peak,
                        half_mm=28.0, pixel_mm=pixel_mm)
 

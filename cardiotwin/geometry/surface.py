@@ -139,13 +139,34 @@ class FluidSurface:
 # --------------------------------------------------------------------------------------------
 
 
+def _bounding_box(mask: np.ndarray, *, margin: int = 0) -> tuple[slice, ...] | None:
+    """Index box of the True voxels of ``mask`` grown by ``margin`` within the array (None: empty)."""
+    box = []
+    for ax in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != ax)
+        hit = np.flatnonzero(mask.any(axis=other))
+        if hit.size == 0:
+            return None
+        box.append(
+            slice(max(int(hit[0]) - margin, 0), min(int(hit[-1]) + 1 + margin, mask.shape[ax]))
+        )
+    return tuple(box)
+
+
 def _largest_component_mask(mask: np.ndarray) -> np.ndarray:
-    lab, n = ndimage.label(mask)
+    """Largest 6-connected component (labelled inside the mask's bounding box only)."""
+    mask = np.asarray(mask, dtype=bool)
+    box = _bounding_box(mask)
+    if box is None:
+        return mask
+    lab, n = ndimage.label(mask[box])
     if n <= 1:
-        return mask.astype(bool, copy=False)
+        return mask
     sizes = np.bincount(lab.ravel())
     sizes[0] = 0
-    return lab == int(np.argmax(sizes))
+    out = np.zeros_like(mask)
+    out[box] = lab == int(np.argmax(sizes))
+    return out
 
 
 def _extend_mask(
@@ -188,9 +209,12 @@ def repair_surface(mesh: trimesh.Trimesh, *, keep_largest: bool = True) -> trime
     m.update_faces(m.unique_faces())
     m.remove_unreferenced_vertices()
     if keep_largest:
-        parts = m.split(only_watertight=False)
-        if len(parts) > 1:
-            m = max(parts, key=lambda p: len(p.faces))
+        # split (which copies the mesh) only when there is more than one part
+        part = trimesh.graph.connected_component_labels(m.face_adjacency, node_count=len(m.faces))
+        if len(part) and part.max() > 0:
+            parts = m.split(only_watertight=False)
+            if len(parts) > 1:
+                m = max(parts, key=lambda p: len(p.faces))
     trimesh.repair.fix_winding(m)
     trimesh.repair.fix_inversion(m)
     if not m.is_watertight:
@@ -256,17 +280,40 @@ def mask_surface(
     if not mask.any():
         raise GeometryError("the mask is empty: no voxel carries the requested label(s)")
     mask = _largest_component_mask(mask)
-    padded, offset = _extend_mask(mask, extend_faces or {})
-    field = padded.astype(np.float32)
+    extend_faces = extend_faces or {}
     sp_kji = np.asarray(volume.spacing_mm, dtype=float)[::-1]
+    zoom = sp_kji / sp_kji.min()
+    thick = bool(sp_kji.max() / sp_kji.min() > MAX_ANISOTROPY)
+    # Only the mask's bounding box (plus two empty voxels) is extruded and interpolated, which
+    # gives the same field: along an extruded side the box stays at the array's face (whose
+    # slice the extrusion replicates), and along an axis that is interpolated below it keeps the
+    # whole axis (the samples of the interpolation depend on the axis length).
+    box = list(_bounding_box(mask, margin=2))  # type: ignore[arg-type]
+    for (axis, side), n in extend_faces.items():
+        if n > 0:
+            b = box[axis]
+            box[axis] = slice(0, b.stop) if side == 0 else slice(b.start, mask.shape[axis])
+    for axis in range(3):
+        if thick and zoom[axis] != 1.0:
+            box[axis] = slice(0, mask.shape[axis])
+    start = np.array([b.start for b in box])
+    padded, offset = _extend_mask(mask[tuple(box)], extend_faces)
+    field = padded.astype(np.float32)
     scale = np.ones(3)
-    if sp_kji.max() / sp_kji.min() > MAX_ANISOTROPY:
+    if thick:
         # Thick slices: interpolate the mask linearly to cubic voxels first, so the iso-surface
         # has no slice-thick steps (a stepped lumen cannot be reparametrised by gmsh).
-        zoom = sp_kji / sp_kji.min()
         field = ndimage.zoom(field, zoom, order=1)
         scale = (np.asarray(padded.shape) - 1) / np.maximum(np.asarray(field.shape) - 1, 1)
+    if start.any():
+        # marching cubes rounds its vertices (float32) at their index in the array it is given:
+        # the box goes back to its own index, after empty rows (start is 0 on zoomed axes), so
+        # that they are the very vertices of the whole grid
+        whole = np.zeros(tuple(start + np.asarray(field.shape)), dtype=np.float32)
+        whole[tuple(slice(int(a), None) for a in start)] = field
+        field = whole
     verts_kji, faces, _, _ = measure.marching_cubes(field, level=0.5, allow_degenerate=False)
+    del field
     verts_kji = verts_kji * scale[None, :]
     ijk = (verts_kji - offset[None, :])[:, ::-1]
     verts = volume.index_to_physical(ijk)
@@ -362,24 +409,46 @@ def label_surface(
 
 
 def _axial_radial(
-    volume: Volume, centre: np.ndarray, axis: np.ndarray
+    volume: Volume,
+    centre: np.ndarray,
+    axis: np.ndarray,
+    box: tuple[slice, ...] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Signed axial distance ``d`` and radial distance ``r`` (mm) of every voxel centre to a line.
 
-    Uses separability of the orthonormal affine so only (nk, nj, ni) float32 arrays are allocated.
+    Uses separability of the orthonormal affine so only (nk, nj, ni) float32 arrays are allocated;
+    with ``box`` (array ``[k, j, i]`` slices) only for the voxels of that box.
     """
-    nk, nj, ni = volume.shape
+    box = box or tuple(slice(0, n) for n in volume.shape)
     sp = np.asarray(volume.spacing_mm)
     dirs = volume.direction
     e = dirs.T @ (np.asarray(volume.origin_mm) - centre)  # offset in grid-aligned frame
     ai = dirs.T @ axis  # axis in grid frame
-    comps = [np.arange(n, dtype=np.float64) * sp[a] + e[a] for a, n in enumerate((ni, nj, nk))]
+    comps = [
+        np.arange(box[2 - a].start, box[2 - a].stop, dtype=np.float64) * sp[a] + e[a]
+        for a in range(3)
+    ]
     ci = comps[0][None, None, :]
     cj = comps[1][None, :, None]
     ck = comps[2][:, None, None]
     d = (ai[0] * ci + ai[1] * cj + ai[2] * ck).astype(np.float32)
     r2 = (ci**2 + cj**2 + ck**2).astype(np.float32) - d**2
     return d, np.sqrt(np.maximum(r2, 0.0))
+
+
+def _box_around(volume: Volume, centre: np.ndarray, radius_mm: float) -> tuple[slice, ...] | None:
+    """Array ``[k, j, i]`` box of the voxels within ``radius_mm`` (+ 2 voxels) of ``centre``."""
+    c = volume.physical_to_index(np.asarray(centre, float))  # (i, j, k)
+    half = radius_mm / np.asarray(volume.spacing_mm) + 2.0  # the axes are orthonormal
+    box = []
+    for a_arr in range(3):
+        a = 2 - a_arr
+        lo = max(int(math.floor(c[a] - half[a])), 0)
+        hi = min(int(math.ceil(c[a] + half[a])) + 1, volume.shape[a_arr])
+        if hi <= lo:
+            return None
+        box.append(slice(lo, hi))
+    return tuple(box)
 
 
 def _ball(radius_mm: float, spacing_kji: np.ndarray) -> np.ndarray:
@@ -552,10 +621,15 @@ def fluid_lumen_mask(
     present = [n for n in LUMEN_LABELS if n in labels.names]
     if "aorta" not in present:
         raise GeometryError("label map has no 'aorta' label: there is no lumen to mesh")
-    d, r = _axial_radial(vol, centre, axis)
     lumen = labels.mask(*present)
-    lvot = labels.mask("lv_blood") & (d >= -(inlet_offset_mm + inlet_extension_mm)) & (r <= r_lvot)
-    lumen |= lvot
+    # d and r (distances along and from the annulus axis) are computed only where they are used:
+    # in the bounding box of lv_blood, and in that of the sphere holding the closing's cylinder
+    lv = labels.mask("lv_blood")
+    box = _bounding_box(lv)
+    if box is not None:
+        d, r = _axial_radial(vol, centre, axis, box)
+        lumen[box] |= lv[box] & (d >= -(inlet_offset_mm + inlet_extension_mm)) & (r <= r_lvot)
+    del lv
     if closing_radius_mm > 0:
         r_root = (
             max(
@@ -565,9 +639,13 @@ def fluid_lumen_mask(
             )
             + 4.0
         )
-        region = (
-            (d >= -(inlet_offset_mm + inlet_extension_mm)) & (d <= root_height_mm) & (r <= r_root)
-        )
+        h_lo = -(inlet_offset_mm + inlet_extension_mm)
+        reach = math.hypot(r_root, max(abs(h_lo), abs(root_height_mm)))
+        region = np.zeros(lumen.shape, dtype=bool)
+        box = _box_around(vol, centre, reach)
+        if box is not None:
+            d, r = _axial_radial(vol, centre, axis, box)
+            region[box] = (d >= h_lo) & (d <= root_height_mm) & (r <= r_root)
         lumen = _close_locally(lumen, region, closing_radius_mm, np.asarray(vol.spacing_mm)[::-1])
     return _largest_component_mask(lumen)
 
