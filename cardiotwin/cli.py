@@ -1286,11 +1286,15 @@ BROKER_ENV = "CARDIOTWIN_MQTT_BROKER"
 def _serve_handler(store: Path | None, role: str):
     """The handler ``twin serve`` gives every accepted batch: ``handler(pseudonym, observations)``.
 
-    Seam: for now it prints and logs each batch. To update twins, return instead
-    ``lambda p, obs: workflows.ingest_observations(p, obs, store=_store(store),
-    actor=_actor(role))`` (open the store once, outside the lambda).
+    Each batch is printed, then applied to the stored twin of that pseudonym
+    (:func:`cardiotwin.workflows.ingest_observations`: stored, assimilated, a new twin version,
+    audited). A batch for a pseudonym without a twin, or one the store refuses, is reported and
+    the service keeps running.
     """
     from cardiotwin import workflows
+    from cardiotwin.errors import CardiotwinError
+
+    st, actor = _store(store), _actor(role)
 
     def handler(pseudonym, observations) -> None:
         workflows.log_observations(pseudonym, observations)
@@ -1299,6 +1303,17 @@ def _serve_handler(store: Path | None, role: str):
         console.print(f"{observations[0].time.isoformat()}  {pseudonym}: {shown}"
                       + (f" (+{len(observations) - 3})" if len(observations) > 3 else ""),
                       highlight=False)
+        try:
+            res = workflows.ingest_observations(pseudonym, observations, store=st, actor=actor)
+        except CardiotwinError as exc:
+            console.print(f"  not applied to {pseudonym}: {exc}", highlight=False)
+            return
+        flags = [f for f, on in (("STALE", res.stale), ("DRIFT", res.drift)) if on]
+        what = (f"version {res.version}" if res.version is not None
+                else f"no new version (still {res.base_version})")
+        console.print(f"  twin {pseudonym}: {what}; {res.accepted} accepted, {res.duplicates} "
+                      f"duplicate, {len(res.quarantined)} quarantined"
+                      + (f"; {' '.join(flags)}" if flags else ""), highlight=False)
 
     return handler
 

@@ -770,8 +770,8 @@ def replay_wfdb(record: str | Path, *, host: str, port: int, subject: str, speed
 
 
 def log_handler(pseudonym: str, observations: Sequence[Observation]) -> None:
-    """A :data:`Handler` that only logs each accepted batch (what ``twin serve`` does until it
-    is given the ingest)."""
+    """A :data:`Handler` that only logs each accepted batch (for a service that updates no twin,
+    e.g. to watch a feed)."""
     summary = ", ".join(f"{o.vital.name} {o.value_as_received:g} {o.unit}"
                         for o in observations[:4])
     more = f" (+{len(observations) - 4})" if len(observations) > 4 else ""

@@ -275,7 +275,11 @@ def test_embedded_broker_serves_a_stream():
     assert [o.key for o in rec.observations] == [hr(i).key for i in range(10)]
 
 
-def test_cli_twin_serve_receives_a_replay_from_cli_monitor_replay(mosquitto, shared_data):
+def test_cli_twin_serve_receives_a_replay_from_cli_monitor_replay(mosquitto, shared_data,
+                                                                   tmp_path):
+    """`twin serve` in its own process receives `monitor replay`'s beats through mosquitto and
+    applies each to the stored twin (one new version per message); a pseudonym without a twin
+    is reported, not fatal."""
     import os
     import subprocess
     import sys
@@ -283,9 +287,19 @@ def test_cli_twin_serve_receives_a_replay_from_cli_monitor_replay(mosquitto, sha
 
     from typer.testing import CliRunner
 
+    from cardiotwin import workflows
     from cardiotwin.cli import app
+    from cardiotwin.store import Actor
+    from cardiotwin.twin.state import PatientTwin, Physiology
 
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    home = tmp_path / "home"
+    st = workflows.open_store(home)
+    actor = Actor("dr_serve", "clinician")
+    st.save_twin(PatientTwin(pseudonym="tw-cli", physiology=Physiology(
+        heart_rate_bpm=70, stroke_volume_ml=70, systolic_bp_mmhg=130, diastolic_bp_mmhg=75)),
+        actor=actor, purpose="test", reason="built from DICOM")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), CARDIOTWIN_HOME=str(home),
+               CARDIOTWIN_USER="dr_serve")
     serve = subprocess.Popen(
         [sys.executable, "-m", "cardiotwin.cli", "twin", "serve", "--broker", mosquitto.address,
          "--client-id", "t-cli", "--max-seconds", "20"],
@@ -312,9 +326,24 @@ def test_cli_twin_serve_receives_a_replay_from_cli_monitor_replay(mosquitto, sha
         while sum("tw-cli: Heart rate" in x for x in lines) < 20 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert sum("tw-cli: Heart rate" in x for x in lines) == 20, "".join(lines)
+        while (sum("twin tw-cli: version" in x for x in lines) < 20
+               and time.monotonic() < deadline + 15):
+            time.sleep(0.1)
+        assert sum("twin tw-cli: version" in x for x in lines) == 20, "".join(lines)
+        res = CliRunner().invoke(app, ["monitor", "replay", str(shared_data / "physionet" / "100"),
+                                       "--broker", mosquitto.address, "--subject", "no-such-twin",
+                                       "--speed", "1000", "--max-beats", "1"])
+        assert res.exit_code == 0, res.output
+        while not any("not applied to no-such-twin" in x for x in lines) \
+                and time.monotonic() < deadline + 30:
+            time.sleep(0.1)
+        assert any("not applied to no-such-twin" in x for x in lines), "".join(lines)
     finally:
         serve.terminate()  # SIGTERM ends the service (the --max-seconds bound is a fallback)
         serve.wait(15)
         reader.join(5)
+    status = workflows.twin_status("tw-cli", store=st, actor=actor)
+    assert status.version == 21  # the build version and one per replayed beat
+    st.close()
     bad = CliRunner().invoke(app, ["monitor", "replay", "x", "--broker", "h:x", "--subject", "a"])
     assert bad.exit_code == 1 and "--broker 'h:x': expected HOST:PORT" in bad.output
