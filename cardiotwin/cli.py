@@ -188,6 +188,11 @@ def _print_comparison(reh, *, title: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------- demo
+LIVE_SECONDS = 20.0
+"""Length of the bedside record the demo replays into the twin, s."""
+LIVE_TIMEOUT_S = 30.0
+"""Bound of the demo's live step (broker start, replay, every message applied), s."""
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Output folder (DICOM, store, results, report).")] = Path("out/demo"),
@@ -202,7 +207,9 @@ def demo(
 
     Phantom CT → DICOM series → twin (segmentation, landmarks, mesh, baseline flow through the
     stenotic valve) → balloon-expandable valve placed at the annulus → flow after the device →
-    summary table and HTML report with plots; VTU/XDMF files for ParaView.
+    summary table and HTML report with plots; VTU/XDMF files for ParaView. After the rehearsal
+    a short bedside record is replayed over MQTT (embedded broker) into the twin, which shows
+    its new version, estimate with ± spread, data age and flags.
     """
     from cardiotwin import workflows
     from cardiotwin.report import write_report
@@ -213,13 +220,13 @@ def demo(
         out.mkdir(parents=True, exist_ok=True)
         logging.getLogger().addHandler(_file_handler(out / "cardiotwin.log"))
         t0 = time.perf_counter()
-        console.print(f"[bold]1/4[/] phantom CT (seed {seed}, {spacing:g} mm) → DICOM")
+        console.print(f"[bold]1/5[/] phantom CT (seed {seed}, {spacing:g} mm) → DICOM")
         study = workflows.write_phantom(out, seed=seed, spacing_mm=spacing, write_labels=False)
         ph, dicom_dir = study.phantom, study.dicom_dir
         timings["phantom + DICOM write"] = time.perf_counter() - t0
         store = _store(out / "store")
         actor = _actor("clinician")
-        console.print("[bold]2/4[/] building the twin from DICOM")
+        console.print("[bold]2/5[/] building the twin from DICOM")
         t0 = time.perf_counter()
         with _progress("twin") as prog:
             twin = workflows.build_twin(
@@ -228,13 +235,24 @@ def demo(
         timings["build twin (incl. baseline flow)"] = time.perf_counter() - t0
         for k, v in twin.provenance.get("timings_s", {}).items():
             timings[f"  {k}"] = v
-        console.print(f"[bold]3/4[/] rehearsing the valve on twin {twin.pseudonym}")
+        console.print(f"[bold]3/5[/] rehearsing the valve on twin {twin.pseudonym}")
         t0 = time.perf_counter()
         with _progress("rehearsal") as prog:
             reh = workflows.rehearse(twin.pseudonym, store=store, actor=actor,
                                      nominal_diameter_mm=size, depth_mm=depth, progress=prog)
         timings["rehearsal (device flow)"] = time.perf_counter() - t0
-        console.print("[bold]4/4[/] report")
+        console.print(f"[bold]4/5[/] live update: a {LIVE_SECONDS:g} s bedside record (ECG + "
+                      "arterial pressure) replayed over MQTT (embedded broker) into the twin")
+        live = workflows.live_update(twin.pseudonym, store=store, actor=actor,
+                                     folder=out / "monitoring", seconds=LIVE_SECONDS,
+                                     timeout_s=LIVE_TIMEOUT_S)
+        timings["live update (MQTT replay)"] = live.seconds
+        console.print(f"{live.published} observations published to {live.broker}, "
+                      f"{live.received} received; twin {twin.pseudonym} version "
+                      f"{live.versions_before} → {live.version_after} ({live.ingests} updates)",
+                      highlight=False)
+        _print_estimate(live.status)
+        console.print("[bold]5/5[/] report")
         truth = ph.truth.landmarks
         _print_anatomy(twin.landmarks, truth, twin.mesh)
         _print_gate(twin.quality_gate)

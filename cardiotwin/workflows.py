@@ -28,6 +28,9 @@ deidentify_dicom, scan_dicom, convert_dicom
 from __future__ import annotations
 
 import logging
+import math
+import os
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -770,6 +773,94 @@ def replay_record(record: str | Path, *, broker: str, subject: str, speed: float
                        max_beats=max_beats, start_time=start_time)
 
 
+@dataclass(frozen=True)
+class LiveUpdate:
+    """What :func:`live_update` did.
+
+    Attributes
+    ----------
+    record : the synthetic WFDB record replayed (path without extension).
+    broker : ``host:port`` of the embedded broker it went through.
+    published : messages published (one Observation each), all acknowledged by the broker.
+    received : messages the service received.
+    versions_before, version_after : the twin's version before and after.
+    ingests : ingests that made a new version (one per message with new observations).
+    seconds : wall-clock time of the whole step, s.
+    status : :class:`TwinStatus` of the twin after the update (estimate ± SD, data age, flags).
+    """
+
+    record: Path
+    broker: str
+    published: int
+    received: int
+    versions_before: int
+    version_after: int
+    ingests: int
+    seconds: float
+    status: TwinStatus
+
+
+def live_update(pseudonym: str, *, store: Store, actor: Actor, folder: str | Path,
+                seconds: float = 20.0, speed: float = math.inf, timeout_s: float = 30.0,
+                purpose: str = "patient monitoring") -> LiveUpdate:
+    """Show a twin following its patient: a short bedside record replayed over MQTT into it.
+
+    The step of ``cardiotwin demo`` after the rehearsal. It writes a synthetic ECG + arterial
+    pressure record of ``seconds`` (:func:`cardiotwin.monitoring.synthetic.write_vitals_record`)
+    into ``folder``, starts the embedded broker (amqtt) on a free loopback port, subscribes an
+    :class:`~cardiotwin.monitoring.mqtt.ObservationService` whose handler applies every message
+    to the stored twin (:func:`ingest_observations`, as ``twin serve`` does), replays the
+    record's per-beat vitals at ``speed`` with times ending now, waits until every message was
+    handled, and stops both. Every wait is bounded by ``timeout_s``.
+
+    Returns
+    -------
+    LiveUpdate
+
+    Raises
+    ------
+    BrokerError
+        The broker did not start, or the messages were not all handled within ``timeout_s``.
+    StoreError
+        No twin ``pseudonym`` in ``store``.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from cardiotwin.monitoring.broker import EmbeddedBroker
+    from cardiotwin.monitoring.mqtt import ObservationService, replay_wfdb
+    from cardiotwin.monitoring.synthetic import write_vitals_record
+
+    t_start = time.monotonic()
+    before = store.load_twin(pseudonym, actor=actor, purpose=purpose).version
+    vitals = write_vitals_record(folder, seconds=seconds)
+    new_versions: list[int] = []
+
+    def apply(subject: str, observations: Any) -> None:
+        res = ingest_observations(subject, observations, store=store, actor=actor,
+                                  purpose=purpose)
+        if res.version is not None:
+            new_versions.append(res.version)
+
+    with EmbeddedBroker() as broker:
+        service = ObservationService(broker.host, broker.port, handler=apply,
+                                     client_id=f"cardiotwin-demo-{os.getpid()}")
+        with service.running(timeout_s=timeout_s):
+            summary = replay_wfdb(vitals.record, host=broker.host, port=broker.port,
+                                  subject=pseudonym, speed=speed,
+                                  start_time=datetime.now(UTC) - timedelta(seconds=seconds),
+                                  connect_timeout_s=timeout_s, ack_timeout_s=timeout_s)
+            left = max(timeout_s - (time.monotonic() - t_start), 1.0)
+            service.wait_for(lambda s: s.messages >= summary.observations, timeout_s=left,
+                             what=f"{summary.observations} messages received")
+        # stopping joined the network thread, so the last handler has returned
+        address = broker.address
+    status = twin_status(pseudonym, store=store, actor=actor, purpose=purpose)
+    return LiveUpdate(record=vitals.record, broker=address, published=summary.observations,
+                      received=service.stats.messages, versions_before=before,
+                      version_after=status.version, ingests=len(new_versions),
+                      seconds=time.monotonic() - t_start, status=status)
+
+
 def log_observations(pseudonym: str, observations: Any) -> None:
     """The handler that only logs an accepted batch (``twin serve`` until it ingests)."""
     from cardiotwin.monitoring.mqtt import log_handler
@@ -1128,7 +1219,7 @@ def replay_twin(pseudonym: str, *, store: Store, actor: Actor, version: int | No
 
 
 __all__ = [
-    "Actor", "BuildSettings", "IngestResult", "PatientEntry", "TwinStatus", "ingest_file",
+    "Actor", "BuildSettings", "IngestResult", "LiveUpdate", "live_update", "PatientEntry", "TwinStatus", "ingest_file",
     "ingest_observations", "replay_twin", "twin_status", "PhantomStudy", "Store", "add_user", "build_twin", "can",
     "SegmentationOutput", "convert_dicom", "deidentify_dicom", "device_catalog",
     "evaluate_segmentation", "segment_dicom", "segmenters", "list_patients", "list_rehearsals",
