@@ -28,7 +28,6 @@ deidentify_dicom, scan_dicom, convert_dicom
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -801,7 +800,7 @@ class LiveUpdate:
 
 
 def live_update(pseudonym: str, *, store: Store, actor: Actor, folder: str | Path,
-                seconds: float = 20.0, speed: float = math.inf, timeout_s: float = 30.0,
+                seconds: float = 20.0, speed: float = 10.0, timeout_s: float = 30.0,
                 purpose: str = "patient monitoring") -> LiveUpdate:
     """Show a twin following its patient: a short bedside record replayed over MQTT into it.
 
@@ -812,6 +811,11 @@ def live_update(pseudonym: str, *, store: Store, actor: Actor, folder: str | Pat
     to the stored twin (:func:`ingest_observations`, as ``twin serve`` does), replays the
     record's per-beat vitals at ``speed`` with times ending now, waits until every message was
     handled, and stops both. Every wait is bounded by ``timeout_s``.
+
+    The replay is paced (``speed`` 10: about 55 messages/s) because amqtt 0.12 was seen to drop
+    QoS-1 messages to the subscriber when a publisher sends them back to back (40 sent, 23-39
+    delivered in 3 of 5 runs; none lost in 15 paced runs). Should it lose some anyway, the step
+    logs a warning and reports ``received < published`` instead of failing the demo.
 
     Returns
     -------
@@ -826,6 +830,7 @@ def live_update(pseudonym: str, *, store: Store, actor: Actor, folder: str | Pat
     """
     from datetime import UTC, datetime, timedelta
 
+    from cardiotwin.errors import BrokerError
     from cardiotwin.monitoring.broker import EmbeddedBroker
     from cardiotwin.monitoring.mqtt import ObservationService, replay_wfdb
     from cardiotwin.monitoring.synthetic import write_vitals_record
@@ -850,8 +855,12 @@ def live_update(pseudonym: str, *, store: Store, actor: Actor, folder: str | Pat
                                   start_time=datetime.now(UTC) - timedelta(seconds=seconds),
                                   connect_timeout_s=timeout_s, ack_timeout_s=timeout_s)
             left = max(timeout_s - (time.monotonic() - t_start), 1.0)
-            service.wait_for(lambda s: s.messages >= summary.observations, timeout_s=left,
-                             what=f"{summary.observations} messages received")
+            try:
+                service.wait_for(lambda s: s.messages >= summary.observations, timeout_s=left,
+                                 what=f"{summary.observations} messages received")
+            except BrokerError:
+                log.warning("the embedded broker delivered %d of %d messages within %.0f s",
+                            service.stats.messages, summary.observations, timeout_s)
         # stopping joined the network thread, so the last handler has returned
         address = broker.address
     status = twin_status(pseudonym, store=store, actor=actor, purpose=purpose)
@@ -1028,6 +1037,81 @@ def _utc_iso(t: Any) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _screen_twin(pseudonym: str, observations: Any, rejected: Any = ()):
+    """The checks of one twin's ingest: ``(screen, observation rows, rejection dicts)``."""
+    from cardiotwin.monitoring import Rejection, Screen
+    from cardiotwin.store import check_pseudonym
+    from cardiotwin.twin import history
+
+    check_pseudonym(pseudonym)
+    screen = Screen()
+    screen.quarantine.extend(rejected)
+    for obs in observations:
+        if obs.subject != pseudonym:
+            screen.quarantine.add(Rejection(
+                kind="subject", source=obs.source, record=obs.record, field="subject",
+                reason=f"{obs.where}: the observation is of another subject than twin "
+                       f"{pseudonym} (not repeated here)",
+                expected=f"subject {pseudonym}"))
+            continue
+        screen.offer(obs)
+    rows = [history.observation_row(o) for o in screen.accepted]
+    return screen, rows, [r.to_dict() for r in screen.quarantine]
+
+
+@dataclass(frozen=True)
+class BatchIngest:
+    """One twin's part of :func:`ingest_batches`.
+
+    Attributes
+    ----------
+    pseudonym : the twin.
+    accepted, duplicates, quarantined : observations stored, already stored, quarantined.
+    version : the new twin version, None when nothing new was accepted or on ``error``.
+    error : why the store refused this twin's part ("" when it did not).
+    """
+
+    pseudonym: str
+    accepted: int
+    duplicates: int
+    quarantined: int
+    version: int | None
+    error: str = ""
+
+
+def ingest_batches(batches: Mapping[str, Any], *, store: Store, actor: Actor,
+                   purpose: str = "patient monitoring") -> list[BatchIngest]:
+    """:func:`ingest_observations` for many twins in **one** store transaction (audited per twin).
+
+    ``batches`` maps each pseudonym to its observations. Each twin's observations are checked,
+    stored and assimilated into a new version exactly as :func:`ingest_observations` does
+    (same rows, same filter update, same duplicate and order checks, its own audit record);
+    the whole lot is committed with one disk sync, which is what lets a live service keep up
+    with hundreds of twins a second. A twin the store refuses (unknown pseudonym, no twin) is
+    reported in its :class:`BatchIngest` and does not stop the others. No estimate is
+    computed (:func:`twin_status` gives it).
+    """
+    from cardiotwin.twin import history
+
+    items, screens = [], []
+    for pseudonym, observations in batches.items():
+        screen, rows, rejections = _screen_twin(pseudonym, observations)
+        items.append((pseudonym, rows, rejections))
+        screens.append(screen)
+    records = store.ingest_observations_many(items, update=history.apply_batch, actor=actor,
+                                             purpose=purpose)
+    out = []
+    for (pseudonym, _rows, rejections), screen, rec in zip(items, screens, records, strict=True):
+        if isinstance(rec, CardiotwinError):
+            out.append(BatchIngest(pseudonym, 0, screen.duplicates, len(rejections), None,
+                                   error=str(rec)))
+        else:
+            out.append(BatchIngest(pseudonym, len(rec.accepted),
+                                   rec.duplicates + screen.duplicates, len(rec.rejections),
+                                   rec.version))
+    return out
+
+
 def ingest_observations(pseudonym: str, observations: Any, *, store: Store, actor: Actor,
                         rejected: Any = (), purpose: str = "patient monitoring",
                         now: Any = None) -> IngestResult:
@@ -1044,25 +1128,11 @@ def ingest_observations(pseudonym: str, observations: Any, *, store: Store, acto
     """
     from datetime import UTC, datetime
 
-    from cardiotwin.monitoring import Rejection, Screen
-    from cardiotwin.store import check_pseudonym
+    from cardiotwin.monitoring import Rejection
     from cardiotwin.twin import assimilate as assim
     from cardiotwin.twin import history
 
-    check_pseudonym(pseudonym)
-    screen = Screen()
-    screen.quarantine.extend(rejected)
-    for obs in observations:
-        if obs.subject != pseudonym:
-            screen.quarantine.add(Rejection(
-                kind="subject", source=obs.source, record=obs.record, field="subject",
-                reason=f"{obs.where}: the observation is of another subject than twin "
-                       f"{pseudonym} (not repeated here)",
-                expected=f"subject {pseudonym}"))
-            continue
-        screen.offer(obs)
-    rows = [history.observation_row(o) for o in screen.accepted]
-    rejections = [r.to_dict() for r in screen.quarantine]
+    screen, rows, rejections = _screen_twin(pseudonym, observations, rejected)
     record = store.ingest_observations(pseudonym, observations=rows, rejections=rejections,
                                        update=history.apply_batch, actor=actor, purpose=purpose)
     quarantined = tuple(Rejection.from_dict({**r, "subject": ""}) for r in record.rejections)
@@ -1219,7 +1289,8 @@ def replay_twin(pseudonym: str, *, store: Store, actor: Actor, version: int | No
 
 
 __all__ = [
-    "Actor", "BuildSettings", "IngestResult", "LiveUpdate", "live_update", "PatientEntry", "TwinStatus", "ingest_file",
+    "Actor", "BatchIngest", "BuildSettings", "IngestResult", "LiveUpdate", "ingest_batches",
+    "live_update", "PatientEntry", "TwinStatus", "ingest_file",
     "ingest_observations", "replay_twin", "twin_status", "PhantomStudy", "Store", "add_user", "build_twin", "can",
     "SegmentationOutput", "convert_dicom", "deidentify_dicom", "device_catalog",
     "evaluate_segmentation", "segment_dicom", "segmenters", "list_patients", "list_rehearsals",

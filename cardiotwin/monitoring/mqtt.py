@@ -81,6 +81,23 @@ Handler = Callable[[str, tuple[Observation, ...]], object]
 the checks (never empty). It runs on the MQTT network thread; the message is acknowledged to the
 broker after it returns."""
 
+BatchHandler = Callable[[dict[str, tuple[Observation, ...]]], object]
+"""``batch_handler({pseudonym: observations})``: receives the accepted observations of every
+message of one batch window, grouped by twin in arrival order, and must make them durable (one
+store transaction) before it returns; the batch's messages are acknowledged to the broker after
+it returns. It runs on the service's batch thread."""
+
+DEFAULT_BATCH_WINDOW_S = 0.05
+"""Longest wait from a batch's first message to handing the batch on, s."""
+
+DEFAULT_MAX_BATCH = 500
+"""Most messages in one batch. The broker must let this many QoS-1 messages be in flight to the
+service (mosquitto ``max_inflight_messages``, default 20), or batches stay small."""
+
+BATCH_ATTEMPTS = 3
+"""How often a failing batch handler is tried (0.1 s, then 0.2 s apart) before the batch is
+counted as a handler error."""
+
 
 def observation_topic(pseudonym: str, *, root: str = TOPIC_ROOT) -> str:
     """``cardiotwin/<pseudonym>/observations``: where a twin's observations are published.
@@ -211,6 +228,10 @@ class ServiceStats:
         Records put in the quarantine (a message can give several).
     handler_errors : int
         Messages whose handler raised (logged with the traceback).
+    batches : int
+        Batches handed to the batch handler (batch mode only).
+    acked : int
+        Messages acknowledged to the broker after their batch was handled (batch mode only).
     connects : int
         Successful connections (the first one and every reconnection).
     disconnects : int
@@ -226,6 +247,8 @@ class ServiceStats:
     duplicates: int = 0
     quarantined: int = 0
     handler_errors: int = 0
+    batches: int = 0
+    acked: int = 0
     connects: int = 0
     disconnects: int = 0
     reconnect_seconds: list[float] = field(default_factory=list)
@@ -239,10 +262,19 @@ class ObservationService:
     ----------
     host, port : str, int
         The broker.
-    handler : callable
+    handler : callable, optional
         ``handler(pseudonym, observations)`` (:data:`Handler`), called once per message with the
         observations that passed the checks. ``twin serve`` passes one that ingests them into
-        the twin.
+        the twin. Give this or ``batch_handler``.
+    batch_handler : callable, optional
+        Batch mode (:data:`BatchHandler`): the accepted observations of all messages that
+        arrived within ``batch_window_s`` (at most ``max_batch`` messages) are handed on
+        together, grouped by twin, and every message of the batch is acknowledged to the broker
+        (manual PUBACK, in arrival order) only after the handler returned, i.e. after its
+        commit. A handler that raises is tried :data:`BATCH_ATTEMPTS` times; then the batch is
+        logged and counted in ``stats.handler_errors`` and acknowledged, as in per-message mode.
+    batch_window_s, max_batch : float, int
+        Longest wait from a batch's first message, s, and most messages per batch.
     topic : str
         Topic filter; :data:`SUBSCRIPTION` by default. Every topic it matches must have the form
         of :func:`observation_topic` (others are quarantined).
@@ -266,15 +298,31 @@ class ObservationService:
     ...     svc.wait_for(lambda s: s.accepted >= 10, timeout_s=30)
     """
 
-    def __init__(self, host: str, port: int, *, handler: Handler, topic: str = SUBSCRIPTION,
-                 client_id: str = SERVICE_CLIENT_ID, screen: Screen | None = None,
-                 max_payload_bytes: int = MAX_PAYLOAD_BYTES, keepalive_s: int = 15,
-                 reconnect_delay_s: tuple[float, float] = (0.5, 10.0),
-                 topic_root: str = TOPIC_ROOT):
-        if not callable(handler):
+    def __init__(self, host: str, port: int, *, handler: Handler | None = None,
+                 topic: str = SUBSCRIPTION, client_id: str = SERVICE_CLIENT_ID,
+                 screen: Screen | None = None, max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+                 keepalive_s: int = 15, reconnect_delay_s: tuple[float, float] = (0.5, 10.0),
+                 topic_root: str = TOPIC_ROOT, batch_handler: BatchHandler | None = None,
+                 batch_window_s: float = DEFAULT_BATCH_WINDOW_S,
+                 max_batch: int = DEFAULT_MAX_BATCH):
+        if (handler is None) == (batch_handler is None):
+            raise InputError("give either handler(pseudonym, observations) or "
+                             "batch_handler({pseudonym: observations}), not both or neither")
+        if not callable(handler if batch_handler is None else batch_handler):
             raise InputError("handler must be callable as handler(pseudonym, observations)")
+        if not (batch_window_s > 0 and max_batch >= 1):
+            raise InputError(f"batch_window_s {batch_window_s!r} must be > 0 and max_batch "
+                             f"{max_batch!r} at least 1")
         self.host, self.port = host, int(port)
         self.handler = handler
+        self.batch_handler = batch_handler
+        self.batch_window_s = float(batch_window_s)
+        self.max_batch = int(max_batch)
+        self._pending: list[tuple[int, int, tuple[Observation, ...]]] = []
+        self._pending_since = 0.0
+        self._batch_cond = threading.Condition()
+        self._batch_thread: threading.Thread | None = None
+        self._closing = False
         self.topic = topic
         self.topic_root = topic_root
         self.client_id = client_id
@@ -288,7 +336,8 @@ class ObservationService:
         mqtt = _paho()
         self._mqtt = mqtt
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                                   clean_session=False, protocol=mqtt.MQTTv311)
+                                   clean_session=False, protocol=mqtt.MQTTv311,
+                                   manual_ack=batch_handler is not None)
         self._client.reconnect_delay_set(min_delay=reconnect_delay_s[0],
                                          max_delay=reconnect_delay_s[1])
         self._client.on_connect = self._on_connect
@@ -344,6 +393,9 @@ class ObservationService:
 
     def _on_message(self, client, userdata, msg) -> None:
         try:
+            if self.batch_handler is not None:
+                self._enqueue(msg)
+                return
             self._handle(msg.topic, bytes(msg.payload))
         except Exception:  # noqa: BLE001 - the network thread must never die on a message
             logger.exception("MQTT %s: unexpected failure on a message of %s", self.broker,
@@ -435,6 +487,68 @@ class ObservationService:
         with self._cond:
             self._cond.notify_all()
 
+    # ---------------------------------------------------------------- batch mode
+    def _enqueue(self, msg) -> None:
+        """Batch mode, network thread: check the message and queue it for the batch thread
+        (it is acknowledged once its batch was handled)."""
+        if self._closing:
+            return  # not checked and not acknowledged: the broker delivers it again next time
+        accepted = self.process(msg.topic, bytes(msg.payload))
+        with self._batch_cond:
+            if not self._pending:
+                self._pending_since = time.monotonic()
+            self._pending.append((msg.mid, msg.qos, accepted))
+            self._batch_cond.notify_all()
+
+    def _batch_loop(self) -> None:
+        while True:
+            with self._batch_cond:
+                while not self._pending and self._started:
+                    self._batch_cond.wait(0.5)
+                if not self._pending:
+                    return
+                while (len(self._pending) < self.max_batch and self._started
+                       and time.monotonic() - self._pending_since < self.batch_window_s):
+                    self._batch_cond.wait(self.batch_window_s
+                                          - (time.monotonic() - self._pending_since))
+                batch, self._pending = (self._pending[:self.max_batch],
+                                        self._pending[self.max_batch:])
+                self._pending_since = time.monotonic()
+            try:
+                self._handle_batch(batch)
+            except Exception:  # noqa: BLE001 - the batch thread must never die on a batch
+                logger.exception("MQTT %s: unexpected failure on a batch", self.broker)
+
+    def _handle_batch(self, batch: list[tuple[int, int, tuple[Observation, ...]]]) -> None:
+        groups: dict[str, list[Observation]] = {}
+        for _mid, _qos, accepted in batch:
+            for obs in accepted:
+                groups.setdefault(obs.subject, []).append(obs)
+        if groups:
+            payload = {p: tuple(obs) for p, obs in groups.items()}
+            for attempt in range(1, BATCH_ATTEMPTS + 1):
+                try:
+                    self.batch_handler(payload)
+                    break
+                except Exception:  # noqa: BLE001 - logged; retried, then counted
+                    if attempt == BATCH_ATTEMPTS:
+                        with self._cond:
+                            self.stats.handler_errors += len(batch)
+                        logger.exception("batch handler failed %d times on %d messages of %d "
+                                         "twins; acknowledged without being applied", attempt,
+                                         len(batch), len(groups))
+                    else:
+                        logger.warning("batch handler failed (attempt %d of %d); retrying",
+                                       attempt, BATCH_ATTEMPTS, exc_info=True)
+                        time.sleep(0.1 * attempt)
+        for mid, qos, _accepted in batch:  # after the commit, in arrival order
+            if qos > 0:
+                self._client.ack(mid, qos)
+        with self._cond:
+            self.stats.batches += 1 if groups else 0
+            self.stats.acked += len(batch)
+            self._cond.notify_all()
+
     # ---------------------------------------------------------------- life cycle
     def start(self, *, timeout_s: float = 10.0) -> ObservationService:
         """Connect, subscribe and start receiving in a background thread.
@@ -448,12 +562,17 @@ class ObservationService:
             return self
         self._subscribed.clear()
         self._connect_error = ""
+        self._closing = False
         try:
             self._client.connect_async(self.host, self.port, keepalive=self._keepalive)
         except (OSError, ValueError) as err:
             raise BrokerError(f"MQTT broker {self.broker}: {err}") from err
         self._client.loop_start()
         self._started = True
+        if self.batch_handler is not None:
+            self._batch_thread = threading.Thread(target=self._batch_loop, daemon=True,
+                                                  name=f"mqtt-batches:{self.broker}")
+            self._batch_thread.start()
         if not self._subscribed.wait(timeout_s):
             why = self._connect_error or "no answer"
             self.stop(timeout_s=5.0)
@@ -473,7 +592,15 @@ class ObservationService:
         """
         if not self._started:
             return
-        self._started = False
+        self._closing = True  # batch mode: later messages stay unacknowledged, redelivered
+        with self._batch_cond:
+            self._started = False
+            self._batch_cond.notify_all()
+        if self._batch_thread is not None:
+            # the batch thread hands on and acknowledges what is pending, then ends
+            _bounded(lambda: self._batch_thread.join(), timeout_s=timeout_s,
+                     what=f"handing on the last batch of {self.broker}")
+            self._batch_thread = None
         self._client.disconnect()
         _bounded(self._client.loop_stop, timeout_s=timeout_s,
                  what=f"stopping the MQTT client of {self.broker}")

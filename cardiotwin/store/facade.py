@@ -473,6 +473,21 @@ class Store:
                                         rejections=rejections, update=update, actor=actor,
                                         purpose=purpose)
 
+    def ingest_observations_many(
+        self,
+        items: Sequence[tuple[str, Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]]],
+        *,
+        update: Update,
+        actor: Actor,
+        purpose: str,
+    ) -> list[Any]:
+        """:meth:`ingest_observations` for several patients ``(pseudonym, observations,
+        rejections)`` in one transaction: one savepoint and one audit record per patient, one
+        disk sync for all. A patient the store refuses gets its error in the returned list (an
+        :class:`~cardiotwin.errors.CardiotwinError`, audited as a failure); the others are
+        committed. Requires ``twin.write``."""
+        return self.observations.ingest_many(items, update=update, actor=actor, purpose=purpose)
+
     def list_observations(
         self,
         pseudonym: str,

@@ -26,10 +26,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from cardiotwin.errors import InputError, StoreError
-from cardiotwin.store.access import Actor
+from cardiotwin.errors import CardiotwinError, InputError, StoreError
+from cardiotwin.store.access import Actor, check_actor
 from cardiotwin.store.audit import utc_now_iso
-from cardiotwin.store.checks import check_pseudonym, json_native
+from cardiotwin.store.checks import check_pseudonym, check_purpose, json_native
 from cardiotwin.store.rows import (
     ObservationRow,
     PatientRow,
@@ -38,7 +38,7 @@ from cardiotwin.store.rows import (
     row_as_dict,
 )
 from cardiotwin.store.twins import insert_version
-from cardiotwin.store.unit_of_work import Done, UnitOfWork
+from cardiotwin.store.unit_of_work import AuditChain, Done, UnitOfWork
 
 logger = logging.getLogger(__name__)
 
@@ -129,40 +129,7 @@ class ObservationRepository:
         rejs = [_check_rej(r) for r in rejections]
 
         def op(session: Session) -> Done:
-            if session.get(PatientRow, pseudonym) is None:
-                raise StoreError(f"patient {pseudonym} is not in this store; build the twin first "
-                                 "(cardiotwin twin build)")
-            latest = session.execute(
-                select(TwinVersionRow)
-                .where(TwinVersionRow.pseudonym == pseudonym)
-                .order_by(TwinVersionRow.version.desc())
-                .limit(1)
-            ).scalar_one_or_none()
-            if latest is None:
-                raise StoreError(f"patient {pseudonym} has no twin to update; build it first "
-                                 "(cardiotwin twin build)")
-            fresh, dupes, refused = self._screen(session, pseudonym, obs)
-            now = utc_now_iso()
-            version = None
-            state = None
-            if fresh:
-                state, reason = update(dict(latest.state), [dict(o) for o in fresh])
-                state = json_native(f"twin {pseudonym} state", state)
-                saved = insert_version(session, pseudonym, state, base_version=latest.version,
-                                       reason=reason)
-                version = saved.version
-                state = {**state, "version": version, "history": saved.history}
-                for o in fresh:
-                    session.add(ObservationRow(pseudonym=pseudonym, twin_version=version,
-                                               received_utc=now, **o))
-            for r in [*rejs, *refused]:
-                session.add(QuarantineRow(pseudonym=pseudonym, received_utc=now, **r))
-            details = {"accepted": len(fresh), "duplicates": dupes,
-                       "quarantined": len(rejs) + len(refused), "twin_version": version}
-            record = IngestRecord(version, latest.version, tuple(o["key_sha256"] for o in fresh),
-                                  dupes, tuple([*rejs, *refused]), state)
-            return Done(record, object="observations" if version is None
-                        else f"twin/v{version}", details=details)
+            return self._ingest_one(session, pseudonym, obs, rejs, update)
 
         record = self._uow.audited(op, actor=actor, purpose=purpose, action="write",
                                    permission="twin.write", pseudonym=pseudonym,
@@ -171,6 +138,105 @@ class ObservationRepository:
                     pseudonym, len(record.accepted), record.duplicates, len(record.rejections),
                     record.version)
         return record
+
+    def ingest_many(
+        self,
+        items: Sequence[tuple[str, Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]]],
+        *,
+        update: Update,
+        actor: Actor,
+        purpose: str,
+    ) -> list[IngestRecord | CardiotwinError]:
+        """The ingests of several patients in **one** transaction (one disk sync for all).
+
+        ``items`` are ``(pseudonym, observations, rejections)``. Each item runs in its own
+        savepoint with its own audit record, exactly as :meth:`ingest` would; an item the store
+        refuses (unknown patient, no twin, a bad state) is rolled back to its savepoint, audited
+        as a failure and returned as its error, and the others are committed. Returns one
+        :class:`IngestRecord` or error per item, in order.
+
+        Raises
+        ------
+        AccessDenied
+            The role may not write twins (audited once).
+        DatabaseError
+            The transaction failed as a whole; nothing is written.
+        """
+        checked = []
+        for pseudonym, observations, rejections in items:
+            check_pseudonym(pseudonym)
+            checked.append((pseudonym, [_check_obs(o) for o in observations],
+                            [_check_rej(r) for r in rejections]))
+        check_actor(actor)
+        purpose = check_purpose(purpose)
+        self._uow.authorise(actor, "twin.write", action="write", pseudonym=None,
+                            obj="observations", purpose=purpose)
+
+        def body(session: Session, chain: AuditChain) -> list[IngestRecord | CardiotwinError]:
+            out: list[IngestRecord | CardiotwinError] = []
+            for pseudonym, obs, rejs in checked:
+                savepoint = session.begin_nested()
+                try:
+                    done = self._ingest_one(session, pseudonym, obs, rejs, update)
+                except CardiotwinError as exc:
+                    savepoint.rollback()
+                    chain.append(actor=actor, action="write", pseudonym=pseudonym,
+                                 obj="observations", purpose=purpose, outcome="failure",
+                                 details={"error": type(exc).__name__,
+                                          "message": str(exc)[:500]})
+                    out.append(exc)
+                    continue
+                savepoint.commit()
+                chain.append(actor=actor, action="write", pseudonym=pseudonym,
+                             obj=done.object or "observations", purpose=purpose,
+                             outcome="success", details=done.details)
+                out.append(done.value)
+            return out
+
+        records = self._uow.run_chained(body)
+        logger.info("ingest of %d patients in one transaction: %d new versions, %d refused",
+                    len(records), sum(isinstance(r, IngestRecord) and r.version is not None
+                                      for r in records),
+                    sum(isinstance(r, CardiotwinError) for r in records))
+        return records
+
+    def _ingest_one(self, session: Session, pseudonym: str, obs: list[dict[str, Any]],
+                    rejs: list[dict[str, Any]], update: Update) -> Done:
+        """The work of one patient's ingest inside the caller's transaction."""
+        if session.get(PatientRow, pseudonym) is None:
+            raise StoreError(f"patient {pseudonym} is not in this store; build the twin first "
+                             "(cardiotwin twin build)")
+        latest = session.execute(
+            select(TwinVersionRow)
+            .where(TwinVersionRow.pseudonym == pseudonym)
+            .order_by(TwinVersionRow.version.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        if latest is None:
+            raise StoreError(f"patient {pseudonym} has no twin to update; build it first "
+                             "(cardiotwin twin build)")
+        fresh, dupes, refused = self._screen(session, pseudonym, obs)
+        now = utc_now_iso()
+        version = None
+        state = None
+        if fresh:
+            state, reason = update(dict(latest.state), [dict(o) for o in fresh])
+            state = json_native(f"twin {pseudonym} state", state)
+            saved = insert_version(session, pseudonym, state, base_version=latest.version,
+                                   reason=reason)
+            version = saved.version
+            state = {**state, "version": version, "history": saved.history}
+            for o in fresh:
+                session.add(ObservationRow(pseudonym=pseudonym, twin_version=version,
+                                           received_utc=now, **o))
+        for r in [*rejs, *refused]:
+            session.add(QuarantineRow(pseudonym=pseudonym, received_utc=now, **r))
+        details = {"accepted": len(fresh), "duplicates": dupes,
+                   "quarantined": len(rejs) + len(refused), "twin_version": version}
+        record = IngestRecord(version, latest.version, tuple(o["key_sha256"] for o in fresh),
+                              dupes, tuple([*rejs, *refused]), state)
+        return Done(record, object="observations" if version is None
+                    else f"twin/v{version}", details=details)
 
     @staticmethod
     def _screen(session: Session, pseudonym: str, obs: list[dict[str, Any]]
