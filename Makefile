@@ -12,13 +12,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 OUT ?= out
 
-.PHONY: venv adios2 demo test validate bench app lint clean help
+.PHONY: venv adios2 demo test validate bench bench-monitoring app lint clean help
 
 help:
 	@echo "make demo      create .venv, install, run the whole pipeline on the embedded phantom"
 	@echo "make test      run the test suite (fast subset; < 10 min on 2 cores)"
 	@echo "make validate  slow verification/validation tests"
 	@echo "make bench     benchmarks, ~40 min (results in benchmarks/results/, docs/performance.md)"
+	@echo "make bench-monitoring  live-twin benchmark only (latency; 1,000 patients at 1 Hz via mosquitto), ~4 min"
 	@echo "make app       start the clinician app on the demo data"
 	@echo "make lint      ruff"
 
@@ -57,7 +58,11 @@ bench: venv
 	$(PY) -m pip install --quiet --no-deps oasisx==1.3.0
 	@# dicom2stl (the iso-surface baseline of the anatomy chain); its deps but one are ours already
 	$(PY) -m pip install --quiet --no-deps dicom2stl==0.5.0 simpleitkutilities==0.3.0
-	$(PY) benchmarks/run.py --dicom-read --pulsatile --anatomy
+	$(PY) benchmarks/run.py --dicom-read --pulsatile --anatomy --monitoring
+
+bench-monitoring: venv
+	bash scripts/install-test-tools.sh $(VENV)
+	$(PY) benchmarks/run.py --only-monitoring
 
 app: venv
 	$(PY) -m app.seed --store $(OUT)/demo/store

@@ -13,6 +13,8 @@ Baselines in the same run:
 * Anatomy chain: ``--anatomy`` runs ``benchmarks/anatomy_chain.py`` (DICOM → labels → landmarks →
   surface → fluid mesh for a 512 x 512 x 300 phantom, each stage in its own process with its
   peak memory; the iso-surface step against dicom2stl on the same series).
+* Live twin: ``--monitoring`` runs ``benchmarks/monitoring.py`` (filter and ingest latency per
+  observation; 1,000 twins at 1 Hz for 60 s through mosquitto into the service; about 4 minutes).
 """
 
 from __future__ import annotations
@@ -51,7 +53,20 @@ def main() -> None:
     ap.add_argument("--anatomy", action="store_true",
                     help="also run benchmarks/anatomy_chain.py (512x512x300 phantom, DICOM to "
                          "fluid mesh per stage, and dicom2stl; a few minutes)")
+    ap.add_argument("--monitoring", action="store_true",
+                    help="also run benchmarks/monitoring.py (update latency; 1,000 patients at "
+                         "1 Hz for 60 s through mosquitto; about 4 minutes)")
+    ap.add_argument("--only-monitoring", action="store_true",
+                    help="run benchmarks/monitoring.py alone (skip the pipeline stages)")
     args = ap.parse_args()
+    if args.only_monitoring:
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        import monitoring
+
+        monitoring.main(["--out", str(args.out)])
+        return
 
     import SimpleITK as sitk
 
@@ -126,6 +141,13 @@ def main() -> None:
         import anatomy_chain
 
         anatomy_chain.main(["--out", str(args.out)])
+    if args.monitoring:
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        import monitoring
+
+        monitoring.main(["--out", str(args.out)])
 
 
 if __name__ == "__main__":
