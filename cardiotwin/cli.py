@@ -1336,6 +1336,27 @@ def _serve_handler(store: Path | None, role: str):
     return handler
 
 
+def _serve_batch_handler(store: Path | None, role: str):
+    """The batch handler of ``twin serve --batch-window``: every batch window's observations of
+    all twins applied in one store transaction (:func:`cardiotwin.workflows.ingest_batches`),
+    one line per batch and one per twin the store refused."""
+    from cardiotwin import workflows
+
+    st, actor = _store(store), _actor(role)
+
+    def handler(groups) -> None:
+        out = workflows.ingest_batches(groups, store=st, actor=actor)
+        for r in out:
+            if r.error:
+                console.print(f"  not applied to {r.pseudonym}: {r.error}", highlight=False)
+        n_obs = sum(len(v) for v in groups.values())
+        versions = sum(r.version is not None for r in out)
+        console.print(f"batch: {n_obs} observations of {len(groups)} twins -> {versions} new "
+                      f"versions, {sum(r.duplicates for r in out)} duplicate", highlight=False)
+
+    return handler
+
+
 @twin_app.command("serve")
 def twin_serve(
     broker: Annotated[str | None, typer.Option(
@@ -1358,6 +1379,10 @@ def twin_serve(
         "to this file when the service stops.")] = None,
     connect_timeout: Annotated[float, typer.Option(
         help="Seconds to wait for the broker at start.")] = 10.0,
+    batch_window: Annotated[float | None, typer.Option(
+        "--batch-window", help="Seconds: apply the messages of all twins that arrive within "
+        "this window in one store transaction (one disk sync), acknowledging them after it "
+        "committed; for many twins at once. Default: one transaction per message.")] = None,
     role: RoleOpt = "clinician",
 ) -> None:
     """Subscribe to live observations over MQTT and hand every accepted batch to the twin.
@@ -1375,6 +1400,7 @@ def twin_serve(
       cardiotwin monitor replay data/100 --broker 127.0.0.1:1883 --subject tw-1 --speed 10
     """
     from cardiotwin import workflows
+    from cardiotwin.errors import InputError
 
     def ready(service, local) -> None:
         if local is not None:
@@ -1385,10 +1411,15 @@ def twin_serve(
                       f"{service.client_id}); Ctrl-C stops", highlight=False)
 
     with _errors():
+        if batch_window is not None and not batch_window > 0:
+            raise InputError(f"--batch-window {batch_window!r}: expected seconds > 0, e.g. 1")
+        handlers = ({"handler": _serve_handler(store, role)} if batch_window is None else
+                    {"batch_handler": _serve_batch_handler(store, role),
+                     "batch_window_s": batch_window})
         service = workflows.serve_observations(
-            broker or os.environ.get(BROKER_ENV), handler=_serve_handler(store, role),
-            embedded=embedded, topic=topic, client_id=client_id, max_seconds=max_seconds,
-            connect_timeout_s=connect_timeout, on_ready=ready)
+            broker or os.environ.get(BROKER_ENV), embedded=embedded, topic=topic,
+            client_id=client_id, max_seconds=max_seconds, connect_timeout_s=connect_timeout,
+            on_ready=ready, **handlers)
         stats = service.stats
         console.print(f"{stats.messages} messages: {stats.accepted} observations accepted, "
                       f"{stats.duplicates} duplicates, {stats.quarantined} quarantined, "

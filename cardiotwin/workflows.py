@@ -706,10 +706,11 @@ def measure_anatomy(dicom_dir: str | Path, *, store: Store, actor: Actor,
 
 
 # ------------------------------------------------------------------------ no patient data
-def serve_observations(broker: str | None, *, handler: Any, embedded: bool = False,
+def serve_observations(broker: str | None, *, handler: Any = None, embedded: bool = False,
                        topic: str | None = None, client_id: str | None = None,
                        max_seconds: float | None = None, connect_timeout_s: float = 10.0,
-                       on_ready: Any = None):
+                       on_ready: Any = None, batch_handler: Any = None,
+                       batch_window_s: float | None = None):
     """Serve live observations over MQTT until ``max_seconds`` or Ctrl-C (``twin serve``).
 
     Parameters
@@ -729,6 +730,10 @@ def serve_observations(broker: str | None, *, handler: Any, embedded: bool = Fal
         Bound of starting the broker and of connecting, s.
     on_ready : callable, optional
         ``on_ready(service, embedded_broker_or_None)`` once subscribed.
+    batch_handler : callable, optional
+        Instead of ``handler``: ``batch_handler({pseudonym: observations})`` for the messages of
+        each ``batch_window_s`` (:class:`~cardiotwin.monitoring.mqtt.ObservationService` batch
+        mode: acknowledged after it returned).
 
     Returns
     -------
@@ -749,8 +754,11 @@ def serve_observations(broker: str | None, *, handler: Any, embedded: bool = Fal
     if embedded or broker is None:
         local = EmbeddedBroker(host=host, port=port).start(timeout_s=connect_timeout_s)
     try:
+        batch = {} if batch_handler is None else {"batch_handler": batch_handler}
+        if batch_handler is not None and batch_window_s is not None:
+            batch["batch_window_s"] = batch_window_s
         service = ObservationService(host, port, handler=handler, topic=topic or SUBSCRIPTION,
-                                     client_id=client_id or SERVICE_CLIENT_ID)
+                                     client_id=client_id or SERVICE_CLIENT_ID, **batch)
         service.start(timeout_s=connect_timeout_s)
         if on_ready is not None:
             on_ready(service, local)

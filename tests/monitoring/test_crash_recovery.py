@@ -11,6 +11,9 @@ SIGKILL and restarted under the same client id:
 After the third run has drained the broker's queue, the store must hold every published
 observation exactly once, one twin version per message (none for a redelivery), the filter state
 must replay from the stored observations bit for bit, and the audit chain must verify.
+
+The same runs again with ``--batch-window`` (batch mode: several messages per transaction,
+acknowledged after the commit), where a version holds a batch instead of one message.
 """
 
 from __future__ import annotations
@@ -18,11 +21,14 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from cardiotwin import workflows
 from cardiotwin.monitoring import Observation
@@ -39,13 +45,14 @@ T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 WAIT_S = 60.0
 
 # Runs the real CLI, but SIGKILLs its own process right after the N-th committed ingest: the
-# message's transaction is durable, its PUBACK never leaves.
+# transaction is durable, the PUBACK never leaves.
 CRASHING_SERVE = """
 import os, signal, sys
 from cardiotwin import workflows
 from cardiotwin.cli import app
 
-real = workflows.ingest_observations
+name = os.environ["CRASH_IN"]
+real = getattr(workflows, name)
 commits = 0
 
 def crash_after_commit(*args, **kwargs):
@@ -53,13 +60,15 @@ def crash_after_commit(*args, **kwargs):
     res = real(*args, **kwargs)
     commits += 1
     if commits >= int(os.environ["CRASH_AFTER_COMMITS"]):
-        print(f"SIGKILL after commit of version {res.version}", flush=True)
+        version = res.version if name == "ingest_observations" else res[0].version
+        print(f"SIGKILL after commit of version {version}", flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
     return res
 
-workflows.ingest_observations = crash_after_commit
+setattr(workflows, name, crash_after_commit)
 app(sys.argv[1:])
 """
+BATCH_WINDOW_S = 0.15
 
 
 def hr(i: int) -> Observation:
@@ -86,6 +95,13 @@ class Serve:
         return [int(m.group(1)) for x in list(self.lines)
                 if (m := re.search(rf"twin {PSEUDONYM}: version (\d+)", x))]
 
+    def batches(self) -> int:
+        return sum(x.startswith("batch:") for x in list(self.lines))
+
+    def duplicates(self) -> int:
+        return sum(int(m.group(1)) for x in list(self.lines)
+                   if x.startswith("batch:") and (m := re.search(r"(\d+) duplicate", x)))
+
     def wait_until(self, condition, *, what: str) -> None:
         deadline = time.monotonic() + WAIT_S
         while not condition():
@@ -105,7 +121,14 @@ class Serve:
         return "".join(self.lines)
 
 
-def test_kill_9_mid_stream_loses_nothing_and_applies_nothing_twice(mosquitto, tmp_path):
+def stored_count(home) -> int:
+    with sqlite3.connect(home / "cardiotwin.sqlite") as db:
+        return db.execute("SELECT count(*) FROM observations").fetchone()[0]
+
+
+@pytest.mark.parametrize("mode", ["message", "batch"])
+def test_kill_9_mid_stream_loses_nothing_and_applies_nothing_twice(mosquitto, tmp_path, mode):
+    batch = mode == "batch"
     home = tmp_path / "home"
     st = workflows.open_store(home)
     actor = Actor("dr_k9", "clinician")
@@ -114,9 +137,12 @@ def test_kill_9_mid_stream_loses_nothing_and_applies_nothing_twice(mosquitto, tm
         actor=actor, purpose="test", reason="built from DICOM")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), CARDIOTWIN_HOME=str(home),
                CARDIOTWIN_USER="dr_k9", COLUMNS="200",
-               CRASH_AFTER_COMMITS=str(CRASH_AFTER_COMMITS))
+               CRASH_AFTER_COMMITS=str(2 if batch else CRASH_AFTER_COMMITS),
+               CRASH_IN="ingest_batches" if batch else "ingest_observations")
     serve_args = ["twin", "serve", "--broker", mosquitto.address, "--client-id", CLIENT_ID,
                   "--max-seconds", "90"]
+    if batch:
+        serve_args += ["--batch-window", str(BATCH_WINDOW_S)]
     published = [hr(i) for i in range(N_MESSAGES)]
 
     # run 1: subscribes (the broker keeps the session from now on), dies after a commit
@@ -137,35 +163,45 @@ def test_kill_9_mid_stream_loses_nothing_and_applies_nothing_twice(mosquitto, tm
         run1.proc.wait(WAIT_S)
         run1.finish()
         assert run1.proc.returncode == -signal.SIGKILL, run1.output
-        assert f"SIGKILL after commit of version {CRASH_AFTER_COMMITS + 1}" in run1.output
-        assert run1.versions() == list(range(2, CRASH_AFTER_COMMITS + 1)), run1.output
+        if batch:
+            assert "SIGKILL after commit of version 3" in run1.output, run1.output
+        else:
+            assert f"SIGKILL after commit of version {CRASH_AFTER_COMMITS + 1}" in run1.output
+            assert run1.versions() == list(range(2, CRASH_AFTER_COMMITS + 1)), run1.output
 
-        # run 2: same client id; the unacknowledged message comes again and is a duplicate
+        # run 2: same client id; the unacknowledged messages come again and are duplicates
         cli = [sys.executable, "-m", "cardiotwin.cli", *serve_args]
         run2 = Serve(cli, env)
-        run2.wait_until(lambda: len(run2.versions()) >= KILL_AFTER_VERSIONS,
-                        what=f"{KILL_AFTER_VERSIONS} versions")
+        if batch:
+            run2.wait_until(lambda: run2.batches() >= 1, what="a batch")
+        else:
+            run2.wait_until(lambda: len(run2.versions()) >= KILL_AFTER_VERSIONS,
+                            what=f"{KILL_AFTER_VERSIONS} versions")
         run2.proc.kill()  # kill -9 wherever it is
         run2.finish()
         assert run2.proc.returncode == -signal.SIGKILL
-        redelivered = re.search(rf"twin {PSEUDONYM}: no new version \(still "
-                                rf"{CRASH_AFTER_COMMITS + 1}\); 0 accepted, 1 duplicate",
-                                run2.output)
-        assert redelivered, run2.output
-        assert run2.versions()[0] == CRASH_AFTER_COMMITS + 2, run2.output
+        if batch:
+            assert run2.duplicates() >= 1, run2.output
+        else:
+            redelivered = re.search(rf"twin {PSEUDONYM}: no new version \(still "
+                                    rf"{CRASH_AFTER_COMMITS + 1}\); 0 accepted, 1 duplicate",
+                                    run2.output)
+            assert redelivered, run2.output
+            assert run2.versions()[0] == CRASH_AFTER_COMMITS + 2, run2.output
 
         # run 3: drains the queue
         streaming.join(WAIT_S)
         pub.flush(timeout_s=WAIT_S)
         run3 = Serve(cli, env)
-        run3.wait_until(lambda: N_MESSAGES + 1 in run3.versions(),
-                        what=f"version {N_MESSAGES + 1}")
+        run3.wait_until(lambda: stored_count(home) >= N_MESSAGES,
+                        what=f"{N_MESSAGES} observations stored")
         time.sleep(1.0)  # a stray redelivery would show up now
         run3.finish()
         runs = (run1, run2, run3)
-        print("versions per run:", [len(r.versions()) for r in runs],
+        print(mode, "versions per run:", [len(r.versions()) or r.batches() for r in runs],
               "redelivered duplicates per run:",
-              [r.output.count("0 accepted, 1 duplicate") for r in runs])
+              [r.duplicates() if batch else r.output.count("0 accepted, 1 duplicate")
+               for r in runs])
     finally:
         pub.close()
 
@@ -174,9 +210,15 @@ def test_kill_9_mid_stream_loses_nothing_and_applies_nothing_twice(mosquitto, tm
     # no accepted observation lost, none stored twice
     assert sorted(r["key_sha256"] for r in stored) == sorted(
         o["key_sha256"] for o in (workflows_row(x) for x in published))
-    # one version per message (the build is version 1), none for a redelivery
-    assert [v["version"] for v in versions] == list(range(1, N_MESSAGES + 2))
-    assert sorted(r["twin_version"] for r in stored) == list(range(2, N_MESSAGES + 2))
+    if batch:
+        # one version per committed batch, none empty (none for a redelivery)
+        last = versions[-1]["version"]
+        assert [v["version"] for v in versions] == list(range(1, last + 1))
+        assert {r["twin_version"] for r in stored} == set(range(2, last + 1))
+    else:
+        # one version per message (the build is version 1), none for a redelivery
+        assert [v["version"] for v in versions] == list(range(1, N_MESSAGES + 2))
+        assert sorted(r["twin_version"] for r in stored) == list(range(2, N_MESSAGES + 2))
     # each observation went into the filter once: the stored state replays bit for bit
     replayed, state = workflows.replay_twin(PSEUDONYM, store=st, actor=actor, purpose="test")
     assert state is not None and replayed.to_dict() == state.to_dict()
