@@ -1284,9 +1284,9 @@ def variant_parameters(name: str, *, seed: int = 0, **overrides: object) -> Phan
         The pathology variants are the ``"hard"`` draw of the same seed plus (drawn from the
         seed; ranges and sources in docs/validation.md, "Phantom variants"):
 
-        * ``"dilated"``: ascending aortic aneurysm, 45–55 mm (≥ 45 mm is aneurysmal, 55 mm the
-          usual surgical threshold: Erbel R et al., 2014 ESC Guidelines on aortic diseases, Eur
-          Heart J 2014;35:2873–2926), STJ 32–38 mm, sinus 4–7 mm wider, a 30–40 mm taper.
+        * ``"dilated"``: ascending aortic aneurysm, 45–55 mm (55 mm: the surgical threshold of
+          Erbel R et al., 2014 ESC Guidelines on aortic diseases, Eur Heart J
+          2014;35:2873–2926), STJ 32–38 mm, sinus 4–7 mm wider, a 30–40 mm taper.
         * ``"bicuspid"``: Sievers type 1 bicuspid valve (right–left fusion with a raphe;
           Sievers HH, Schmidtke C, J Thorac Cardiovasc Surg 2007;133:1226–33), a fish-mouth
           orifice (aspect 0.3–0.5, 60–120 mm²), a larger and more elliptical annulus
