@@ -197,8 +197,42 @@ def _perimeter_mm(mask: np.ndarray, pixel_mm: float) -> float:
     return float(np.linalg.norm(np.diff(c, axis=0), axis=1).sum()) * pixel_mm
 
 
+#: Side branches narrower than this (coronary arteries, 2-5 mm) are opened away from a section
+#: before its diameter enters the lumen profile of :func:`_hinge_level`: a coronary ostium adds
+#: area to the sinus sections it leaves from and would break the profile's descent to the waist.
+_SIDE_BRANCH_MM = 6.0
+
+
+def _trunk_area_mm2(sec: dict[str, Any], pixel_mm: float) -> float:
+    """Area of a section's filled lumen without side branches narrower than ``_SIDE_BRANCH_MM``."""
+    filled = sec.get("filled")
+    if filled is None or not filled.any():
+        return float(sec["area_mm2"])
+    r = max(1, int(round(0.5 * _SIDE_BRANCH_MM / pixel_mm)))
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    opened = ndi.binary_opening(filled, structure=(xx**2 + yy**2) <= r * r)
+    # the opening also trims the lumen's own corners and crescents; a branch is a removed part
+    # that reaches at least 4 mm beyond the farthest point of the opened trunk from its centre
+    # (a coronary leaves the sinus wall outwards; the crescents between the leaflet bases and
+    # the wall reach < 3 mm out on the phantoms)
+    removed = filled & ~opened
+    lab, n = ndi.label(removed)
+    if n == 0 or not opened.any():
+        return float(sec["area_mm2"])
+    ij = np.argwhere(opened)
+    c = ij.mean(axis=0)
+    reach = float(np.sqrt(((ij - c) ** 2).sum(axis=1)).max()) + 4.0 / pixel_mm
+    thin = np.zeros_like(filled)
+    for i in range(1, n + 1):
+        pts = np.argwhere(lab == i)
+        if float(np.sqrt(((pts - c) ** 2).sum(axis=1)).max()) >= reach:
+            thin[pts[:, 0], pts[:, 1]] = True
+    return float((filled & ~thin).sum()) * pixel_mm**2
+
+
 def _hinge_level(hs: np.ndarray, secs: list[dict[str, Any]], onset: int, *,
-                 noise_mm: float = 0.15, below_mm: float = 4.0) -> tuple[int, list[int]]:
+                 noise_mm: float = 0.15, below_mm: float = 4.0,
+                 pixel_mm: float = 0.4) -> tuple[int, list[int]]:
     """Level of the leaflet hinges and of the annulus section, from the lumen diameter profile.
 
     Going down from the sinus (the widest filled lumen within 15 mm above ``onset``, the first
@@ -217,7 +251,7 @@ def _hinge_level(hs: np.ndarray, secs: list[dict[str, Any]], onset: int, *,
         widest of them (the leaflet bases above, the narrower LVOT below); the ``below_mm``
         below ``onset`` when no waist is found.
     """
-    d = np.array([2.0 * np.sqrt(s["area_mm2"] / np.pi) for s in secs])
+    d = np.array([2.0 * np.sqrt(_trunk_area_mm2(s, pixel_mm) / np.pi) for s in secs])
     step = float(hs[1] - hs[0])
     lo = max(0, onset - int(round(3.0 / step)))
     hi = min(len(hs) - 1, onset + int(round(15.0 / step)))
@@ -642,7 +676,7 @@ def measure_aortic_root(
             "the annulus plane cannot be located (is the valve visible, is this a contrast CT?)")
     candidates = [onset]
     if hinge_points_mm is None:
-        onset, candidates = _hinge_level(hs, secs, onset)
+        onset, candidates = _hinge_level(hs, secs, onset, pixel_mm=pixel_mm)
     ann = secs[candidates[0]]
     h_ann = float(hs[onset])
     a_centre = secs[onset]["centroid_mm"]
