@@ -8,7 +8,7 @@ app / pipelines / cli  →  workflows  →  domain  →  store / units / errors
   phantom ⇄ landmarks cycle of stage 1) nor ``physics``. ``monitoring`` (data in from the
   bedside) imports only the base modules; the twin imports it.
 * ``store`` imports only the base modules; ``workflows`` anything but the presentation layers.
-* The presentation layers (``cli``, ``report``, ``app``, ``pipelines``) reach the store and the
+* The presentation layers (``cli``, ``report``, ``app``, ``pipelines``, ``api``) reach the store and the
   domain only through ``workflows``, except to name types: ``from cardiotwin.study import
   FlowSummary`` (a class) or an UPPER_CASE constant is allowed, ``from cardiotwin.imaging import
   phantom`` (a module) or a function is not.
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BASE = {"cardiotwin", "cardiotwin.units", "cardiotwin.errors", "cardiotwin.fileio",
         "cardiotwin.provenance", "cardiotwin.privacy"}
 DOMAIN = ("imaging", "geometry", "physics", "devices", "monitoring", "twin", "study")
-PRESENTATION = ("cli", "report", "app", "pipelines")
+PRESENTATION = ("cli", "report", "app", "pipelines", "api")
 
 
 def _layer(module: str) -> str:
