@@ -329,15 +329,15 @@ def create_app(store_root: str | Path, *, max_body_bytes: int = MAX_BODY_BYTES,
                                "or every record was quarantined (listed with reasons)."}})
     def observations(
         pseudonym: Pseudonym, who: Actor,
-        document: Annotated[dict[str, Any], Body(
+        document: Annotated[models.FhirResource, Body(
             description="One FHIR R4 Observation or a Bundle of Observations (JSON).",
             openapi_examples={"heart rate": {"summary": "one heart-rate Observation",
                                              "value": _EXAMPLE_OBSERVATION}})],
     ) -> models.IngestResult:
         """Check observations, store them and update the twin (a new version); refused records
         are quarantined with their reasons. Needs the clinician or admin role."""
-        res = workflows.ingest_fhir(pseudonym, document, store=store, actor=who,
-                                    purpose=PURPOSE, source="api")
+        res = workflows.ingest_fhir(pseudonym, document.model_dump(mode="json"), store=store,
+                                    actor=who, purpose=PURPOSE, source="api")
         out = models.ingest_of(res)
         if res.quarantined and not res.accepted and not res.duplicates:
             reasons = "; ".join(q.reason for q in out.quarantined[:3])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 def _finite(x: Any) -> float | None:
@@ -20,6 +20,17 @@ def _finite(x: Any) -> float | None:
         return None
     x = float(x)
     return x if math.isfinite(x) else None
+
+
+class FhirResource(BaseModel):
+    """The body of ``POST /twins/{pseudonym}/observations``: one FHIR R4 ``Observation`` or a
+    ``Bundle`` of them, as JSON. Only ``resourceType`` is checked here; the FHIR reader
+    (:func:`cardiotwin.monitoring.read_fhir`) checks the rest and quarantines what breaks a
+    rule."""
+
+    model_config = ConfigDict(extra="allow")
+
+    resourceType: Literal["Observation", "Bundle"]
 
 
 class Problem(BaseModel):
