@@ -130,7 +130,8 @@ def flag_events(start: PatientTwin, rows: Iterable[Mapping[str, Any]], *,
     list of dict
         ``kind`` (``"stale"``, ``"current"``, ``"drift"``, ``"drift-cleared"``), ``time_utc``
         (data time, ISO 8601 UTC, None for "no data since the build": a stale event is :data:`STALE_AFTER_S` after the last
-        observation, the others the time of the observation that changed the flag), ``version``
+        observation, ``current`` the first observation after the gap, a drift change the last
+        observation of the batch that changed the flag), ``version``
         (the version in force after it) and ``detail`` (why), in time order.
     """
     from datetime import timedelta
