@@ -132,7 +132,8 @@ def flag_events(start: PatientTwin, rows: Iterable[Mapping[str, Any]], *,
         ``time_utc``, a data time in ISO 8601 UTC (None for "no data since the build"): a stale
         event is :data:`STALE_AFTER_S` after the last observation, ``current`` the first
         observation after the gap, a drift change the last observation of the batch that
-        changed the flag; ``version``, the version in force after it; ``detail``, (why), in time order.
+        changed the flag; ``version``, the version in force after it; ``detail``, why. In time
+        order.
     """
     from datetime import timedelta
 
