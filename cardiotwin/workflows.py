@@ -16,10 +16,11 @@ rehearse
     comparison (:class:`~cardiotwin.study.RehearsalComparison`), stored as a result. Steady flow
     at mean systolic flow by default; whole cardiac cycles of pulsatile flow when given a
     :class:`~cardiotwin.study.CycleSettings`.
-ingest_observations, ingest_file, twin_status, replay_twin
-    Monitoring observations checked, stored and assimilated into new twin versions; what the
-    twin says at a time (physiology with spread, data age, stale and drift); replay of a version
-    from the stored observations.
+ingest_observations, ingest_file, ingest_fhir, twin_status, twin_events, replay_twin
+    Monitoring observations checked, stored and assimilated into new twin versions (from
+    readers, files or a FHIR document posted to the REST API); what the twin says at a time
+    (physiology with spread, data age, stale and drift) and when its flags changed; replay of
+    a version from the stored observations.
 deidentify_dicom, scan_dicom, convert_dicom
     DICOM folders de-identified (PS3.15 Annex E) with the store's pseudonym key, catalogued or
     converted; audited.

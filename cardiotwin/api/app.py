@@ -49,6 +49,8 @@ _REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not
             405: "Method Not Allowed", 409: "Conflict", 413: "Content Too Large",
             415: "Unsupported Media Type", 422: "Unprocessable Content",
             500: "Internal Server Error"}
+_NOT_JSON = ("the body is not valid JSON; send one FHIR R4 Observation or Bundle as UTF-8 JSON "
+             "(Content-Type: application/fhir+json or application/json)")
 _WWW_AUTH = 'Basic realm="cardiotwin", Bearer realm="cardiotwin"'
 
 
@@ -241,9 +243,7 @@ def create_app(store_root: str | Path, *, max_body_bytes: int = MAX_BODY_BYTES,
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
-            return _problem(request, 400, "the body is not valid JSON; send one FHIR R4 "
-                            "Observation or Bundle as UTF-8 JSON (Content-Type: "
-                            "application/fhir+json or application/json)")
+            return _problem(request, 400, _NOT_JSON)
         parts = []
         for e in errors[:5]:
             where = ".".join(str(x) for x in e.get("loc", ()))
@@ -254,7 +254,9 @@ def create_app(store_root: str | Path, *, max_body_bytes: int = MAX_BODY_BYTES,
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         detail = str(exc.detail)
-        if exc.status_code == 404:
+        if exc.status_code == 400:  # FastAPI could not parse the body (bad UTF-8, too deep)
+            detail = _NOT_JSON
+        elif exc.status_code == 404:
             detail = f"no such endpoint {request.url.path}; see /docs for the endpoints"
         elif exc.status_code == 405:
             detail = f"{request.method} is not allowed on {request.url.path}; see /docs"

@@ -209,6 +209,8 @@ def test_hostile_input_gets_4xx_is_quarantined_and_the_service_keeps_running(ser
     # not JSON, not an object, not FHIR
     assert "not valid JSON" in _is_problem(
         client.post(url, auth=who, content=b"{\"resourceType\": ", headers=hdr), 400)["detail"]
+    for junk in (b"\xff\xfe{}", b"[" * 30_000 + b"]" * 30_000):  # bad UTF-8, nesting bomb
+        _is_problem(client.post(url, auth=who, content=junk, headers=hdr), 400)
     _is_problem(client.post(url, auth=who, json=[1, 2, 3]), 422)
     _is_problem(client.post(url, auth=who, json={"resourceType": "Patient"}), 422)
     # wrong unit: quarantined with the reason, 422 because nothing was accepted
@@ -217,6 +219,8 @@ def test_hostile_input_gets_4xx_is_quarantined_and_the_service_keeps_running(ser
     body = _is_problem(res, 422)
     q = body["quarantined"]
     assert len(q) == 1 and q[0]["kind"] == "unit" and "[psi]" in q[0]["reason"]
+    nan = json.dumps(_obs("8867-4", 70, "/min", t, oid="nan")).replace("70", "NaN", 1)
+    assert _is_problem(client.post(url, auth=who, content=nan, headers=hdr), 422)["quarantined"]
     # injection strings: in the path the pseudonym pattern refuses them; in the record they
     # are quarantined (the code is unknown) and stored as text only
     evil = "x'; DROP TABLE observations; --"
