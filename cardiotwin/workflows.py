@@ -16,10 +16,11 @@ rehearse
     comparison (:class:`~cardiotwin.study.RehearsalComparison`), stored as a result. Steady flow
     at mean systolic flow by default; whole cardiac cycles of pulsatile flow when given a
     :class:`~cardiotwin.study.CycleSettings`.
-ingest_observations, ingest_file, twin_status, replay_twin
-    Monitoring observations checked, stored and assimilated into new twin versions; what the
-    twin says at a time (physiology with spread, data age, stale and drift); replay of a version
-    from the stored observations.
+ingest_observations, ingest_file, ingest_fhir, twin_status, twin_events, replay_twin
+    Monitoring observations checked, stored and assimilated into new twin versions (from
+    readers, files or a FHIR document posted to the REST API); what the twin says at a time
+    (physiology with spread, data age, stale and drift) and when its flags changed; replay of
+    a version from the stored observations.
 deidentify_dicom, scan_dicom, convert_dicom
     DICOM folders de-identified (PS3.15 Annex E) with the store's pseudonym key, catalogued or
     converted; audited.
@@ -1296,9 +1297,104 @@ def replay_twin(pseudonym: str, *, store: Store, actor: Actor, version: int | No
     return history.replay(versions, rows, upto_version=target.version), stored
 
 
+def ingest_fhir(pseudonym: str, document: Mapping[str, Any], *, store: Store, actor: Actor,
+                purpose: str = "patient monitoring", source: str = "api",
+                now: Any = None) -> IngestResult:
+    """Ingest a FHIR R4 Observation or Bundle given as parsed JSON (the body of a REST call)
+    into twin ``pseudonym`` (audited; see :func:`ingest_observations`).
+
+    Records the reader refuses (unknown code or unit, no timezone, wrong status…) and
+    observations of another subject are quarantined under this twin with their reasons.
+
+    Raises
+    ------
+    InputError
+        The document is not a FHIR Observation or Bundle (nothing is stored).
+    AccessDenied
+        The role may not write twins (audited as denied).
+    StoreError
+        No twin of that pseudonym (audited as a failure).
+    """
+    from cardiotwin.monitoring import read_fhir
+    from cardiotwin.store import check_pseudonym
+
+    check_pseudonym(pseudonym)
+    store.check_permission("twin.write", actor=actor, purpose=purpose, pseudonym=pseudonym,
+                           obj="observations", action="write")
+    if not isinstance(document, Mapping):
+        raise InputError(f"the body must be a FHIR Observation or Bundle JSON object, got "
+                         f"{type(document).__name__}")
+    batch = read_fhir(dict(document), subject=pseudonym, name=source)
+    return ingest_observations(pseudonym, batch.observations, store=store, actor=actor,
+                               rejected=batch.rejections, purpose=purpose, now=now)
+
+
+@dataclass(frozen=True)
+class TwinEvent:
+    """A change of a twin's stale or drift flag (:func:`twin_events`).
+
+    Attributes
+    ----------
+    pseudonym : the twin.
+    kind : ``"stale"``, ``"current"`` (data again), ``"drift"`` or ``"drift-cleared"``.
+    time_utc : data time of the change (ISO 8601 UTC); None for "stale since the build".
+    version : the twin version in force after the change.
+    detail : why, in words.
+    """
+
+    pseudonym: str
+    kind: str
+    time_utc: str | None
+    version: int
+    detail: str
+
+
+def twin_events(pseudonym: str, *, store: Store, actor: Actor, now: Any = None,
+                purpose: str = "patient monitoring") -> tuple[TwinEvent, ...]:
+    """The stale and drift events of a twin since its filter started (its last 3-D run),
+    recomputed from the stored observations (:func:`cardiotwin.twin.history.flag_events`;
+    audited reads). ``now`` (timezone-aware, default the clock) ends the last gap."""
+    from datetime import UTC, datetime
+
+    from cardiotwin.twin import history
+
+    latest = store.load_twin(pseudonym, actor=actor, purpose=purpose)
+    stored = history.stored_state(latest)
+    start = latest
+    if stored is not None and stored.reference.version != latest.version:
+        start = store.load_twin(pseudonym, actor=actor, purpose=purpose,
+                                version=stored.reference.version)
+    rows = store.list_observations(pseudonym, actor=actor, purpose=purpose,
+                                   after_version=start.version, upto_version=latest.version)
+    found = history.flag_events(start, rows, now=now or datetime.now(UTC))
+    return tuple(TwinEvent(pseudonym=pseudonym, **e) for e in found)
+
+
+def all_events(*, store: Store, actor: Actor, now: Any = None,
+               purpose: str = "patient monitoring") -> tuple[TwinEvent, ...]:
+    """:func:`twin_events` of every twin in the store (audited), ordered by time (events
+    without a time first)."""
+    out: list[TwinEvent] = []
+    for p in store.list_patients(actor=actor, purpose=purpose):
+        if p.get("latest_version"):
+            out += twin_events(p["pseudonym"], store=store, actor=actor, now=now,
+                               purpose=purpose)
+    return tuple(sorted(out, key=lambda e: (e.time_utc or "", e.pseudonym)))
+
+
+def refuse_request(store: Store, *, client: str, reason: str, username: str | None = None
+                   ) -> None:
+    """Audit a request refused before any password was checked (no credentials, an unknown or
+    expired token) as a failed login; see :func:`cardiotwin.store.users.record_refused`."""
+    from cardiotwin.store import users
+
+    users.record_refused(store, client=client, reason=reason, username=username)
+
+
 __all__ = [
-    "Actor", "BatchIngest", "BuildSettings", "IngestResult", "LiveUpdate", "ingest_batches",
-    "live_update", "PatientEntry", "TwinStatus", "ingest_file",
+    "Actor", "BatchIngest", "BuildSettings", "IngestResult", "LiveUpdate", "TwinEvent",
+    "all_events", "ingest_batches", "ingest_fhir", "live_update", "refuse_request",
+    "twin_events", "PatientEntry", "TwinStatus", "ingest_file",
     "ingest_observations", "replay_twin", "twin_status", "PhantomStudy", "Store", "add_user", "build_twin", "can",
     "SegmentationOutput", "convert_dicom", "deidentify_dicom", "device_catalog",
     "evaluate_segmentation", "segment_dicom", "segmenters", "list_patients", "list_rehearsals",

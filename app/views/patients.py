@@ -80,4 +80,28 @@ if baseline is not None:
 else:
     st.info("No baseline flow yet: it is solved with the first rehearsal.")
 
+st.subheader("Live monitoring")
+try:
+    status = workflows.twin_status(pseudonym, store=store, actor=actor, purpose=PURPOSE)
+except CardiotwinError as exc:
+    common.show_error(exc, what=f"Cannot read the monitoring state of {pseudonym}")
+else:
+    est = status.estimate
+    if est.stale:
+        st.warning(f"STALE: {est.stale_reason}. The twin's physiology below is its estimate with "
+                   "a spread that grows with the data age; feed it vitals (`cardiotwin ingest`, "
+                   "`cardiotwin twin serve`) before relying on it.")
+    if est.drift:
+        st.error("DRIFT since the last 3-D run: " + "; ".join(est.drift_reasons)
+                 + ". Run a new 3-D simulation (rehearse) before using its gradients.")
+    if not est.stale and not est.drift:
+        st.success("Current: recent data, no drift since the last 3-D run.")
+    age = "no data yet" if est.data_age_s is None else f"{est.data_age_s / 60.0:.0f} min"
+    st.caption(f"Twin version {status.version} as of {status.as_of_utc}: "
+               f"{est.n_observations} observations assimilated; data age {age}.")
+    st.dataframe(pd.DataFrame([{"quantity": e.name.replace("_", " "), "twin now": round(e.mean, 2),
+                                "± 1 SD": round(e.sd, 2), "unit": e.unit}
+                               for e in est.estimates.values()]),
+                 hide_index=True, width="stretch")
+
 st.page_link(common.PAGES["rehearse"], label=f"Rehearse a valve on {twin.pseudonym}", icon="🛠️")

@@ -197,6 +197,196 @@ def _perimeter_mm(mask: np.ndarray, pixel_mm: float) -> float:
     return float(np.linalg.norm(np.diff(c, axis=0), axis=1).sum()) * pixel_mm
 
 
+#: Side branches narrower than this (coronary arteries, 2-5 mm) are opened away from a section
+#: before its diameter enters the lumen profile of :func:`_hinge_level`: a coronary ostium adds
+#: area to the sinus sections it leaves from and would break the profile's descent to the waist.
+_SIDE_BRANCH_MM = 6.0
+
+
+def _trunk_area_mm2(sec: dict[str, Any], pixel_mm: float) -> float:
+    """Area of a section's filled lumen without side branches narrower than ``_SIDE_BRANCH_MM``."""
+    filled = sec.get("filled")
+    if filled is None or not filled.any():
+        return float(sec["area_mm2"])
+    r = max(1, int(round(0.5 * _SIDE_BRANCH_MM / pixel_mm)))
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    opened = ndi.binary_opening(filled, structure=(xx**2 + yy**2) <= r * r)
+    # the opening also trims the lumen's own corners and crescents; a branch is a removed part
+    # that reaches at least 4 mm beyond the farthest point of the opened trunk from its centre
+    # (a coronary leaves the sinus wall outwards; the crescents between the leaflet bases and
+    # the wall reach < 3 mm out on the phantoms)
+    removed = filled & ~opened
+    lab, n = ndi.label(removed)
+    if n == 0 or not opened.any():
+        return float(sec["area_mm2"])
+    ij = np.argwhere(opened)
+    c = ij.mean(axis=0)
+    reach = float(np.sqrt(((ij - c) ** 2).sum(axis=1)).max()) + 4.0 / pixel_mm
+    thin = np.zeros_like(filled)
+    for i in range(1, n + 1):
+        pts = np.argwhere(lab == i)
+        if float(np.sqrt(((pts - c) ** 2).sum(axis=1)).max()) >= reach:
+            thin[pts[:, 0], pts[:, 1]] = True
+    return float((filled & ~thin).sum()) * pixel_mm**2
+
+
+def _hinge_level(hs: np.ndarray, secs: list[dict[str, Any]], onset: int, *,
+                 noise_mm: float = 0.15, below_mm: float = 4.0,
+                 pixel_mm: float = 0.4) -> tuple[int, list[int]]:
+    """Level of the leaflet hinges and of the annulus section, from the lumen diameter profile.
+
+    Going down from the sinus (the widest filled lumen within 15 mm above ``onset``, the first
+    level with enclosed leaflet tissue), the lumen narrows to a waist: just above the hinges the
+    leaflet bases, attached to the wall, are not yet enclosed by sinus blood and take the rim of
+    the lumen. Below the waist the section widens again to the annulus and then the LVOT.
+
+    Returns
+    -------
+    k_hinge : int
+        Index into ``hs`` of the hinge level: ``onset`` when it lies between the widest section
+        below the waist and the waist, else the highest level below the waist whose diameter is
+        within ``noise_mm`` of the widest (the top of the annulus plateau).
+    candidates : list of int
+        Levels from ``below_mm`` below the waist up to the waist: the annulus section is the
+        widest of them (the leaflet bases above, the narrower LVOT below); the ``below_mm``
+        below ``onset`` when no waist is found.
+    """
+    d = np.array([2.0 * np.sqrt(_trunk_area_mm2(s, pixel_mm) / np.pi) for s in secs])
+    step = float(hs[1] - hs[0])
+    lo = max(0, onset - int(round(3.0 / step)))
+    hi = min(len(hs) - 1, onset + int(round(15.0 / step)))
+    k = k_sinus = onset + int(np.argmax(d[onset:hi + 1]))
+    # down to the waist, on the profile smoothed over 1.5 mm (calcium makes it bumpy)
+    ds = ndi.uniform_filter1d(d, size=3, mode="nearest")
+    while k - 1 >= lo and ds[k - 1] <= ds[k:k_sinus + 1].min() + noise_mm:
+        k -= 1
+    if k == lo:  # no waist above the LVOT: the hinges at the first level with leaflet tissue
+        return onset, list(range(max(0, onset - int(round(below_mm / step))), onset + 1))
+    waist = k
+    k0 = max(lo, waist - int(round(below_mm / step)))
+    k_sec = k0 + int(np.argmax(d[k0:waist + 1]))
+    candidates = list(range(k0, waist + 1))
+    if k_sec <= onset <= waist:  # leaflet tissue first enclosed between the annulus and the waist
+        return onset, candidates
+    k_hinge = max(j for j in range(k_sec, waist + 1) if d[j] >= d[k_sec] - noise_mm)
+    return k_hinge, candidates
+
+
+def _edge_contour(sampler: _Sampler, section: dict[str, Any], centre: np.ndarray, n: np.ndarray,
+                  *, n_rays: int = 360, window_mm: float = 2.5, step_mm: float = 0.1
+                  ) -> np.ndarray | None:
+    """Sub-voxel lumen contour of a cross-section: ``(n_rays, 2)`` points (mm, in the section's
+    ``(e1, e2)`` frame about ``centre``), or None when too few rays give an edge.
+
+    Along each ray from the filled lumen's centroid, the CT is sampled every ``step_mm`` within
+    ``window_mm`` of the filled lumen's edge; the edge is the outermost crossing of the half
+    maximum between the blood peak and the lowest value just outside (the wall or fat, not a
+    neighbouring pool farther out). Rays through calcium (≥ the calcium threshold near the
+    edge: it hides the lumen edge and blooms) are dropped and filled in from their neighbours.
+    """
+    filled = section["filled"]
+    e1, e2 = section["e1"], section["e2"]
+    pix = sampler.pix
+    ij = np.argwhere(filled).astype(float)
+    c_px = ij.mean(axis=0)
+    half_px = (np.array(filled.shape) - 1) / 2.0
+    c_mm = (c_px - half_px) * pix  # centroid in (e1, e2) mm
+    ang = np.linspace(0.0, 2 * np.pi, n_rays, endpoint=False)
+    dirs = np.stack([np.cos(ang), np.sin(ang)], axis=1)
+    # outermost filled pixel along each ray (mask edge)
+    r_grid = np.arange(0.0, sampler.half - 1.0, pix / 2)
+    pts_px = c_px + (r_grid[None, :, None] * dirs[:, None, :]) / pix
+    ii = np.clip(np.rint(pts_px).astype(int), 0, np.array(filled.shape) - 1)
+    inside = filled[ii[..., 0], ii[..., 1]]
+    if not inside.any():
+        return None
+    last = np.where(inside.any(axis=1), inside.shape[1] - 1 - np.argmax(inside[:, ::-1], axis=1), 0)
+    r_mask = r_grid[last]
+    # CT along each ray around the mask edge
+    off = np.arange(-window_mm, 2 * window_mm + 1e-9, step_mm)
+    rr = np.maximum(r_mask[:, None] + off[None, :], 0.0)
+    uv = c_mm + rr[..., None] * dirs[:, None, :]
+    xyz = centre + uv[..., 0, None] * e1 + uv[..., 1, None] * e2
+    ijk = (xyz - sampler.org) @ sampler.inv.T
+    prof = ndi.map_coordinates(sampler.a, ijk[..., ::-1].reshape(-1, 3).T, order=1, mode="nearest"
+                               ).reshape(rr.shape)
+    prof = ndi.uniform_filter1d(prof, size=max(1, int(round(0.5 / step_mm))), axis=1)
+    outside = (off >= 0.0) & (off <= window_mm)
+    low = np.min(np.where(outside[None, :], prof, np.inf), axis=1)
+    level = 0.5 * (sampler.peak + low)
+    above = prof >= level[:, None]
+    # downward crossings (inside → outside) within the window; the one nearest the mask edge
+    down = above[:, :-1] & ~above[:, 1:]
+    down[:, off[:-1] > window_mm] = False
+    dist = np.where(down, np.abs(off[None, :-1]), np.inf)
+    ok = np.isfinite(dist).any(axis=1)
+    j = np.argmin(dist, axis=1)
+    rows = np.arange(n_rays)
+    f0, f1 = prof[rows, j], prof[rows, j + 1]
+    frac = np.clip((f0 - level) / np.maximum(f0 - f1, 1e-6), 0.0, 1.0)
+    r_edge = rr[rows, j] + frac * step_mm
+    ca = np.max(prof[:, off <= window_mm], axis=1) >= sampler.t_ca
+    ca = ndi.binary_dilation(np.concatenate([ca[-4:], ca, ca[:4]]), iterations=4)[4:-4]
+    ok &= ~ca
+    if ok.sum() < 0.4 * n_rays:
+        return None
+    # fill dropped rays from an ellipse fitted to the others (a gap across the end of the major
+    # axis would be cut short by interpolating the radius), then smooth single-ray noise
+    r_fill = _ellipse_radii(r_edge[ok, None] * dirs[ok], dirs)
+    if r_fill is None:
+        good = np.flatnonzero(ok)
+        r_fill = np.interp(ang, ang[good], r_edge[good], period=2 * np.pi)
+    r_edge = np.where(ok, r_edge, r_fill)
+    r_edge = ndi.median_filter(r_edge, size=5, mode="wrap")
+    r_edge = ndi.gaussian_filter1d(r_edge, 2.0, mode="wrap")
+    return c_mm + r_edge[:, None] * dirs
+
+
+def _ellipse_radii(points: np.ndarray, dirs: np.ndarray) -> np.ndarray | None:
+    """Distances from the origin along unit ``dirs`` to the ellipse fitted (least squares, conic
+    ``a x² + b xy + c y² + d x + e y = 1``) to ``points`` (mm); None if the fit is no ellipse
+    around the origin."""
+    x, y = points[:, 0], points[:, 1]
+    design = np.stack([x * x, x * y, y * y, x, y], axis=1)
+    coef, *_ = np.linalg.lstsq(design, np.ones(len(x)), rcond=None)
+    a, b, c, d, e = coef
+    if 4 * a * c - b * b <= 0:
+        return None
+    u, v = dirs[:, 0], dirs[:, 1]
+    qa = a * u * u + b * u * v + c * v * v  # qa r² + qb r - 1 = 0
+    qb = d * u + e * v
+    disc = qb * qb + 4 * qa
+    if np.any(qa <= 0) or np.any(disc < 0):
+        return None
+    return (-qb + np.sqrt(disc)) / (2 * qa)
+
+
+def _polygon_measures(poly: np.ndarray) -> dict[str, float]:
+    """Area (mm²), perimeter (mm), and min/max diameters (4·sqrt of the eigenvalues of the
+    second moments: exact for an ellipse) of a closed polygon ``(n, 2)`` in mm."""
+    a, b = poly, np.roll(poly, -1, axis=0)
+    cross = a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
+    area = 0.5 * float(cross.sum())
+    if area < 0:
+        poly = poly[::-1]
+        a, b = poly, np.roll(poly, -1, axis=0)
+        cross = -cross[::-1]
+        area = -area
+    cx = float(((a[:, 0] + b[:, 0]) * cross).sum()) / (6.0 * area)
+    cy = float(((a[:, 1] + b[:, 1]) * cross).sum()) / (6.0 * area)
+    sxx = float(((a[:, 0] ** 2 + a[:, 0] * b[:, 0] + b[:, 0] ** 2) * cross).sum()) / 12.0
+    syy = float(((a[:, 1] ** 2 + a[:, 1] * b[:, 1] + b[:, 1] ** 2) * cross).sum()) / 12.0
+    sxy = float(((a[:, 0] * b[:, 1] + 2 * a[:, 0] * a[:, 1] + 2 * b[:, 0] * b[:, 1]
+                  + b[:, 0] * a[:, 1]) * cross).sum()) / 24.0
+    cov = np.array([[sxx / area - cx**2, sxy / area - cx * cy],
+                    [sxy / area - cx * cy, syy / area - cy**2]])
+    lam = np.sort(np.linalg.eigvalsh(cov))[::-1]
+    return {"area_mm2": area,
+            "perimeter_mm": float(np.linalg.norm(b - a, axis=1).sum()),
+            "max_diameter_mm": 4.0 * float(np.sqrt(max(lam[0], 0.0))),
+            "min_diameter_mm": 4.0 * float(np.sqrt(max(lam[1], 0.0)))}
+
+
 @dataclass(frozen=True)
 class PlanningLandmarks:
     """Landmarks a planning tool placed on the scan (LPS mm): the three basal leaflet hinge
@@ -440,7 +630,7 @@ def measure_aortic_root(
     lumen = (lv | ao | ca)[sl]
     near = ndi.binary_dilation(lumen, iterations=max(1, int(round(2.0 / sp.min()))))
     # the blood peak the segmentation found; estimated from the CT (once) only without one
-    peak = (seg.report.get("intensities", {}).get("blood_peak_hu")
+    peak = ((seg.report.get("intensities") or {}).get("blood_peak_hu")
             if isinstance(seg, Segmentation) else None)
     if peak is None:
         peak = (inten if inten is not None else estimate_intensities(ct)).blood_peak_hu
@@ -451,7 +641,7 @@ def measure_aortic_root(
     centre = c0.copy()
     for _ in range(2):
         cs = []
-        for h in np.arange(0.0, 18.01, 1.5):
+        for h in np.arange(-9.0, 10.51, 1.5):
             s = _section(sampler, centre + h * n, n)
             if s.get("central_mm2", 0.0) > 0:
                 cs.append(s["central_centroid_mm"])
@@ -484,11 +674,28 @@ def measure_aortic_root(
         raise GeometryError(
             "no valve leaflets found inside the lumen within 15 mm of the LV/aorta interface; "
             "the annulus plane cannot be located (is the valve visible, is this a contrast CT?)")
+    candidates = [onset]
+    if hinge_points_mm is None:
+        onset, candidates = _hinge_level(hs, secs, onset, pixel_mm=pixel_mm)
+    ann = secs[candidates[0]]
     h_ann = float(hs[onset])
-    ann = secs[onset]
-    a_centre = ann["centroid_mm"]
+    a_centre = secs[onset]["centroid_mm"]
     area = ann["area_mm2"]
     perim = _perimeter_mm(ann["filled"], pixel_mm)
+    d_min, d_max = ann["min_diameter_mm"], ann["max_diameter_mm"]
+    # sub-voxel contour; the widest of the candidate levels (below the hinges, above the LVOT)
+    best = None
+    for k in candidates:
+        if secs[k]["area_mm2"] == 0:
+            continue
+        contour = _edge_contour(sampler, secs[k], centre + hs[k] * n, n)
+        if contour is not None:
+            pm = _polygon_measures(contour)
+            if best is None or pm["area_mm2"] > best["area_mm2"]:
+                best = pm
+    if best is not None:
+        area, perim = best["area_mm2"], best["perimeter_mm"]
+        d_min, d_max = best["min_diameter_mm"], best["max_diameter_mm"]
 
     # ---- 4./5. LVOT and sinus ---------------------------------------------------------------
     lvot = _section(sampler, a_centre - lvot_offset_mm * n, n)
@@ -547,8 +754,8 @@ def measure_aortic_root(
         annulus_perimeter_mm=perim,
         annulus_diameter_mm=2.0 * float(np.sqrt(area / np.pi)),
         annulus_perimeter_diameter_mm=perim / np.pi,
-        annulus_min_diameter_mm=ann["min_diameter_mm"],
-        annulus_max_diameter_mm=ann["max_diameter_mm"],
+        annulus_min_diameter_mm=d_min,
+        annulus_max_diameter_mm=d_max,
         lvot_diameter_mm=_median_diameter_mm(lvot["filled"], pixel_mm),
         sinus_diameter_mm=2.0 * float(np.sqrt(max(sinus_areas) / np.pi)),
         valve_orifice_area_mm2=float(o_area),

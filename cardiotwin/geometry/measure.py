@@ -17,8 +17,10 @@ its figure of the standard measurement levels). Every diameter of the aorta is m
 perpendicular to the centreline.
 
 * **Annulus** (virtual basal ring): the plane through the three basal leaflet hinge points when
-  given (as planners define it), else the automatic annulus plane of
-  :func:`cardiotwin.geometry.landmarks.measure_aortic_root`. Its contour is the lumen boundary at
+  given (as planners define it), else the automatic annulus of
+  :func:`cardiotwin.geometry.landmarks.measure_aortic_root`, whose own section and contour give
+  the values then (their uncertainty from the threshold shifts below). With hinge points, the
+  contour is the lumen boundary at
   ``annulus_offset_mm`` (default 1.5 mm, about one voxel of a cardiac CTA) below that plane, on
   the LVOT side: in the hinge plane itself the leaflet bases lie on the lumen edge and, blurred
   into it, shrink the contour (by 0.3-0.9 mm on the minor axis of the phantoms at 1.5 mm); the
@@ -787,6 +789,20 @@ def measure_anatomy(
     out["annulus_min_diameter_mm"] = Measurement(v, u, "mm", lvl_ann)
     v, u = _combine([a["dmax"] for a in ann], floor)
     out["annulus_max_diameter_mm"] = Measurement(v, u, "mm", lvl_ann)
+    if source == "automatic":
+        # The automatic annulus of measure_aortic_root is measured in its own section (the widest
+        # below the leaflet hinges, sub-voxel half-maximum contour; validated in
+        # docs/validation.md): its values are the ones reported, the spread over the threshold
+        # shifts of the contour here gives their uncertainty.
+        for key, value in (("annulus_area_mm2", root.annulus_area_mm2),
+                           ("annulus_perimeter_mm", root.annulus_perimeter_mm),
+                           ("annulus_area_diameter_mm", root.annulus_diameter_mm),
+                           ("annulus_perimeter_diameter_mm", root.annulus_perimeter_diameter_mm),
+                           ("annulus_min_diameter_mm", root.annulus_min_diameter_mm),
+                           ("annulus_max_diameter_mm", root.annulus_max_diameter_mm)):
+            m = out[key]
+            out[key] = Measurement(float(value), m.uncertainty, m.unit,
+                                   "automatic annulus section (widest below the leaflet hinges)")
     v, u = _combine([_eq_diameter(at(-lvot_offset_mm, s, open_fraction=0.3).area_mm2)
                      for s in shifts], floor)
     out["lvot_diameter_mm"] = Measurement(v, u, "mm", f"{lvot_offset_mm:g} mm below the annulus")

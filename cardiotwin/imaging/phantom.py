@@ -63,6 +63,7 @@ from cardiotwin.imaging.volume import LABELS, NEIGHBOUR_LABELS, LabelMap, Volume
 
 __all__ = [
     "BRANCH_NAMES",
+    "PATHOLOGY_VARIANTS",
     "VARIANTS",
     "Phantom",
     "PhantomParameters",
@@ -203,6 +204,34 @@ class PhantomParameters:
         2008;1:321-330).
     coronary_diameter_mm : float
         Lumen diameter of both coronary arteries, in [2, 5] mm.
+    valve_cusps : {3, 2}
+        Number of valve leaflets. 2 = bicuspid valve, Sievers type 1: the right and left coronary
+        leaflets fused, with a raphe (a thickened ridge, 2.5 × the leaflet thickness, carrying
+        part of the calcium) where their commissure would be; the two commissures lie on the
+        annulus major axis.
+    orifice_aspect_ratio : float
+        Minor / major axis of the elliptical valve orifice (1 = round), in [0.2, 1]; its major
+        axis lies along the annulus major axis (a fish-mouth orifice for a bicuspid valve).
+    ascending_taper_mm : float
+        Length of the aorta above the STJ over which the diameter goes from
+        ``stj_diameter_mm`` to ``ascending_diameter_mm`` (a long taper for a dilated aorta).
+    dissection : {"none", "stanford_a", "stanford_b"}
+        Aortic dissection: an intimal flap (``flap_thickness_mm`` of soft tissue, ``tissue_hu``)
+        splits the lumen into a true and a (larger) false lumen, spiralling along the aorta. It
+        starts ``dissection_start_mm`` above the STJ (Stanford A: ascending aorta, arch and
+        descending aorta) or 15 mm distal to the left subclavian artery (Stanford B), the
+        proximal edge being the entry tear, and runs down to the FOV. The flap is background
+        in the labels, both lumina are ``aorta``.
+    dissection_start_mm : float
+        Arc length above the STJ where a Stanford A flap starts.
+    flap_thickness_mm : float
+        Thickness of the intimal flap, in [0.5, 3] mm.
+    false_lumen_hu : float or None
+        CT value of the false lumen; None = ``blood_hu``.
+    annulus_calcium_fraction : float
+        Fraction of ``calcium_volume_mm3`` placed as nodules on the annulus and the LVOT wall
+        (from 6 mm below to 0.5 mm above the annulus, straddling the lumen edge) instead of on
+        the leaflets, in [0, 0.8]; calcium is labelled ``calcium`` wherever it lies.
     """
 
     spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
@@ -253,6 +282,14 @@ class PhantomParameters:
     coronary_arteries: bool = False
     coronary_ostium_heights_mm: tuple[float, float] = (14.0, 16.5)
     coronary_diameter_mm: float = 3.5
+    valve_cusps: int = 3
+    orifice_aspect_ratio: float = 1.0
+    ascending_taper_mm: float = 15.0
+    dissection: str = "none"
+    dissection_start_mm: float = 10.0
+    flap_thickness_mm: float = 1.5
+    false_lumen_hu: float | None = None
+    annulus_calcium_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         def check(name: str, ok: bool, expected: str) -> None:
@@ -301,7 +338,7 @@ class PhantomParameters:
             self.stj_diameter_mm + 1.0 <= self.sinus_diameter_mm <= 1.6 * self.stj_diameter_mm,
             "at least stj_diameter_mm + 1 mm and at most 1.6 × stj_diameter_mm",
         )
-        check("ascending_diameter_mm", 15.0 <= self.ascending_diameter_mm <= 45.0, "15 to 45 mm")
+        check("ascending_diameter_mm", 15.0 <= self.ascending_diameter_mm <= 60.0, "15 to 60 mm")
         check("descending_diameter_mm", 12.0 <= self.descending_diameter_mm <= 30.0, "12 to 30 mm")
         bd = tuple(float(v) for v in self.branch_diameters_mm)
         check(
@@ -374,6 +411,29 @@ class PhantomParameters:
         )
         object.__setattr__(self, "coronary_ostium_heights_mm", ch)
         check("coronary_diameter_mm", 2.0 <= self.coronary_diameter_mm <= 5.0, "2 to 5 mm")
+        check("valve_cusps", self.valve_cusps in (2, 3), "3 (tricuspid) or 2 (bicuspid)")
+        check("orifice_aspect_ratio", 0.2 <= self.orifice_aspect_ratio <= 1.0, "0.2 to 1")
+        a_or = math.sqrt(self.valve_orifice_area_mm2 / (math.pi * self.orifice_aspect_ratio))
+        a_ann = 0.5 * self.annulus_diameter_mm / math.sqrt(self.annulus_aspect_ratio)
+        check(
+            "orifice_aspect_ratio",
+            a_or <= a_ann - 2.0,
+            f"an orifice whose major semi-axis ({a_or:.1f} mm) stays 2 mm inside the annulus "
+            f"major semi-axis ({a_ann:.1f} mm): a rounder or smaller orifice",
+        )
+        check("ascending_taper_mm", 5.0 <= self.ascending_taper_mm <= 50.0, "5 to 50 mm")
+        check(
+            "dissection",
+            self.dissection in ("none", "stanford_a", "stanford_b"),
+            "'none', 'stanford_a' or 'stanford_b'",
+        )
+        check("dissection_start_mm", 2.0 <= self.dissection_start_mm <= 40.0, "2 to 40 mm")
+        check("flap_thickness_mm", 0.5 <= self.flap_thickness_mm <= 3.0, "0.5 to 3 mm")
+        v = self.false_lumen_hu
+        check("false_lumen_hu", v is None or -1024.0 <= v <= 3000.0, "None or -1024 to 3000 HU")
+        check(
+            "annulus_calcium_fraction", 0.0 <= self.annulus_calcium_fraction <= 0.8, "0 to 0.8"
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -543,6 +603,9 @@ class _Layout:
         self.r_stj = p.stj_diameter_mm / 2
         self.h_stj = p.stj_height_mm
         self.r_orifice = math.sqrt(p.valve_orifice_area_mm2 / math.pi)
+        # elliptical orifice: major semi-axis along e2 (the annulus major axis)
+        self.or_a = self.r_orifice / math.sqrt(p.orifice_aspect_ratio)
+        self.or_b = self.r_orifice * math.sqrt(p.orifice_aspect_ratio)
         self.h_orifice = p.valve_orifice_height_mm
         self.z_lvot_start = -(p.lvot_length_mm + 10.0)  # the LVOT tube reaches into the cavity
         self.leaflet_power = 1.6
@@ -584,7 +647,7 @@ class _Layout:
         r_desc = p.descending_diameter_mm / 2
         self.aorta_r = (
             self.r_stj
-            + (r_asc - self.r_stj) * _smoothstep(s / 15.0)
+            + (r_asc - self.r_stj) * _smoothstep(s / p.ascending_taper_mm)
             + (r_desc - r_asc) * _smoothstep((s - s_arch0) / (s_arch1 - s_arch0))
         )
         self.s_arch = (s_arch0, s_arch1)
@@ -636,20 +699,32 @@ class _Layout:
         target = self.p.sinus_diameter_mm
         return brentq(lambda a: self._max_sinus_diameter(a)[0] - target, 0.0, 30.0, xtol=1e-6)
 
+    def orifice_radius(self, th: np.ndarray) -> np.ndarray | float:
+        """Radius of the (elliptical) valve orifice at angle ``th`` (the scalar when round)."""
+        if self.p.orifice_aspect_ratio == 1.0:
+            return self.r_orifice
+        a, b = self.or_a, self.or_b
+        return a * b / np.sqrt((a * np.cos(th)) ** 2 + (b * np.sin(th)) ** 2)
+
     def leaflet_profile(self, th: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Leaflet mid-surface height and vertical half thickness at (th, r)."""
         re = self.r_ellipse(th)
-        width = re - self.r_orifice
+        width = re - self.orifice_radius(th)
         t = np.clip((re - r) / width, 0.0, 1.0)
         pw = self.leaflet_power
         zp = self.h_orifice * (1.0 - (1.0 - t) ** pw)
         dzdr = self.h_orifice * pw * (1.0 - t) ** (pw - 1.0) / width
         hv = 0.5 * self.p.leaflet_thickness_mm * np.sqrt(1.0 + dzdr**2)
+        if self.p.valve_cusps == 2:
+            # raphe of the fused right/left leaflet: a ridge along th = pi (direction -e1)
+            d = r * np.abs(np.sin(th))
+            ridge = np.where(np.cos(th) < 0.0, np.exp(-((d / 1.5) ** 2)), 0.0)
+            hv = hv * (1.0 + 1.5 * ridge)
         return zp, hv
 
     def leaflet_point(self, th: float, t: float) -> np.ndarray:
         re = float(self.r_ellipse(np.array(th)))
-        r = re - t * (re - self.r_orifice)
+        r = re - t * (re - float(self.orifice_radius(np.array(th))))
         z = self.h_orifice * (1.0 - (1.0 - t) ** self.leaflet_power)
         return self.A + z * self.n + r * (math.cos(th) * self.e1 + math.sin(th) * self.e2)
 
@@ -967,6 +1042,71 @@ def _coronary_truth(
     }
 
 
+# --------------------------------------------------------------------------------------------
+# pathologies: annular/LVOT calcium, aortic dissection (off by default)
+# --------------------------------------------------------------------------------------------
+
+
+def _annulus_nodules(L: _Layout, volume_mm3: float, rng: np.random.Generator) -> np.ndarray:
+    """Calcium spheres ``(K, 4)`` on the annulus and the LVOT wall (6 mm below to 0.5 mm above
+    the annulus), centred within 1 mm of the lumen edge so they protrude into the lumen."""
+    out: list[np.ndarray] = []
+    vol = 0.0
+    while vol < volume_mm3:
+        rad = rng.uniform(*L.p.calcium_nodule_radius_mm)
+        th = rng.uniform(0.0, 2 * np.pi)
+        hh = rng.uniform(-6.0, 0.5)
+        rr = float(L.root_radius(np.array(th), np.array(hh))) + rng.uniform(-1.0, 1.0)
+        c = L.A + hh * L.n + rr * (math.cos(th) * L.e1 + math.sin(th) * L.e2)
+        out.append(np.array([*c, rad]))
+        vol += 4.0 / 3.0 * math.pi * rad**3
+    return np.array(out).reshape(-1, 4)
+
+
+def _dissection(
+    L: _Layout, grid: _Grid, labels: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the intimal flap and of the false lumen inside the aorta label.
+
+    The flap is a slab ``flap_thickness_mm`` thick, parallel to the local centreline tangent,
+    offset from the centreline by a quarter of the radius (the false lumen is the larger part)
+    and turning slowly about the centreline (half a turn over 250 mm, a spiral as in real
+    dissections). It starts at the entry tear (its proximal edge) and runs to the FOV face.
+    """
+    p = L.p
+    pts, s, rad = L.aorta_pts, L.aorta_s, L.aorta_r
+    if p.dissection == "stanford_a":
+        s0 = p.dissection_start_mm
+    else:  # Stanford B: distal to the left subclavian artery
+        s0 = L.s_arch[0] + _BRANCH_LAYOUT[2][0] * (L.s_arch[1] - L.s_arch[0]) + 15.0
+    # rotation-minimising frame (u1, u2) along the centreline
+    tan = np.gradient(pts, axis=0)
+    tan /= np.linalg.norm(tan, axis=1)[:, None]
+    u1 = np.zeros_like(pts)
+    v = _unit(np.cross(tan[0], [1.0, 0.0, 0.0]))
+    for i in range(len(pts)):
+        v = _unit(v - v.dot(tan[i]) * tan[i])
+        u1[i] = v
+    u2 = np.cross(tan, u1)
+    phi = rng.uniform(0.0, 2 * np.pi) + np.pi * (s - s0) / 250.0
+    m = np.cos(phi)[:, None] * u1 + np.sin(phi)[:, None] * u2
+    offset = -0.25 * rad
+    aorta = labels == LABELS["aorta"]
+    idx = np.argwhere(aorta)
+    xyz = grid.origin + idx[:, ::-1] * grid.spacing
+    _, near = cKDTree(pts).query(xyz)
+    d = np.einsum("ij,ij->i", xyz - pts[near], m[near]) - offset[near]
+    in_range = s[near] >= s0
+    half = 0.5 * p.flap_thickness_mm
+    flap = np.zeros(labels.shape, dtype=bool)
+    false_lumen = np.zeros(labels.shape, dtype=bool)
+    sel = idx[in_range & (np.abs(d) <= half)]
+    flap[sel[:, 0], sel[:, 1], sel[:, 2]] = True
+    sel = idx[in_range & (d > half)]
+    false_lumen[sel[:, 0], sel[:, 1], sel[:, 2]] = True
+    return flap, false_lumen
+
+
 def make_phantom(params: PhantomParameters | None = None, *, seed: int = 0) -> Phantom:
     """Build the contrast-CT phantom with its labels and exact ground truth.
 
@@ -1048,26 +1188,42 @@ def make_phantom(params: PhantomParameters | None = None, *, seed: int = 0) -> P
     sub[in_root & (h >= 0.0)] = lab["aorta"]
     lumen = (sub == lab["aorta"]) | (sub == lab["lv_blood"])
     zp, hv = L.leaflet_profile(th, r)
-    valve = lumen & (np.abs(h - zp) <= hv) & (h >= 0.0) & (r >= L.r_orifice)
+    r_or = L.orifice_radius(th)
+    valve = lumen & (np.abs(h - zp) <= hv) & (h >= 0.0) & (r >= r_or)
     sub[valve] = lab["valve"]
 
     # calcium nodules: spheres centred on the leaflet mid-surface, away from the free edge
     rng_ca = np.random.default_rng([int(seed), 1])
     nodules: list[np.ndarray] = []
     vol = 0.0
-    while vol < p.calcium_volume_mm3:
+    v_leaflets = p.calcium_volume_mm3 * (1.0 - p.annulus_calcium_fraction)
+    while vol < v_leaflets:
         rad = rng_ca.uniform(*p.calcium_nodule_radius_mm)
-        c = L.leaflet_point(rng_ca.uniform(0.0, 2 * np.pi), rng_ca.uniform(0.05, 0.7))
+        ang = rng_ca.uniform(0.0, 2 * np.pi)
+        if p.valve_cusps == 2 and rng_ca.uniform() < 0.4:  # the raphe calcifies
+            ang = math.pi + rng_ca.uniform(-0.08, 0.08)
+        c = L.leaflet_point(ang, rng_ca.uniform(0.05, 0.7))
         nodules.append(np.array([*c, rad]))
         vol += 4.0 / 3.0 * math.pi * rad**3
     nod = np.array(nodules).reshape(-1, 4)
     calc = np.zeros(sub.shape, dtype=bool)
     for cx, cy, cz, rad in nod:
         calc |= (x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2 <= rad**2
-    calc &= (lumen | valve) & (h >= 0.0) & (r >= L.r_orifice + 0.5)
+    calc &= (lumen | valve) & (h >= 0.0) & (r >= r_or + 0.5)
+    if p.annulus_calcium_fraction > 0:
+        ann_nod = _annulus_nodules(L, p.calcium_volume_mm3 * p.annulus_calcium_fraction, rng_ca)
+        for cx, cy, cz, rad in ann_nod:
+            calc |= (x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2 <= rad**2
+        nod = np.vstack([nod, ann_nod])
     sub[calc] = lab["calcium"]
     labels[sl] = sub
     coronaries = _paint_coronary_arteries(L, grid, labels) if p.coronary_arteries else None
+
+    # ---- aortic dissection: intimal flap (background) between a true and a false lumen ----------
+    flap = false_lumen = None
+    if p.dissection != "none":
+        flap, false_lumen = _dissection(L, grid, labels, np.random.default_rng([int(seed), 4]))
+        labels[flap] = 0
 
     # ---- neighbouring blood pools (labelled after the CT values are painted) ------------------
     pools = _neighbour_pools(L, grid, labels) if p.neighbours else []
@@ -1098,6 +1254,9 @@ def make_phantom(params: PhantomParameters | None = None, *, seed: int = 0) -> P
         hu[mask] = value
     blood = (labels == lab["lv_blood"]) | (labels == lab["aorta"]) | (labels == lab["branches"])
     hu[blood] = p.blood_hu
+    if flap is not None:
+        hu[false_lumen] = p.blood_hu if p.false_lumen_hu is None else p.false_lumen_hu
+        hu[flap] = p.tissue_hu
     hu[labels == lab["myocardium"]] = p.myocardium_hu
     hu[labels == lab["valve"]] = p.valve_hu
     hu[labels == lab["calcium"]] = p.calcium_hu
@@ -1220,7 +1379,10 @@ def _truth(
 
 
 #: Named phantom variants of :func:`variant_parameters`.
-VARIANTS: tuple[str, ...] = ("default", "hard")
+VARIANTS: tuple[str, ...] = ("default", "hard", "dilated", "bicuspid", "dissection", "heavy_calcium")
+
+#: The pathology variants: each is the ``"hard"`` draw of the same seed plus its pathology.
+PATHOLOGY_VARIANTS: tuple[str, ...] = ("dilated", "bicuspid", "dissection", "heavy_calcium")
 
 
 def variant_parameters(name: str, *, seed: int = 0, **overrides: object) -> PhantomParameters:
@@ -1228,7 +1390,7 @@ def variant_parameters(name: str, *, seed: int = 0, **overrides: object) -> Phan
 
     Parameters
     ----------
-    name : {"default", "hard"}
+    name : {"default", "hard", "dilated", "bicuspid", "dissection", "heavy_calcium"}
         ``"default"``: :class:`PhantomParameters()` (the demo sample). ``"hard"``: as hard as a
         real chest CT angiogram — contrast ``blood_hu`` drawn in 200–700 HU, myocardium
         50 HU + 0.15 × blood ± 10 HU (it enhances with the blood), noise 15–30 HU,
@@ -1238,6 +1400,23 @@ def variant_parameters(name: str, *, seed: int = 0, **overrides: object) -> Phan
         (80–130 HU) and kidneys (150–300 HU), streaks of 40–150 HU, and a field of view extended
         100–160 mm into the abdomen and 20–60 mm to the right, so the heart is high and
         off-centre.
+
+        The pathology variants are the ``"hard"`` draw of the same seed plus (drawn from the
+        seed; ranges and sources in docs/validation.md, "Phantom variants"):
+
+        * ``"dilated"``: ascending aortic aneurysm, 45–55 mm (55 mm: the surgical threshold of
+          Erbel R et al., 2014 ESC Guidelines on aortic diseases, Eur Heart J
+          2014;35:2873–2926), STJ 32–38 mm, sinus 4–7 mm wider, a 30–40 mm taper.
+        * ``"bicuspid"``: Sievers type 1 bicuspid valve (right–left fusion with a raphe;
+          Sievers HH, Schmidtke C, J Thorac Cardiovasc Surg 2007;133:1226–33), a fish-mouth
+          orifice (aspect 0.3–0.5, 60–120 mm²), a larger and more elliptical annulus
+          (25–29 mm, aspect 0.65–0.78) and a mildly dilated ascending aorta (34–42 mm).
+        * ``"dissection"``: an intimal flap 1–2 mm thick, Stanford A (from 5–20 mm above the
+          STJ) or B (distal to the left subclavian artery), the false lumen at 0.7–1.0 × the
+          blood contrast.
+        * ``"heavy_calcium"``: 600–1600 mm³ of nominal calcium (about 500–1500 mm³ once
+          clipped to the valve and wall), nodules of 2–3.5 mm radius, 15–30 % of it on the
+          annulus and the LVOT wall.
     seed : int, keyword-only
         Seed of the drawn parameters (pass the same seed to :func:`make_phantom` for the noise).
     **overrides
@@ -1258,7 +1437,7 @@ def variant_parameters(name: str, *, seed: int = 0, **overrides: object) -> Phan
     if int(seed) != seed or seed < 0:
         raise InputError(f"seed must be a non-negative integer; got {seed!r}")
     base = PhantomParameters()
-    if name == "hard":
+    if name != "default":
         rng = np.random.default_rng([int(seed), 101])
         blood = float(rng.uniform(200.0, 700.0))
         u = rng.uniform
@@ -1287,11 +1466,55 @@ def variant_parameters(name: str, *, seed: int = 0, **overrides: object) -> Phan
                 round(float(u(0.0, 20.0))),
             ),
         )
+    if name in PATHOLOGY_VARIANTS:
+        base = replace(base, **_pathology(name, seed, base))
     fields = set(PhantomParameters.__dataclass_fields__)
     unknown = sorted(set(overrides) - fields)
     if unknown:
         raise InputError(f"unknown PhantomParameters field(s) {', '.join(unknown)}")
     return replace(base, **overrides)
+
+
+def _pathology(name: str, seed: int, base: PhantomParameters) -> dict[str, object]:
+    """Drawn parameters of a pathology variant (its own random stream per variant)."""
+    stream = {"dilated": 201, "bicuspid": 202, "dissection": 203, "heavy_calcium": 204}[name]
+    u = np.random.default_rng([int(seed), stream]).uniform
+    if name == "dilated":
+        stj = round(float(u(32.0, 38.0)), 1)
+        return {
+            "ascending_diameter_mm": round(float(u(45.0, 55.0)), 1),
+            "stj_diameter_mm": stj,
+            "sinus_diameter_mm": round(stj + float(u(4.0, 7.0)), 1),
+            "ascending_taper_mm": round(float(u(30.0, 40.0)), 1),
+        }
+    if name == "bicuspid":
+        d_ann = round(float(u(25.0, 29.0)), 1)
+        aspect = round(float(u(0.65, 0.78)), 3)
+        stj = round(d_ann + float(u(2.0, 5.0)), 1)
+        return {
+            "valve_cusps": 2,
+            "annulus_diameter_mm": d_ann,
+            "annulus_aspect_ratio": aspect,
+            "lvot_diameter_mm": round(min(d_ann * math.sqrt(aspect) - 1.0, float(u(20.0, 24.0))), 1),
+            "orifice_aspect_ratio": round(float(u(0.3, 0.5)), 3),
+            "valve_orifice_area_mm2": round(float(u(60.0, 120.0))),
+            "stj_diameter_mm": stj,
+            "sinus_diameter_mm": round(stj + float(u(4.0, 7.0)), 1),
+            "ascending_diameter_mm": round(max(stj, float(u(34.0, 42.0))), 1),
+            "ascending_taper_mm": 25.0,
+        }
+    if name == "dissection":
+        return {
+            "dissection": "stanford_a" if u() < 0.5 else "stanford_b",
+            "dissection_start_mm": round(float(u(5.0, 20.0)), 1),
+            "flap_thickness_mm": round(float(u(1.0, 2.0)), 2),
+            "false_lumen_hu": round(base.blood_hu * float(u(0.7, 1.0))),
+        }
+    return {  # heavy_calcium
+        "calcium_volume_mm3": round(float(u(600.0, 1600.0))),
+        "calcium_nodule_radius_mm": (2.0, 3.5),
+        "annulus_calcium_fraction": round(float(u(0.15, 0.3)), 3),
+    }
 
 
 def variant(name: str, *, seed: int = 0, **overrides: object) -> Phantom:

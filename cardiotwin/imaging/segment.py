@@ -713,6 +713,19 @@ def _aorta_component(opened: np.ndarray, ct: Volume, track: AortaTrack, largest:
         "connected to the descending aorta"
 
 
+def _holds_descending_aorta(lv: np.ndarray, aorta: np.ndarray, ct: Volume, track: AortaTrack
+                            ) -> bool:
+    """True when more of the tracked descending aorta's centres fall in ``lv`` than in ``aorta``
+    (the LV was taken as the region with the widest inscribed sphere: an ascending aortic
+    aneurysm of 50 mm is as wide as the LV)."""
+    idx = np.rint(ct.physical_to_index(track.centres_mm)).astype(int)
+    inside = np.all((idx >= 0) & (idx < np.array(lv.shape[::-1])), axis=1)
+    idx = idx[inside]
+    n_lv = int(lv[idx[:, 2], idx[:, 1], idx[:, 0]].sum())
+    n_ao = int(aorta[idx[:, 2], idx[:, 1], idx[:, 0]].sum())
+    return n_lv > n_ao
+
+
 #: A heart chamber (LV cavity, aortic sinus) is at least this much wider than the descending
 #: aorta: its largest inscribed sphere radius exceeds this factor × the aorta's radius.
 _HEART_RADIUS_FACTOR = 1.25
@@ -1043,6 +1056,11 @@ def segment_heart(ct: Volume, *, settings: SegmentationSettings = SegmentationSe
         _check_heart_in_view(float(dist.max()), inten.aorta)
     lv_box, aorta_box, split_info = _split_lv_aorta(blood_box, spacing_kji, settings, dist=dist)
     del dist
+    if inten.aorta is not None and _holds_descending_aorta(lv_box, aorta_box, _crop_volume(ct, box),
+                                                           inten.aorta):
+        # the widest region is an ascending aneurysm, not the LV: the descending aorta says which
+        lv_box, aorta_box = aorta_box, lv_box
+        split_info["lv_rule"] = "swapped: the widest region holds the descending aorta"
     timings["split_s"] = time.perf_counter() - t
     if settings.move_valve_funnel_to_aorta:
         t = time.perf_counter()

@@ -33,6 +33,7 @@ __all__ = [
     "add_user",
     "authenticate",
     "list_users",
+    "record_refused",
     "unlock_user",
 ]
 
@@ -279,3 +280,29 @@ def authenticate(store: Store, username: str, password: str, *, client: str = "c
             f"{MAX_FAILED_LOGINS} consecutive failed logins, ask an admin to unlock it"
         )
     raise AccessDenied("invalid user name or password")
+
+
+def record_refused(store: Store, *, client: str, reason: str, username: str | None = None) -> None:
+    """Audit an attempt refused before a password was checked (action ``"login"``, outcome
+    ``failure``): a request without credentials, or with an unknown or expired token.
+
+    Parameters
+    ----------
+    client : str
+        Where the attempt came from (``"api/127.0.0.1"``).
+    reason : str
+        Why it was refused (no secret: never the token or a password).
+    username : str or None
+        The user name the attempt claimed, if any (recorded as given, cut to 64 characters);
+        ``"anonymous"`` when none.
+    """
+    probe = Actor(SYSTEM_ACTOR.username, "admin", client=client)  # validates client
+    name = (username if isinstance(username, str) and username else "anonymous")[:64]
+
+    def body(session: Session, chain: AuditChain) -> None:
+        chain.append(actor=probe, actor_name=name, role=None, action="login", pseudonym=None,
+                     obj="api", purpose="authentication", outcome="failure",
+                     details={"reason": reason[:200]})
+
+    store.unit_of_work.run_chained(body)
+    logger.warning("refused request from %s: %s", client, reason)

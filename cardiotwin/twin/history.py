@@ -29,7 +29,7 @@ from cardiotwin.twin.assimilate import (
 )
 from cardiotwin.twin.state import PatientTwin
 
-__all__ = ["apply_batch", "observation_from_row", "observation_row", "replay", "stored_state"]
+__all__ = ["apply_batch", "flag_events", "observation_from_row", "observation_row", "replay", "stored_state"]
 
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -107,3 +107,81 @@ def replay(versions: Mapping[int, PatientTwin], rows: Iterable[Mapping[str, Any]
     for v in sorted(batches):
         state = assimilate(state, batches[v])
     return state
+
+
+def flag_events(start: PatientTwin, rows: Iterable[Mapping[str, Any]], *,
+                now: datetime) -> list[dict[str, Any]]:
+    """When the twin went stale, became current again, drifted or stopped drifting.
+
+    The filter is replayed from the prior of ``start`` (the version the filter started at: the
+    twin's last 3-D run) batch by batch, one batch per version, exactly as :func:`replay` does;
+    after each batch the stale and drift flags of :func:`~cardiotwin.twin.assimilate.status`
+    are compared with those before it.
+
+    Parameters
+    ----------
+    start : the twin version the filter started at.
+    rows : stored observation rows with their ``twin_version``, in ingest order (those of
+        versions after ``start``).
+    now : timezone-aware time up to which a gap without data counts as stale.
+
+    Returns
+    -------
+    list of dict
+        ``kind`` (``"stale"``, ``"current"``, ``"drift"``, ``"drift-cleared"``);
+        ``time_utc``, a data time in ISO 8601 UTC (None for "no data since the build"): a stale
+        event is :data:`STALE_AFTER_S` after the last observation, ``current`` the first
+        observation after the gap, a drift change the last observation of the batch that
+        changed the flag; ``version``, the version in force after it; ``detail``, why. In time
+        order.
+    """
+    from datetime import timedelta
+
+    from cardiotwin.twin.assimilate import STALE_AFTER_S, status
+
+    def iso(t: datetime) -> str:
+        return t.astimezone(UTC).strftime(_TIME_FORMAT)
+
+    state = initial_state(start)
+    version = int(start.version)
+    batches: dict[int, list[Observation]] = {}
+    for r in rows:
+        v = int(r["twin_version"])
+        if v > version:
+            batches.setdefault(v, []).append(observation_from_row(start.pseudonym, r))
+    events: list[dict[str, Any]] = []
+    drift = False  # the prior is the last 3-D run's physiology: no drift from itself
+    for v in sorted(batches):
+        obs = [o for o in batches[v] if o.code in MEASUREMENT_NOISE]
+        if not obs:
+            continue
+        t_first = min(o.time for o in obs)
+        t_prev = state.time
+        if t_prev is None:
+            events.append({"kind": "current", "time_utc": iso(t_first), "version": v,
+                           "detail": "first observation assimilated"})
+        elif (t_first - t_prev).total_seconds() > STALE_AFTER_S:
+            gone = t_prev + timedelta(seconds=STALE_AFTER_S)
+            events.append({"kind": "stale", "time_utc": iso(gone), "version": version,
+                           "detail": f"no observation for {STALE_AFTER_S / 60:.0f} min after "
+                                     f"{iso(t_prev)}"})
+            events.append({"kind": "current", "time_utc": iso(t_first), "version": v,
+                           "detail": f"observations again after {iso(t_prev)}"})
+        state = assimilate(state, obs)
+        version = v
+        at = status(state, None, as_of=state.time or now)
+        if at.drift != drift:
+            drift = at.drift
+            events.append({"kind": "drift" if drift else "drift-cleared",
+                           "time_utc": state.time_utc, "version": v,
+                           "detail": "; ".join(at.drift_reasons) if drift else
+                           "metrics back within the thresholds of the last 3-D run"})
+    if state.time is None:
+        events.insert(0, {"kind": "stale", "time_utc": None, "version": int(start.version),
+                          "detail": "no monitoring observation assimilated yet"})
+    elif (now - state.time).total_seconds() > STALE_AFTER_S:
+        events.append({"kind": "stale",
+                       "time_utc": iso(state.time + timedelta(seconds=STALE_AFTER_S)), "version": version,
+                       "detail": f"no observation since {state.time_utc} (stale after "
+                                 f"{STALE_AFTER_S / 60:.0f} min)"})
+    return events

@@ -50,6 +50,19 @@ def test_patients_page_shows_the_demo_twin(app_home, demo_store):
     assert float(flows.loc["Peak transvalvular gradient", "value"]) == pytest.approx(
         baseline["peak_gradient_mmhg"], abs=0.005)
 
+    # Live monitoring: the demo twin has no vitals yet, so it says it is stale, and shows the
+    # estimate with its spread (the same numbers the workflows give).
+    assert any(w.value.startswith("STALE") for w in at.warning)
+    live = at.dataframe[-1].value.set_index("quantity")
+    store = workflows.open_store(root)
+    try:
+        status = workflows.twin_status(pseudonym, store=store, actor=me)
+    finally:
+        store.close()
+    hr = status.estimate.estimates["heart_rate"]
+    assert float(live.loc["heart rate", "twin now"]) == pytest.approx(hr.mean, abs=0.005)
+    assert float(live.loc["heart rate", "± 1 SD"]) == pytest.approx(hr.sd, abs=0.005) and hr.sd > 0
+
     # The app's view of the twin was audited as a read by the logged-in clinician from the app.
     app_reads = [r for r in audit if r["actor"] == "clinician" and r["client"] == "app"
                  and r["action"] == "read" and r["outcome"] == "success"]

@@ -148,3 +148,45 @@ def test_planning_files_lps_ras_and_slicer_agree(measured, tmp_path):
     (tmp_path / "two.json").write_text(json.dumps({"annulus_hinge_points_mm": pts[:2].tolist()}))
     with pytest.raises(InputError, match="2 hinge points"):
         read_planning_landmarks(tmp_path / "two.json")
+
+
+# ---------------------------------------------------------------------------------------------
+# the annulus diameter at the issue's target (0.5 mm), on the default and the hard phantoms
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_annulus_diameter_within_half_a_millimetre(measured, case):
+    # Measured: seed0 -0.03 mm, seed1 -0.05 mm (default at 1.0 mm: -0.09 mm; -0.83 mm before the
+    # annulus was taken below the leaflet bases with a half-maximum contour).
+    ph, _, lm = measured[case]
+    assert lm.annulus_diameter_mm == pytest.approx(ph.truth.landmarks.annulus_diameter_mm, abs=0.5)
+
+
+HARD_SEEDS = (0, 1, 2, 3)
+
+
+@pytest.fixture(scope="module")
+def hard_measured():
+    from cardiotwin.imaging.phantom import variant
+
+    out = {}
+    for seed in HARD_SEEDS:
+        ph = variant("hard", seed=seed, spacing_mm=(1.5, 1.5, 1.5))
+        seg = segment_heart(ph.ct)
+        out[seed] = (ph, measure_aortic_root(ph.ct, seg))
+    return out
+
+
+@pytest.mark.parametrize("seed", HARD_SEEDS)
+def test_annulus_on_the_hard_variant(hard_measured, seed):
+    """Contrast 200-700 HU, noise, blur 0.5-1 mm, neighbouring pools a wall apart. Measured
+    area-derived diameter errors on seeds 0-9: -0.45 to +0.23 mm (before: -1.96 to -0.45 mm on
+    seeds 0-5); normal within 1.5 degrees; plane within 1.9 mm of the hinges."""
+    ph, lm = hard_measured[seed]
+    tr = ph.truth.landmarks
+    assert lm.annulus_diameter_mm == pytest.approx(tr.annulus_diameter_mm, abs=0.5)
+    assert lm.annulus_perimeter_diameter_mm == pytest.approx(tr.annulus_perimeter_diameter_mm, abs=1.0)
+    angle = np.degrees(np.arccos(min(1.0, np.dot(lm.annulus_normal, tr.annulus_normal))))
+    assert angle <= 5.0
+    assert np.linalg.norm(np.subtract(lm.annulus_centre_mm, tr.annulus_centre_mm)) <= 2.0
