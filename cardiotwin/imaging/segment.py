@@ -14,13 +14,13 @@ Method (:func:`segment_heart`)
    than 20 mm to its right nor 15 mm behind it. The sternum (a vertical bone bar without
    discs, brighter than the blood) and the superior vena cava (often the brightest tube of an
    arterial-phase scan, the contrast being injected through an arm vein) lie anterior, far
-   from the spine, and are not taken. A lumen split by a dissection flap is
-   followed with relaxed links when no regular chain is long enough, and its brighter (true)
-   lumen gives the blood value, its fainter (false) lumen the threshold. Without a spine the
-   tube is searched anywhere, as before. Sources and numbers: docs/segmentation.md, "Finding
-   the descending aorta". The blood peak is the histogram
-   peak at its intensity (:func:`estimate_intensities`) — not the largest peak in a fixed
-   window, which on a chest CT reaching into the abdomen is the liver or muscle. Without an
+   from the spine, and are not taken. A lumen split by a dissection flap is followed with
+   relaxed links when no regular chain is long enough, and its brighter (true) lumen gives the
+   blood value, its fainter (false) lumen the threshold. Without a spine the tube is searched
+   anywhere, as before. Sources and numbers: docs/segmentation.md, "Finding the descending
+   aorta". The blood peak is the histogram peak at its intensity
+   (:func:`estimate_intensities`) — not the largest peak in a fixed window, which on a chest
+   CT reaching into the abdomen is the liver or muscle. Without an
    aorta the dominant histogram peak in ``settings.blood_search_range_hu`` (default
    150–800 HU) is used and the result says so. Its width (σ) is
    taken from the half width at half maximum on the less contaminated flank. The soft-tissue
@@ -343,8 +343,9 @@ _SPINE_LEVEL_HU = 150.0
 #: lumbar bodies are 800–1800 mm², a normal descending aorta (≤ 30 mm) at most about 700 mm².
 _SPINE_MIN_AREA_MM2 = 600.0
 #: Where the descending aorta may lie relative to the centre of the vertebral column in an axial
-#: slice (mm): ``_AORTA_SPINE_MIN_MM``–``_AORTA_SPINE_MAX_MM`` from it, not more than ``_AORTA_SPINE_RIGHT_MM`` to
-#: the patient's right of it and not more than ``_AORTA_SPINE_POSTERIOR_MM`` posterior to it.
+#: slice (mm): ``_AORTA_SPINE_MIN_MM``–``_AORTA_SPINE_MAX_MM`` from it, not more than
+#: ``_AORTA_SPINE_RIGHT_MM`` to the patient's right of it and not more than
+#: ``_AORTA_SPINE_POSTERIOR_MM`` posterior to it.
 _AORTA_SPINE_MAX_MM = 70.0
 _AORTA_SPINE_MIN_MM = 20.0
 _AORTA_SPINE_RIGHT_MM = 20.0
@@ -429,9 +430,9 @@ def find_descending_aorta(ct: Volume, *, step_mm: float = 4.0,
 
     Only sections placed as the descending aorta is relative to the vertebral column are
     linked (:func:`_well_placed`; the sternum and the dense-contrast superior vena cava are
-    anterior, far from the spine); when none of their chains is long enough, they are linked again with
-    relaxed tolerances (a lumen split by a dissection flap) and a brighter lumen beside the
-    tracked one is taken as the true lumen (:func:`_brighter_lumen`). Without a vertebral
+    anterior, far from the spine); when none of their chains is long enough, they are linked
+    again with relaxed tolerances (a lumen split by a dissection flap) and a brighter lumen
+    beside the tracked one is taken as the true lumen (:func:`_brighter_lumen`). Without a vertebral
     column every section is used, as before. See docs/segmentation.md, "Finding the descending
     aorta", for the priors and their sources.
 
@@ -559,9 +560,9 @@ def _brighter_lumen(a: np.ndarray, chain: list[tuple[float, float, float, float,
     test) the slice smoothed with a 1 mm Gaussian is compared with the tracked core: pixels
     brighter than the core's median by 2 of its smoothed standard deviations (at least 15 HU)
     mark a brighter lumen. Its extent is the region above the midpoint between the core and
-    that lumen's median (smoothed). Used when such a lumen of at least 10 mm² is seen in half of the sections or more: in the arterial
-    phase the true lumen opacifies first and is brighter than the usually larger false lumen
-    (LePage MA et al., AJR 2001;177:207–211).
+    that lumen's median (smoothed). Used when such a lumen of at least 10 mm² is seen in half
+    of the sections or more: in the arterial phase the true lumen opacifies first and is
+    brighter than the usually larger false lumen (LePage MA et al., AJR 2001;177:207–211).
 
     Returns its CT values and the sections where it was seen, centred on it (the blood pool
     connected to the true lumen is the one that reaches the heart; the false lumen may be a
@@ -611,14 +612,14 @@ def _well_placed(cands: list[list[tuple[float, float, float, float, float]]],
     The descending aorta runs beside the vertebral bodies: left-anterolateral in the chest,
     anterior (slightly left) in the abdomen; the sternum, the superior vena cava, the
     brachiocephalic veins, the pulmonary artery and the heart lie anterior to it, far from the
-    spine. A section is kept
-    when its centre is ``_AORTA_SPINE_MIN_MM``–``_AORTA_SPINE_MAX_MM`` from the vertebral
-    column's centre in its slice (the lower bound rejects the vertebral body itself, which can
-    look like a bright round section between two discs), at most ``_AORTA_SPINE_RIGHT_MM`` to the patient's right and at most
-    ``_AORTA_SPINE_POSTERIOR_MM`` posterior to it (LPS directions from the volume's
-    orientation). Without a vertebral column (:func:`_spine_centres`) or without any
-    well-placed section every section is kept, as before (with a log message). Returns the
-    sections per slice and whether the placement was applied.
+    spine. A section is kept when its centre is ``_AORTA_SPINE_MIN_MM``–``_AORTA_SPINE_MAX_MM``
+    from the vertebral column's centre in its slice (the lower bound rejects the vertebral body
+    itself, which can look like a bright round section between two discs), at most
+    ``_AORTA_SPINE_RIGHT_MM`` to the patient's right and at most ``_AORTA_SPINE_POSTERIOR_MM``
+    posterior to it (LPS directions from the volume's orientation). Without a vertebral column
+    (:func:`_spine_centres`) or without any well-placed section every section is kept, as
+    before (with a log message). Returns the sections per slice and whether the placement was
+    applied.
     """
     spine = _spine_centres(spine_secs, coarse_shape, 2.0)
     if spine is None:
