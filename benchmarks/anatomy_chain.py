@@ -8,7 +8,7 @@ Run with ``python benchmarks/anatomy_chain.py`` (``--help`` for options), or
 What is measured
 ----------------
 * The series: a phantom variant (:func:`cardiotwin.imaging.phantom.variant`, seed 0; ``default``
-  unless ``--variant hard``, whose segmentation fails at this grid today) with its field of view
+  unless ``--variant hard``) with its field of view
   extended (``fov_extend_mm``) and its voxels sized (``spacing_mm``) so that the grid is exactly
   512 x 512 x 300 (0.42 x 0.42 x 0.72 mm by default, like a cardiac CT angiogram), written as a
   DICOM series by :func:`cardiotwin.imaging.dicom.write_ct_series` in a process of its own and
@@ -333,8 +333,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--spacing", type=float, nargs=3, default=(0.42, 0.42, 0.72),
                     metavar=("DI", "DJ", "DK"), help="voxel size (mm)")
     ap.add_argument("--variant", choices=("default", "hard"), default="default",
-                    help="phantom variant (cardiotwin.imaging.phantom.variant); 'hard' does not "
-                         "segment at 512 x 512 x 300 today (see docs/performance.md)")
+                    help="phantom variant (cardiotwin.imaging.phantom.variant; see "
+                         "docs/performance.md)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--mesh-timeout", type=float, default=180.0,
                     help="time bound of the mesher (s); a mesh stage that hits it is recorded as "

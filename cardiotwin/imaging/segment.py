@@ -8,9 +8,19 @@ Method (:func:`segment_heart`)
 1. **Blood-pool intensity from the anatomy.** The descending aorta is found first
    (:func:`find_descending_aorta`): the longest bright, round, continuous tube over the axial
    slices (it runs the whole chest and abdomen; vertebral bodies are cut by the discs, the
-   heart chambers and the arch are not round vertical tubes). The blood peak is the histogram
-   peak at its intensity (:func:`estimate_intensities`) — not the largest peak in a fixed
-   window, which on a chest CT reaching into the abdomen is the liver or muscle. Without an
+   heart chambers and the arch are not round vertical tubes) **among the sections placed as the
+   descending aorta is relative to the spine**: 20–70 mm from the centre of the vertebral
+   column (found as the large bright compact section present in the most slices), not more
+   than 20 mm to its right nor 15 mm behind it. The sternum (a vertical bone bar without
+   discs, brighter than the blood) and the superior vena cava (often the brightest tube of an
+   arterial-phase scan, the contrast being injected through an arm vein) lie anterior, far
+   from the spine, and are not taken. A lumen split by a dissection flap is followed with
+   relaxed links when no regular chain is long enough, and its brighter (true) lumen gives the
+   blood value, its fainter (false) lumen the threshold. Without a spine the tube is searched
+   anywhere, as before. Sources and numbers: docs/segmentation.md, "Finding the descending
+   aorta". The blood peak is the histogram peak at its intensity
+   (:func:`estimate_intensities`) — not the largest peak in a fixed window, which on a chest
+   CT reaching into the abdomen is the liver or muscle. Without an
    aorta the dominant histogram peak in ``settings.blood_search_range_hu`` (default
    150–800 HU) is used and the result says so. Its width (σ) is
    taken from the half width at half maximum on the less contaminated flank. The soft-tissue
@@ -186,6 +196,9 @@ class AortaTrack:
         Number of voxels pooled.
     length_mm : float
         Superior–inferior extent of the track.
+    false_lumen_hu : float or None
+        Median CT value of a fainter second lumen beside the tracked one (an aortic dissection's
+        false lumen; the centres and ``median_hu`` are then the brighter, true lumen's), or None.
     """
 
     centres_mm: np.ndarray
@@ -194,6 +207,7 @@ class AortaTrack:
     sd_hu: float
     n_voxels: int
     length_mm: float
+    false_lumen_hu: float | None = None
 
     @property
     def radius_mm(self) -> float:
@@ -321,10 +335,87 @@ def _round_sections(img: np.ndarray, dx: float, dy: float, r_range: tuple[float,
     return out
 
 
+#: CT level above which the vertebral bodies are looked for (HU): cancellous bone of adult
+#: vertebrae is about 150–400 HU with a denser cortex; liver, muscle and unenhanced blood stay
+#: below it (see docs/segmentation.md, "Finding the descending aorta").
+_SPINE_LEVEL_HU = 150.0
+#: Smallest cross-section of a vertebral body after a 6 mm opening (mm²); adult thoracic and
+#: lumbar bodies are 800–1800 mm², a normal descending aorta (≤ 30 mm) at most about 700 mm².
+_SPINE_MIN_AREA_MM2 = 600.0
+#: Where the descending aorta may lie relative to the centre of the vertebral column in an axial
+#: slice (mm): ``_AORTA_SPINE_MIN_MM``–``_AORTA_SPINE_MAX_MM`` from it, not more than
+#: ``_AORTA_SPINE_RIGHT_MM`` to the patient's right of it and not more than
+#: ``_AORTA_SPINE_POSTERIOR_MM`` posterior to it.
+_AORTA_SPINE_MAX_MM = 70.0
+_AORTA_SPINE_MIN_MM = 20.0
+_AORTA_SPINE_RIGHT_MM = 20.0
+_AORTA_SPINE_POSTERIOR_MM = 15.0
+
+
+def _spine_sections(img: np.ndarray, pix_mm: float) -> list[tuple[np.ndarray, float, float]]:
+    """Large bright compact sections of one smoothed axial slice (vertebral-body candidates).
+
+    ``img >= _SPINE_LEVEL_HU`` opened by a 6 mm disc (removes ribs, small vessels and thin bone
+    such as the laminae and the scapulae); components of at least ``_SPINE_MIN_AREA_MM2``.
+    Returns ``(mask, row, col)`` per component, on the slice's own pixels of ``pix_mm``.
+    """
+    r = max(int(round(6.0 / pix_mm)), 1)
+    yy, xx = np.ogrid[-r:r + 1, -r:r + 1]
+    disk = yy * yy + xx * xx <= r * r
+    m = ndi.binary_opening(img >= _SPINE_LEVEL_HU, structure=disk)
+    lab, n = ndi.label(m)
+    if n == 0:
+        return []
+    area = np.bincount(lab.ravel(), minlength=n + 1) * pix_mm * pix_mm
+    out = []
+    for c in np.flatnonzero(area >= _SPINE_MIN_AREA_MM2):
+        if c == 0:
+            continue
+        comp = lab == c
+        j, i = np.argwhere(comp).mean(axis=0)
+        out.append((comp, float(j), float(i)))
+    return out
+
+
+def _spine_centres(sections: list[list[tuple[np.ndarray, float, float]]], shape: tuple[int, int],
+                   pix_mm: float) -> np.ndarray | None:
+    """Centre of the vertebral column in each sampled slice (``(n, 2)`` rows/cols, or None).
+
+    The column is the place covered by a large bright compact section in the most slices (the
+    vertebral bodies run the whole scan, cut only by the discs; the heart, kidneys and other
+    enhancing organs span part of it). In each slice the section holding (or nearest to, within
+    30 mm) that place gives the centre; slices without one (discs) take the nearest slice's.
+    None when fewer than 40 % of the slices hold such a section.
+    """
+    count = np.zeros(shape, dtype=np.float32)
+    for secs in sections:
+        for comp, _, _ in secs:
+            count += comp
+    if not count.any():
+        return None
+    count = ndi.gaussian_filter(count, 5.0 / pix_mm)
+    j0, i0 = np.unravel_index(int(np.argmax(count)), shape)
+    centres = np.full((len(sections), 2), np.nan)
+    for s_i, secs in enumerate(sections):
+        best, near = None, 30.0
+        for comp, j, i in secs:
+            d = 0.0 if comp[j0, i0] else math.hypot(j - j0, i - i0) * pix_mm
+            if d <= near:
+                best, near = (j, i), d
+        if best is not None:
+            centres[s_i] = best
+    have = np.flatnonzero(~np.isnan(centres[:, 0]))
+    if have.size < 0.4 * len(sections):
+        return None
+    for s_i in np.flatnonzero(np.isnan(centres[:, 0])):
+        centres[s_i] = centres[have[np.argmin(np.abs(have - s_i))]]
+    return centres
+
+
 def find_descending_aorta(ct: Volume, *, step_mm: float = 4.0,
                           radius_range_mm: tuple[float, float] = (6.0, 20.0),
                           min_length_mm: float = 50.0) -> AortaTrack | None:
-    """Find the descending aorta as the longest bright, round, continuous tube across slices.
+    """Find the descending aorta as the longest bright, round tube beside the spine.
 
     In each axial slice sampled every ``step_mm`` (smoothed with a 1 mm Gaussian), the
     round sections above a ladder of thresholds (100–900 HU, ×1.1 steps, on pixels of
@@ -336,6 +427,14 @@ def find_descending_aorta(ct: Volume, *, step_mm: float = 4.0,
     descending aorta: it runs the whole chest (and abdomen) while vertebral bodies are cut
     every 25–35 mm by the discs, and the arch, ascending aorta and heart chambers are not
     round and vertical over such a length.
+
+    Only sections placed as the descending aorta is relative to the vertebral column are
+    linked (:func:`_well_placed`; the sternum and the dense-contrast superior vena cava are
+    anterior, far from the spine); when none of their chains is long enough, they are linked
+    again with relaxed tolerances (a lumen split by a dissection flap) and a brighter lumen
+    beside the tracked one is taken as the true lumen (:func:`_brighter_lumen`). Without a vertebral
+    column every section is used, as before. See docs/segmentation.md, "Finding the descending
+    aorta", for the priors and their sources.
 
     Parameters
     ----------
@@ -368,9 +467,11 @@ def find_descending_aorta(ct: Volume, *, step_mm: float = 4.0,
     # analyse the smoothed slices on pixels of 2 mm (the lumen radius is ≥ 6 mm)
     fj, fi = 2.0 / dy, 2.0 / dx
     cands: list[list[tuple[float, float, float, float, float]]] = []
+    spine_secs: list[list[tuple[np.ndarray, float, float]]] = []
     for k in ks:
         sl = a[k].astype(np.float32)
         sm = ndi.zoom(ndi.gaussian_filter(sl, sig), (1.0 / fj, 1.0 / fi), order=1)
+        spine_secs.append(_spine_sections(sm, 2.0))
         found = [(c[0] * fj, c[1] * fi, c[2], c[3])
                  for c in _round_sections(sm, 2.0, 2.0, radius_range_mm)]
         # one candidate per disc: group the levels of the same disc, keep the median radius
@@ -399,41 +500,25 @@ def find_descending_aorta(ct: Volume, *, step_mm: float = 4.0,
                 continue
             slice_c.append((j0, i0, r, float(np.median(vals)), float(k)))
         cands.append(slice_c)
+    cands, placed = _well_placed(cands, spine_secs, sm.shape, ct, fj, fi)
     # longest chain by dynamic programming over consecutive sampled slices
     gap = step * dz
-    best_len: list[list[float]] = []
-    prev_of: list[list[int]] = []
-    for s_i, slice_c in enumerate(cands):
-        bl, pv = [], []
-        for c in slice_c:
-            length, back = 0.0, -1
-            if s_i > 0:
-                for m, q in enumerate(cands[s_i - 1]):
-                    dist = math.hypot((q[0] - c[0]) * dy, (q[1] - c[1]) * dx)
-                    if (dist <= 4.0 + 0.5 * gap and abs(q[2] - c[2]) <= max(3.0, 0.25 * c[2])
-                            and abs(q[3] - c[3]) <= max(25.0, 0.12 * c[3])
-                            and best_len[s_i - 1][m] + gap > length):
-                        length, back = best_len[s_i - 1][m] + gap, m
-            bl.append(length)
-            pv.append(back)
-        best_len.append(bl)
-        prev_of.append(pv)
-    end, top = None, -1.0
-    for s_i, bl in enumerate(best_len):
-        for m, length in enumerate(bl):
-            if length > top:
-                end, top = (s_i, m), length
-    if end is None or top < need:
+    top, chain = _longest_chain(cands, gap, dy, dx)
+    relaxed = False
+    if top < need and placed:
+        # a dissected, compressed or irregular lumen beside the spine: its sections are split
+        # (an intimal flap), their inscribed radius and value jump between the two lumina, and
+        # some slices show none; the placement already vouches for them
+        top_r, chain_r = _longest_chain(cands, gap, dy, dx, skip=2, radius_tol=(4.0, 0.4),
+                                        value_tol=(40.0, 0.2))
+        if top_r >= need:
+            logger.info("descending aorta: irregular lumen beside the spine followed with "
+                        "relaxed links (%.0f mm; strict links %.0f mm)", top_r, max(top, 0.0))
+            top, chain, relaxed = top_r, chain_r, True
+    if top < need:
         logger.info("no descending aorta found (longest round bright tube %.0f mm < %.0f mm)",
                     max(top, 0.0), need)
         return None
-    chain = []
-    s_i, m = end
-    while m >= 0:
-        chain.append(cands[s_i][m])
-        m = prev_of[s_i][m]
-        s_i -= 1
-    chain.reverse()
     pooled = []
     for j0, i0, r, _, k in chain:
         rc = 0.6 * r
@@ -444,16 +529,168 @@ def find_descending_aorta(ct: Volume, *, step_mm: float = 4.0,
         disc = ((jj - j0) * dy) ** 2 + ((ii - i0) * dx) ** 2 <= rc * rc
         pooled.append(np.asarray(a[kk, jlo:jhi, ilo:ihi], dtype=np.float64)[disc])
     vals = np.concatenate(pooled)
+    faint = None
+    if relaxed:
+        bright = _brighter_lumen(a, chain, dy, dx, float(np.median(vals)))
+        if bright is not None:
+            faint = float(np.median(vals))
+            logger.info("descending aorta: two lumina; the brighter one (%.0f HU, the true lumen) "
+                        "is used, not the tracked one (%.0f HU)", float(np.median(bright[0])),
+                        float(np.median(vals)))
+            vals, chain = bright
     med = float(np.median(vals))
     sd = float(1.4826 * np.median(np.abs(vals - med)))
     idx = np.array([[c[1], c[0], c[4]] for c in chain])
     centres = ct.index_to_physical(idx)
     order = np.argsort(centres[:, 2])
     track = AortaTrack(centres_mm=centres[order], radii_mm=np.array([c[2] for c in chain])[order],
-                       median_hu=med, sd_hu=sd, n_voxels=int(vals.size), length_mm=float(top))
+                       median_hu=med, sd_hu=sd, n_voxels=int(vals.size), length_mm=float(top),
+                       false_lumen_hu=faint)
     logger.info("descending aorta: %.0f mm long, radius %.1f mm, %.0f ± %.0f HU",
                 track.length_mm, track.radius_mm, med, sd)
     return track
+
+
+def _brighter_lumen(a: np.ndarray, chain: list[tuple[float, float, float, float, float]],
+                    dy: float, dx: float, core_hu: float
+                    ) -> tuple[np.ndarray, list[tuple[float, float, float, float, float]]] | None:
+    """A brighter lumen beside the tracked one (a dissection's true lumen), or None.
+
+    Around each section of the chain (disc of radius 1.3 r + 2 mm, the ring of the roundness
+    test) the slice smoothed with a 1 mm Gaussian is compared with the tracked core: pixels
+    brighter than the core's median by 2 of its smoothed standard deviations (at least 15 HU)
+    mark a brighter lumen. Its extent is the region above the midpoint between the core and
+    that lumen's median (smoothed). Used when such a lumen of at least 10 mm² is seen in half
+    of the sections or more: in the arterial phase the true lumen opacifies first and is
+    brighter than the usually larger false lumen (LePage MA et al., AJR 2001;177:207–211).
+
+    Returns its CT values and the sections where it was seen, centred on it (the blood pool
+    connected to the true lumen is the one that reaches the heart; the false lumen may be a
+    closed channel at the blood threshold).
+    """
+    pooled, seen = [], 0
+    moved: list[tuple[float, float, float, float, float]] = []
+    for j0, i0, r, _, k in chain:
+        ro = 1.3 * r + 2.0
+        jlo, jhi = int(max(j0 - ro / dy - 3, 0)), int(min(j0 + ro / dy + 4, a.shape[1]))
+        ilo, ihi = int(max(i0 - ro / dx - 3, 0)), int(min(i0 + ro / dx + 4, a.shape[2]))
+        raw = np.asarray(a[int(k), jlo:jhi, ilo:ihi], dtype=np.float64)
+        sm = ndi.gaussian_filter(raw, (1.0 / dy, 1.0 / dx))
+        jj, ii = np.mgrid[jlo:jhi, ilo:ihi]
+        rr = ((jj - j0) * dy) ** 2 + ((ii - i0) * dx) ** 2
+        core = rr <= (0.6 * r) ** 2
+        disc = rr <= ro * ro
+        if core.sum() < 5:
+            continue
+        c_med = float(np.median(sm[core]))
+        c_sd = float(1.4826 * np.median(np.abs(sm[core] - c_med)))
+        hot = disc & (sm >= c_med + max(2.0 * c_sd, 15.0))
+        if hot.sum() * dy * dx < 10.0:
+            continue
+        mid = 0.5 * (c_med + float(np.median(sm[hot])))
+        lab, _ = ndi.label(disc & (sm >= mid))
+        ids = np.unique(lab[hot])
+        keep = np.isin(lab, ids[ids > 0])
+        if keep.sum() * dy * dx < 10.0:
+            continue
+        seen += 1
+        pooled.append(raw[keep])
+        cj, ci = np.argwhere(keep).mean(axis=0)
+        moved.append((float(cj + jlo), float(ci + ilo), r, float(np.median(raw[keep])), k))
+    if seen < 0.5 * len(chain) or not pooled:
+        return None
+    vals = np.concatenate(pooled)
+    return (vals, moved) if np.median(vals) > core_hu else None
+
+
+def _well_placed(cands: list[list[tuple[float, float, float, float, float]]],
+                 spine_secs: list[list[tuple[np.ndarray, float, float]]],
+                 coarse_shape: tuple[int, int], ct: Volume, fj: float, fi: float
+                 ) -> tuple[list[list[tuple[float, float, float, float, float]]], bool]:
+    """Keep the tube sections placed as the descending aorta is, relative to the spine.
+
+    The descending aorta runs beside the vertebral bodies: left-anterolateral in the chest,
+    anterior (slightly left) in the abdomen; the sternum, the superior vena cava, the
+    brachiocephalic veins, the pulmonary artery and the heart lie anterior to it, far from the
+    spine. A section is kept when its centre is ``_AORTA_SPINE_MIN_MM``–``_AORTA_SPINE_MAX_MM``
+    from the vertebral column's centre in its slice (the lower bound rejects the vertebral body
+    itself, which can look like a bright round section between two discs), at most
+    ``_AORTA_SPINE_RIGHT_MM`` to the patient's right and at most ``_AORTA_SPINE_POSTERIOR_MM``
+    posterior to it (LPS directions from the volume's orientation). Without a vertebral column
+    (:func:`_spine_centres`) or without any well-placed section every section is kept, as
+    before (with a log message). Returns the sections per slice and whether the placement was
+    applied.
+    """
+    spine = _spine_centres(spine_secs, coarse_shape, 2.0)
+    if spine is None:
+        logger.info("no vertebral column found: the descending aorta is the longest tube anywhere")
+        return cands, False
+    kept: list[list[tuple[float, float, float, float, float]]] = []
+    for s_i, slice_c in enumerate(cands):
+        if not slice_c:
+            kept.append([])
+            continue
+        k = slice_c[0][4]
+        sj, si = spine[s_i, 0] * fj, spine[s_i, 1] * fi
+        pts = np.array([[c[1], c[0], k] for c in slice_c] + [[si, sj, k]], dtype=float)
+        xyz = ct.index_to_physical(pts)
+        d = xyz[:-1, :2] - xyz[-1, :2]  # LPS: +x patient's left, +y posterior
+        dist = np.hypot(d[:, 0], d[:, 1])
+        ok = ((dist >= _AORTA_SPINE_MIN_MM) & (dist <= _AORTA_SPINE_MAX_MM)
+              & (d[:, 0] >= -_AORTA_SPINE_RIGHT_MM) & (d[:, 1] <= _AORTA_SPINE_POSTERIOR_MM))
+        kept.append([c for c, good in zip(slice_c, ok, strict=True) if good])
+    if not any(kept):
+        logger.info("no tube section beside the vertebral column: the descending aorta is the "
+                    "longest tube anywhere")
+        return cands, False
+    return kept, True
+
+
+def _longest_chain(cands: list[list[tuple[float, float, float, float, float]]], gap: float,
+                   dy: float, dx: float, *, skip: int = 1,
+                   radius_tol: tuple[float, float] = (3.0, 0.25),
+                   value_tol: tuple[float, float] = (25.0, 0.12)
+                   ) -> tuple[float, list[tuple[float, float, float, float, float]]]:
+    """Longest chain of linked sections (dynamic programming over the sampled slices).
+
+    A section links to one up to ``skip`` sampled slices below it when their centres are within
+    4 mm + 0.5 × the z distance, their radii within ``max(radius_tol[0], radius_tol[1] × r)``
+    and their values within ``max(value_tol[0], value_tol[1] × value)``. Returns the chain's
+    z extent (mm) and its sections, inferior to superior in slice order.
+    """
+    best_len: list[list[float]] = []
+    prev_of: list[list[tuple[int, int]]] = []
+    for s_i, slice_c in enumerate(cands):
+        bl, pv = [], []
+        for c in slice_c:
+            length, back = 0.0, (-1, -1)
+            for back_s in range(max(s_i - skip, 0), s_i):
+                dz_mm = (s_i - back_s) * gap
+                for m, q in enumerate(cands[back_s]):
+                    dist = math.hypot((q[0] - c[0]) * dy, (q[1] - c[1]) * dx)
+                    if (dist <= 4.0 + 0.5 * dz_mm
+                            and abs(q[2] - c[2]) <= max(radius_tol[0], radius_tol[1] * c[2])
+                            and abs(q[3] - c[3]) <= max(value_tol[0], value_tol[1] * c[3])
+                            and best_len[back_s][m] + dz_mm > length):
+                        length, back = best_len[back_s][m] + dz_mm, (back_s, m)
+            bl.append(length)
+            pv.append(back)
+        best_len.append(bl)
+        prev_of.append(pv)
+    end, top = None, -1.0
+    for s_i, bl in enumerate(best_len):
+        for m, length in enumerate(bl):
+            if length > top:
+                end, top = (s_i, m), length
+    if end is None:
+        return -1.0, []
+    chain = []
+    s_i, m = end
+    while m >= 0:
+        chain.append(cands[s_i][m])
+        s_i, m = prev_of[s_i][m]
+    chain.reverse()
+    return top, chain
 
 
 def descending_aorta_mask(ct: Volume, inten: BloodPoolIntensities) -> np.ndarray:
@@ -605,6 +842,12 @@ def estimate_intensities(ct: Volume, *, settings: SegmentationSettings = Segment
         tissue = float(centres[it])
     if settings.blood_threshold_hu is not None:
         t_blood = float(settings.blood_threshold_hu)
+    elif track is not None and track.false_lumen_hu is not None and track.false_lumen_hu < peak:
+        # a dissection: the fainter false lumen is blood too; threshold at its own midpoint
+        t_blood = 0.5 * (track.false_lumen_hu + tissue)
+        notes.append(f"two aortic lumina (true {track.median_hu:.0f} HU, false "
+                     f"{track.false_lumen_hu:.0f} HU): the blood threshold is the midpoint "
+                     "between the soft tissue and the fainter lumen")
     else:
         t_blood = 0.5 * (peak + tissue)
     if settings.calcium_threshold_hu is not None:
