@@ -23,6 +23,7 @@ from cardiotwin import __version__  # noqa: E402
 from cardiotwin.devices.sizing import SizingReport  # noqa: E402
 from cardiotwin.geometry.landmarks import AorticRootLandmarks  # noqa: E402
 from cardiotwin.study.results import FlowSummary, RehearsalComparison  # noqa: E402
+from cardiotwin.twin.assimilate import TwinEstimate  # noqa: E402
 from cardiotwin.twin.state import PatientTwin  # noqa: E402
 
 
@@ -210,9 +211,33 @@ _MEASUREMENTS = (
 )
 
 
+def live_section(estimate: TwinEstimate | None) -> list[str]:
+    """HTML of the live twin: data age, STALE / DRIFT flags and the estimate with ± 1 SD."""
+    if estimate is None:
+        return []
+    age = ("no data" if estimate.data_age_s is None
+           else f"{estimate.data_age_s / 60.0:.1f} min (last observation "
+                f"{html.escape(str(estimate.last_observation_utc))})")
+    out = ["<h2>Live twin (monitoring)</h2>",
+           f"<p>As of {html.escape(estimate.as_of_utc)}: {estimate.n_observations} observations "
+           f"assimilated; data age {age}.</p>"]
+    if estimate.stale:
+        out.append(f"<p class='warn'>STALE: {html.escape(estimate.stale_reason)}; the spread "
+                   "has grown with the data age.</p>")
+    if estimate.drift:
+        out.append("<p class='warn'>DRIFT since the last 3-D run: "
+                   + html.escape("; ".join(estimate.drift_reasons))
+                   + ". Run a new 3-D simulation before using its gradients.</p>")
+    rows = [{"quantity": e.name.replace("_", " "), "estimate": e.mean, "± 1 SD": e.sd,
+             "unit": e.unit} for e in estimate.estimates.values()]
+    out.append(_table(rows, ["quantity", "estimate", "± 1 SD", "unit"]))
+    return out
+
+
 def write_report(out_path: str | Path, *, twin: PatientTwin, rehearsal: RehearsalComparison,
                  truth: AorticRootLandmarks | None = None,
-                 timings_s: dict[str, float] | None = None) -> Path:
+                 timings_s: dict[str, float] | None = None,
+                 live: TwinEstimate | None = None) -> Path:
     """Write the HTML report of a twin and one steady rehearsal.
 
     Parameters
@@ -222,6 +247,8 @@ def write_report(out_path: str | Path, *, twin: PatientTwin, rehearsal: Rehearsa
     rehearsal : the before/after comparison of :func:`cardiotwin.workflows.rehearse`.
     truth : optional phantom ground truth shown beside the measurements.
     timings_s : wall-clock times of the stages.
+    live : the twin's monitoring estimate (data age, stale and drift flags, spread), shown when
+        given (:func:`live_section`).
     """
     out_path = Path(out_path)
     lms = twin.landmarks
@@ -267,6 +294,7 @@ def write_report(out_path: str | Path, *, twin: PatientTwin, rehearsal: Rehearsa
         "<h2>Anatomy</h2>",
         _table(meas_rows, ["measurement", "cardiotwin"] + (["phantom truth"] if truth else [])),
         *_gate_section(twin),
+        *live_section(live),
         "<h2>Device</h2>",
         _table([{"property": k, "value": v} for k, v in pl.items()
                 if not isinstance(v, (list, tuple))], ["property", "value"]),
