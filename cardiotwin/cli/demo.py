@@ -93,7 +93,7 @@ def demo(
                                      f"{reh.nominal_diameter_mm:g} mm balloon-expandable valve")
         timings["total"] = time.perf_counter() - t_all
         report = write_report(out / "report.html", twin=twin, rehearsal=reh, truth=truth,
-                              timings_s=timings)
+                              timings_s=timings, live=live.status.estimate)
         tt = Table(title="Times (s)")
         tt.add_column("stage")
         tt.add_column("s", justify="right")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -24,11 +25,12 @@ def _serve_handler(store: Path | None, role: str):
 
     Each batch is printed, then applied to the stored twin of that pseudonym
     (:func:`cardiotwin.workflows.ingest_observations`: stored, assimilated, a new twin version,
-    audited). A batch for a pseudonym without a twin, or one the store refuses, is reported and
-    the service keeps running.
+    audited). A store error is tried again twice (0.2 s, 0.5 s later; the ingest is idempotent);
+    a batch for a pseudonym without a twin, or one the store still refuses, is reported and the
+    service keeps running.
     """
     from cardiotwin import workflows
-    from cardiotwin.errors import CardiotwinError
+    from cardiotwin.errors import CardiotwinError, StoreError
 
     st, actor = store_at(store), actor_for(role)
 
@@ -39,11 +41,21 @@ def _serve_handler(store: Path | None, role: str):
         console.print(f"{observations[0].time.isoformat()}  {pseudonym}: {shown}"
                       + (f" (+{len(observations) - 3})" if len(observations) > 3 else ""),
                       highlight=False)
-        try:
-            res = workflows.ingest_observations(pseudonym, observations, store=st, actor=actor)
-        except CardiotwinError as exc:
-            console.print(f"  not applied to {pseudonym}: {exc}", highlight=False)
-            return
+        # A store error may be passing (a locked database): the ingest is idempotent, so it is
+        # tried again twice before the batch is reported as not applied (and acknowledged).
+        for wait_s in (0.2, 0.5, None):
+            try:
+                res = workflows.ingest_observations(pseudonym, observations, store=st,
+                                                    actor=actor)
+                break
+            except StoreError as exc:
+                if wait_s is None:
+                    console.print(f"  not applied to {pseudonym}: {exc}", highlight=False)
+                    return
+                time.sleep(wait_s)
+            except CardiotwinError as exc:
+                console.print(f"  not applied to {pseudonym}: {exc}", highlight=False)
+                return
         flags = [f for f, on in (("STALE", res.stale), ("DRIFT", res.drift)) if on]
         what = (f"version {res.version}" if res.version is not None
                 else f"no new version (still {res.base_version})")
