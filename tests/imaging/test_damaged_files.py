@@ -19,6 +19,7 @@ from cardiotwin.imaging.dicom import write_ct_series
 from cardiotwin.imaging.discovery import check_skipped, scan_tree, select_series
 from cardiotwin.imaging.volume import Volume
 from cardiotwin.provenance import Provenance
+from cardiotwin.workflows._common import read_ct
 
 PIXEL_BYTES = 16 * 16 * 2
 
@@ -97,8 +98,8 @@ def test_build_reads_the_intact_series_and_warns_about_the_damaged_one(tmp_path,
         _cut(f, 100)
     store = workflows.open_store(tmp_path / "store")
     with caplog.at_level(logging.WARNING, logger="cardiotwin"):
-        ct = workflows._read_ct(tmp_path, store=store, series=None, resample=False,
-                                prov=Provenance("test"))
+        ct = read_ct(tmp_path, store=store, series=None, resample=False,
+                     prov=Provenance("test"))
     assert ct.shape == (6, 16, 16)
     warned = [r.getMessage() for r in caplog.records if "damaged files of other series" in
               r.getMessage()]
@@ -112,5 +113,5 @@ def test_build_refuses_a_series_with_a_damaged_slice_naming_it(tmp_path):
     store = workflows.open_store(tmp_path / "store")
     with pytest.raises(DicomError, match=r"skipped: CT00002.dcm \(truncated: pixel data shorter than "
                        r"its header announces \(412 of 512 bytes\)\)"):
-        workflows._read_ct(tmp_path / "ct", store=store, series=None, resample=False,
-                           prov=Provenance("test"))
+        read_ct(tmp_path / "ct", store=store, series=None, resample=False,
+                prov=Provenance("test"))
