@@ -507,6 +507,58 @@ def _hinge_plane(points_mm: Any, *, axis: np.ndarray, interface_centre: np.ndarr
     return centre, n
 
 
+def resolve_labels(ct: Any, seg: Any, *, blood_threshold_hu: float | None = None,
+                   calcium_threshold_hu: float | None = None) -> tuple[Any, float, float, Any]:
+    """The label map and the blood / calcium thresholds (HU) a measurement of ``seg`` uses.
+
+    Parameters
+    ----------
+    ct : Volume
+        Contrast CT in HU.
+    seg : Segmentation or LabelMap
+        With ``lv_blood`` and ``aorta`` on the CT grid.
+    blood_threshold_hu, calcium_threshold_hu : float, optional, keyword-only
+        Overrides; default: those of the ``Segmentation``, or estimated from the CT
+        (:func:`cardiotwin.imaging.segment.estimate_intensities`) for a bare ``LabelMap``.
+
+    Returns
+    -------
+    (LabelMap, float, float, BloodPoolIntensities or None)
+        The labels, the blood and calcium thresholds, and the intensity model when it had to be
+        estimated from the CT (None otherwise).
+
+    Raises
+    ------
+    GeometryError
+        ``seg`` of another type, labels off the CT grid, or without ``lv_blood`` / ``aorta``.
+    """
+    from cardiotwin.errors import GeometryError
+    from cardiotwin.imaging.segment import Segmentation, estimate_intensities
+    from cardiotwin.imaging.volume import LabelMap
+
+    inten = None
+    if isinstance(seg, Segmentation):
+        labels = seg.labels
+        t_blood = seg.blood_threshold_hu if blood_threshold_hu is None else blood_threshold_hu
+        t_ca = seg.calcium_threshold_hu if calcium_threshold_hu is None else calcium_threshold_hu
+    elif isinstance(seg, LabelMap):
+        labels = seg
+        t_blood, t_ca = blood_threshold_hu, calcium_threshold_hu
+        if t_blood is None or t_ca is None:
+            inten = estimate_intensities(ct)
+            t_blood = inten.blood_threshold_hu if t_blood is None else t_blood
+            t_ca = inten.calcium_threshold_hu if t_ca is None else t_ca
+    else:
+        raise GeometryError(f"seg must be a Segmentation or LabelMap; got {type(seg).__name__}")
+    if not labels.volume.same_grid(ct):
+        raise GeometryError("the labels are not on the CT grid; resample them onto the CT first")
+    for name in ("lv_blood", "aorta"):
+        if name not in labels.names:
+            raise GeometryError(f"the label map has no '{name}' label (has {sorted(labels.names)}); "
+                                "measurements need the LV blood pool and the aorta")
+    return labels, float(t_blood), float(t_ca), inten
+
+
 def measure_aortic_root(
     ct: Any,
     seg: Any,
@@ -561,27 +613,9 @@ def measure_aortic_root(
 
     from cardiotwin.errors import GeometryError
     from cardiotwin.imaging.segment import Segmentation, estimate_intensities
-    from cardiotwin.imaging.volume import LabelMap
 
-    inten = None
-    if isinstance(seg, Segmentation):
-        labels = seg.labels
-        t_blood = seg.blood_threshold_hu if blood_threshold_hu is None else blood_threshold_hu
-        t_ca = seg.calcium_threshold_hu if calcium_threshold_hu is None else calcium_threshold_hu
-    elif isinstance(seg, LabelMap):
-        labels = seg
-        t_blood, t_ca = blood_threshold_hu, calcium_threshold_hu
-        if t_blood is None or t_ca is None:
-            inten = estimate_intensities(ct)
-            t_blood = inten.blood_threshold_hu if t_blood is None else t_blood
-            t_ca = inten.calcium_threshold_hu if t_ca is None else t_ca
-    else:
-        raise GeometryError(f"seg must be a Segmentation or LabelMap; got {type(seg).__name__}")
-    if not labels.volume.same_grid(ct):
-        raise GeometryError("the labels are not on the CT grid; resample them onto the CT first")
-    for name in ("lv_blood", "aorta"):
-        if name not in labels.names:
-            raise GeometryError(f"the label map has no '{name}' label (has {sorted(labels.names)})")
+    labels, t_blood, t_ca, inten = resolve_labels(
+        ct, seg, blood_threshold_hu=blood_threshold_hu, calcium_threshold_hu=calcium_threshold_hu)
     arr = labels.array
     lv = arr == labels.names["lv_blood"]
     ao_vals = [labels.names[k] for k in ("aorta", "branches") if k in labels.names]

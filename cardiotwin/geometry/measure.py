@@ -627,31 +627,6 @@ def _side_branches(mask: np.ndarray, spacing_kji: np.ndarray, radius_mm: float, 
 # ============================================================================================
 
 
-def _labels_and_thresholds(ct: Any, seg: Any, blood: float | None, calcium: float | None):
-    from cardiotwin.imaging.segment import Segmentation, estimate_intensities
-    from cardiotwin.imaging.volume import LabelMap
-
-    if isinstance(seg, Segmentation):
-        labels = seg.labels
-        t_blood = seg.blood_threshold_hu if blood is None else blood
-        t_ca = seg.calcium_threshold_hu if calcium is None else calcium
-    elif isinstance(seg, LabelMap):
-        labels, t_blood, t_ca = seg, blood, calcium
-        if t_blood is None or t_ca is None:
-            inten = estimate_intensities(ct)
-            t_blood = inten.blood_threshold_hu if t_blood is None else t_blood
-            t_ca = inten.calcium_threshold_hu if t_ca is None else t_ca
-    else:
-        raise GeometryError(f"seg must be a Segmentation or LabelMap; got {type(seg).__name__}")
-    if not labels.volume.same_grid(ct):
-        raise GeometryError("the labels are not on the CT grid; resample them onto the CT first")
-    for name in ("lv_blood", "aorta"):
-        if name not in labels.names:
-            raise GeometryError(f"the label map has no '{name}' label (has {sorted(labels.names)}); "
-                                "measurements need the LV blood pool and the aorta")
-    return labels, float(t_blood), float(t_ca)
-
-
 def _combine(values: list[float | None], floor: float) -> tuple[float | None, float]:
     """Nominal value (the first) and sqrt(half-range² + floor²)."""
     if values[0] is None:
@@ -717,10 +692,10 @@ def measure_anatomy(
     GeometryError
         Labels missing or off the CT grid, no LV/aorta interface, no annulus, no lumen.
     """
-    from cardiotwin.geometry.landmarks import measure_aortic_root
+    from cardiotwin.geometry.landmarks import measure_aortic_root, resolve_labels
 
-    labels, t_blood, t_ca = _labels_and_thresholds(ct, seg, blood_threshold_hu,
-                                                   calcium_threshold_hu)
+    labels, t_blood, t_ca, _ = resolve_labels(ct, seg, blood_threshold_hu=blood_threshold_hu,
+                                              calcium_threshold_hu=calcium_threshold_hu)
     arr = labels.array
     names = labels.names
     lv = arr == names["lv_blood"]
