@@ -45,6 +45,10 @@ LeftHeartOnlyOpt = Annotated[bool, typer.Option(
     "a 1 mm CT).")]
 
 # What to read from a series (twin build, segment; dicom convert has its own wording).
+SeriesOpt = Annotated[str | None, typer.Option(
+    "--series", help="SeriesInstanceUID or rule, as for 'twin build'.")]
+ResampleOpt = Annotated[bool, typer.Option(
+    "--resample", help="Regrid a gantry-tilted or unevenly spaced series.")]
 PhaseOpt = Annotated[float | None, typer.Option(
     "--phase", help="For a multi-phase (4-D) series: the phase to read, by its label (trigger "
     "time in ms, else temporal position; the error message lists them). A rule such as "

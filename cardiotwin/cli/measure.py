@@ -15,8 +15,10 @@ from cardiotwin.cli._common import (
     CalciumThresholdOpt,
     NeckRatioOpt,
     PhaseOpt,
+    ResampleOpt,
     RoleOpt,
     SegmenterOpt,
+    SeriesOpt,
     StoreOpt,
     VolumeOpt,
     actor_for,
@@ -47,10 +49,8 @@ def measure(
         "{\"coordinates\": \"LPS\"|\"RAS\", \"annulus_hinge_points_mm\": [[x,y,z]×3]} or a 3D "
         "Slicer markups file with points labelled hinge…): the annulus is measured in their "
         "plane.")] = None,
-    series: Annotated[str | None, typer.Option(
-        "--series", help="SeriesInstanceUID or rule, as for 'twin build'.")] = None,
-    resample: Annotated[bool, typer.Option(
-        "--resample", help="Regrid a gantry-tilted or unevenly spaced series.")] = False,
+    series: SeriesOpt = None,
+    resample: ResampleOpt = False,
     phase: PhaseOpt = None,
     volume: VolumeOpt = None,
     blood_threshold: BloodThresholdOpt = None,

@@ -15,8 +15,10 @@ from cardiotwin.cli._common import (
     LeftHeartOnlyOpt,
     NeckRatioOpt,
     PhaseOpt,
+    ResampleOpt,
     RoleOpt,
     SegmenterOpt,
+    SeriesOpt,
     StoreOpt,
     VolumeOpt,
     actor_for,
@@ -33,10 +35,8 @@ def segment(
     out: Annotated[Path | None, typer.Option(
         "-o", "--out", help="Label file to write: .nii.gz, .nii or .nrrd (a .json sidecar with "
         "the structure names, volumes and how the blood pool was found goes beside it).")] = None,
-    series: Annotated[str | None, typer.Option(
-        "--series", help="SeriesInstanceUID or rule, as for 'twin build'.")] = None,
-    resample: Annotated[bool, typer.Option(
-        "--resample", help="Regrid a gantry-tilted or unevenly spaced series.")] = False,
+    series: SeriesOpt = None,
+    resample: ResampleOpt = False,
     phase: PhaseOpt = None,
     volume: VolumeOpt = None,
     blood_threshold: BloodThresholdOpt = None,

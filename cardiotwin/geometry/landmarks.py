@@ -53,14 +53,17 @@ from cardiotwin.imaging.anatomy import AorticRootLandmarks
 _LOG = logging.getLogger(__name__)
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
+def unit_vector(v: np.ndarray) -> np.ndarray:
+    """``v`` scaled to length 1."""
     v = np.asarray(v, dtype=float)
     return v / np.linalg.norm(v)
 
 
-def _frame(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def plane_basis(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two unit vectors ``(e1, e2)`` spanning the plane with unit normal ``n`` (right-handed:
+    ``e1 × e2 = n``); ``e1`` is perpendicular to patient y (or x when ``n`` is along y)."""
     ref = np.array([0.0, 1.0, 0.0]) if abs(n[1]) < 0.9 else np.array([1.0, 0.0, 0.0])
-    e1 = _unit(np.cross(n, ref))
+    e1 = unit_vector(np.cross(n, ref))
     return e1, np.cross(n, e1)
 
 
@@ -81,7 +84,7 @@ class _Sampler:
         self.org = ct.affine[:3, 3]
 
     def plane(self, centre: np.ndarray, n: np.ndarray):
-        e1, e2 = _frame(n)
+        e1, e2 = plane_basis(n)
         pts = centre + self.gu[..., None] * e1 + self.gv[..., None] * e2
         ijk = (pts - self.org) @ self.inv.T
         coords = ijk[..., ::-1].reshape(-1, 3).T
@@ -491,7 +494,7 @@ def _hinge_plane(points_mm: Any, *, axis: np.ndarray, interface_centre: np.ndarr
     if np.linalg.norm(normal) < 1e-6 or span < 5.0:
         raise GeometryError(f"the hinge points are {span:.1f} mm apart or on one line; give the "
                             "three leaflet hinge points of the annulus (10–20 mm apart)")
-    n = _unit(normal)
+    n = unit_vector(normal)
     if np.dot(n, axis) < 0:
         n = -n
     centre = p.mean(axis=0)
@@ -648,8 +651,8 @@ def measure_aortic_root(
     d_lv_ao = centroid_near(ao, 25.0) - centroid_near(lv, 25.0)
     if np.dot(n, d_lv_ao) < 0:
         n = -n
-    if abs(np.dot(n, _unit(d_lv_ao))) < 0.5:  # interface not disc-like: trust the centroids
-        n = _unit(d_lv_ao)
+    if abs(np.dot(n, unit_vector(d_lv_ao))) < 0.5:  # interface not disc-like: trust the centroids
+        n = unit_vector(d_lv_ao)
 
     # ---- 2. ROI crop and sampler --------------------------------------------------------------
     roi = 60.0
@@ -774,7 +777,7 @@ def measure_aortic_root(
         if s["area_mm2"] == 0:
             break
         q = s["centroid_mm"]
-        d = _unit(0.5 * d + 0.5 * _unit(q - p))
+        d = unit_vector(0.5 * d + 0.5 * unit_vector(q - p))
         travelled += float(np.linalg.norm(q - p))
         p = q
         cl.append(q)

@@ -104,6 +104,12 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from cardiotwin.errors import GeometryError
+from cardiotwin.geometry.landmarks import (
+    measure_aortic_root,
+    plane_basis,
+    resolve_labels,
+    unit_vector,
+)
 
 __all__ = [
     "AnatomyMeasurements",
@@ -417,17 +423,6 @@ def agatston_like_score(ct: Any, mask: np.ndarray, *, min_lesion_area_mm2: float
 # ============================================================================================
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, dtype=float)
-    return v / np.linalg.norm(v)
-
-
-def _frame(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    ref = np.array([0.0, 1.0, 0.0]) if abs(n[1]) < 0.9 else np.array([1.0, 0.0, 0.0])
-    e1 = _unit(np.cross(n, ref))
-    return e1, np.cross(n, e1)
-
-
 def _open_2d(mask: np.ndarray, radius_px: float) -> np.ndarray:
     """Binary opening by a disc, through two distance transforms (fast for large discs)."""
     if radius_px <= 0 or not mask.any():
@@ -466,7 +461,7 @@ class _Planes:
         key = (tuple(np.round(centre, 6)), tuple(np.round(n, 9)))
         if key in self._cache:
             return self._cache[key]
-        e1, e2 = _frame(n)
+        e1, e2 = plane_basis(n)
         pts = centre + self.gu[..., None] * e1 + self.gv[..., None] * e2
         coords = ((pts - self.org) @ self.inv.T)[..., ::-1].reshape(-1, 3).T
         hu = ndi.map_coordinates(self.a, coords, order=1, mode="constant", cval=-1000.0)
@@ -692,8 +687,6 @@ def measure_anatomy(
     GeometryError
         Labels missing or off the CT grid, no LV/aorta interface, no annulus, no lumen.
     """
-    from cardiotwin.geometry.landmarks import measure_aortic_root, resolve_labels
-
     labels, t_blood, t_ca, _ = resolve_labels(ct, seg, blood_threshold_hu=blood_threshold_hu,
                                               calcium_threshold_hu=calcium_threshold_hu)
     arr = labels.array
@@ -819,7 +812,7 @@ def measure_anatomy(
         step = q - p
         if np.linalg.norm(step) < 1e-6:
             break
-        d = _unit(0.6 * d + 0.4 * _unit(step))
+        d = unit_vector(0.6 * d + 0.4 * unit_vector(step))
         travelled += float(np.linalg.norm(step))
         p = q
         cl.append(q)
@@ -904,7 +897,7 @@ def measure_anatomy(
     # ---- calcium (in a box around the valve region) ------------------------------------------
     r_ca = r_sinus + 5.0
     h_ca = (-10.0, h_top - 10.0)
-    corners = np.array([centre + hq * n + sx * r_ca * e for hq in h_ca for e in _frame(n)
+    corners = np.array([centre + hq * n + sx * r_ca * e for hq in h_ca for e in plane_basis(n)
                         for sx in (-1.0, 1.0)])
     lo = np.floor(ct.physical_to_index(corners).min(axis=0)).astype(int)
     hi = np.ceil(ct.physical_to_index(corners).max(axis=0)).astype(int)
@@ -1005,7 +998,7 @@ def _coronary_ostia(ct: Any, aorta: np.ndarray, lv: np.ndarray, centre: np.ndarr
         # the filled root lumen of the cross-sections (leaflets and calcium inside it are lumen
         # here, so the opening keeps the whole root and only true branches stand out)
         hs_root, masks, pix = root
-        e1, e2 = _frame(n)
+        e1, e2 = plane_basis(n)
         hh = np.clip(np.rint((h - hs_root[0]) / (hs_root[1] - hs_root[0])), 0, len(hs_root) - 1)
         half = (masks[0].shape[0] - 1) / 2.0
         uu = np.rint((rel @ e1).reshape(ao.shape) / pix + half).astype(int)
