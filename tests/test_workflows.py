@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from cardiotwin import study, workflows
@@ -31,6 +32,21 @@ def test_measured_annulus_matches_the_phantom(coarse_demo):
     truth = coarse_demo["phantom"].truth.landmarks
     # coarse (1.5 mm) phantom: area-derived diameter within 2 mm of the construction value
     assert lms.annulus_diameter_mm == pytest.approx(truth.annulus_diameter_mm, abs=2.0)
+
+
+def test_twin_keeps_the_valve_calcium_for_the_device_mechanics(coarse_demo):
+    ctx = coarse_demo["twin"].anatomy["device_context"]
+    truth = coarse_demo["phantom"].truth
+    pts = np.asarray(ctx["calcium_points_mm"])
+    centre = np.asarray(coarse_demo["twin"].landmarks.annulus_centre_mm)
+    # every stored calcium point lies within the 25 mm search radius, and each of the phantom's
+    # nodules has stored points within 3 mm (two 1.5 mm voxels) of its centre
+    assert len(pts) > 0
+    assert np.linalg.norm(pts - centre, axis=1).max() <= 25.0
+    for nodule in truth.calcium_nodules_mm:
+        c = np.asarray(nodule[:3] if len(nodule) > 3 else nodule, dtype=float)
+        assert np.linalg.norm(pts - c, axis=1).min() < 3.0
+    assert ctx["calcium_voxel_mm3"] == pytest.approx(1.5**3)
 
 
 def test_device_lowers_the_gradient(coarse_demo):

@@ -214,6 +214,7 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
             "ct": {"shape": list(ct.shape), "spacing_mm": list(ct.spacing_mm),
                    "modality": ct.metadata.get("modality", "CT")},
             "sizing": sizing.to_dict(),
+            "device_context": device_context(seg.labels, lms),
         },
         mesh={**domain.to_dict(), "artifact_sha256": mesh_sha, "surface_sha256": surf_sha,
               "work_dir": str(wd)},
@@ -386,3 +387,32 @@ def segmenters():
 
     return available_segmenters()
 
+
+
+def device_context(labels, landmarks, *, radius_mm: float = 25.0,
+                   max_points: int = 4000) -> dict[str, object]:
+    """What the device mechanics needs from the segmentation, stored with the twin.
+
+    * ``calcium_points_mm``: LPS centres of the calcium voxels within ``radius_mm`` of the annulus
+      centre (evenly subsampled to at most ``max_points``), which the wall mesh marks as calcium;
+      ``calcium_voxel_mm3`` their voxel volume.
+    * ``right_heart_centroid_mm``: centroid of the segmented right heart (None when not
+      segmented); the membranous septum lies on its side of the LVOT.
+    """
+    vol = labels.volume
+    centre = np.asarray(landmarks.annulus_centre_mm, dtype=float)
+    points: list[list[float]] = []
+    if "calcium" in labels.names:
+        kji = np.argwhere(labels.mask("calcium"))
+        if len(kji):
+            xyz = vol.index_to_physical(kji[:, ::-1])
+            xyz = xyz[np.linalg.norm(xyz - centre, axis=1) <= radius_mm]
+            step = max(1, int(np.ceil(len(xyz) / max_points)))
+            points = np.round(xyz[::step], 2).tolist()
+    rh = None
+    if "right_heart" in labels.names:
+        kji = np.argwhere(labels.mask("right_heart"))
+        if len(kji):
+            rh = [round(float(v), 2) for v in vol.index_to_physical(kji[:, ::-1]).mean(axis=0)]
+    return {"calcium_points_mm": points, "calcium_voxel_mm3": vol.voxel_volume_mm3,
+            "right_heart_centroid_mm": rh}
