@@ -190,7 +190,7 @@ def centreline_point(landmarks: AorticRootLandmarks, arc_length_mm: float) -> np
     if not -1e-9 <= target <= s[-1] + 1e-9:
         raise DeviceError(
             f"arc length {arc_length_mm:g} mm is beyond the measured centreline, which runs "
-            f"{-s0:g} to {s[-1] - s0:g} mm from the annulus plane")
+            f"{-s0:.1f} to {s[-1] - s0:.1f} mm from the annulus plane")
     return np.array([np.interp(target, s, pts[:, k]) for k in range(3)])
 
 
@@ -341,6 +341,13 @@ def place_device(landmarks: AorticRootLandmarks | None, *, family: str, nominal_
         origin = np.asarray(landmarks.annulus_centre_mm, dtype=float) - depth * n
     elif kind == STENT:
         origin = centreline_point(landmarks, arc_length_mm)
+        _, s, s0 = _centreline(landmarks)
+        if s0 + arc_length_mm + shape.height_mm > s[-1] + 1e-9:
+            raise DeviceError(
+                f"the stent's distal end at arc length {arc_length_mm + shape.height_mm:g} mm "
+                f"({arc_length_mm:g} mm + {shape.height_mm:g} mm stent) is beyond the measured "
+                f"centreline, which ends {s[-1] - s0:.1f} mm from the annulus plane; place it at "
+                f"most {s[-1] - s0 - shape.height_mm:.1f} mm along")
         end = centreline_point(landmarks, arc_length_mm + shape.height_mm)
         n = _unit(end - origin, "centreline chord")
     else:
