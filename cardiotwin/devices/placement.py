@@ -40,7 +40,7 @@ from cardiotwin.errors import DeviceError
 from cardiotwin.geometry.landmarks import AorticRootLandmarks
 from cardiotwin.physics.brinkman import AnnularCylinder, BrinkmanRegion
 
-__all__ = ["DEPTH_RANGE_MM", "MAX_TILT_DEG", "OCCLUDER_DEPTH_RANGE_MM", "DevicePlacement",
+__all__ = ["DEFAULT_VALVE_DEPTH_MM", "DEPTH_RANGE_MM", "MAX_TILT_DEG", "OCCLUDER_DEPTH_RANGE_MM", "DevicePlacement",
            "check_pose_in_lumen", "centreline_point", "device_region", "place_device"]
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 MAX_TILT_DEG = 20.0
 DEPTH_RANGE_MM = (-2.0, 10.0)
 """Valve inflow edge below the annulus plane (mm) the model supports."""
+DEFAULT_VALVE_DEPTH_MM = {"balloon": 3.5, "self": 4.0}
+"""Valve depth when neither the call nor the catalog family (``nominal_depth_mm``) gives one:
+modelling values after the usual targets, ~3–4 mm below the annulus for balloon-expandable valves
+(an 80/20 aortic/ventricular frame position) and 3–5 mm for self-expanding ones."""
 OCCLUDER_DEPTH_RANGE_MM = (-10.0, 10.0)
 """Occluder offset from the given ostium/defect centre along its normal (mm)."""
 
@@ -215,12 +219,15 @@ def _outside_surface_mm(points: np.ndarray, surface: trimesh.Trimesh) -> np.ndar
     """Distance of each point outside the closed or open lumen surface (0 inside), mm."""
     closest, dist, tri = trimesh.proximity.closest_point(surface, points)
     if surface.is_watertight:
-        inside = surface.contains(points)
-        if surface.volume < 0:   # inward-facing closed surface: contains() is inverted
-            inside = ~inside
+        inside = surface.contains(points)   # ray parity: independent of the face orientation
     else:
-        # open lumen (cut ends): the side of the nearest face, normals facing out of the lumen
-        inside = np.einsum("ij,ij->i", points - closest, surface.face_normals[tri]) <= 0
+        # open lumen (cut ends): the side of the nearest face. The faces' orientation is taken
+        # from the sign of the volume they sweep seen from the centroid (positive when the
+        # normals face out of the lumen, also with the ends open).
+        tris = surface.triangles - surface.vertices.mean(axis=0)
+        swept = np.einsum("ij,ij->i", tris[:, 0], np.cross(tris[:, 1], tris[:, 2])).sum()
+        side = np.einsum("ij,ij->i", points - closest, surface.face_normals[tri])
+        inside = side * np.sign(swept) <= 0
     return np.where(inside, 0.0, dist)
 
 
@@ -235,8 +242,8 @@ def check_pose_in_lumen(points_mm: Mapping[str, Vector], *,
     landmarks : aortic root; a point farther from its centreline (or, without one, from the line
         through the annulus centre along its normal) than the widest measured lumen radius
         (half the largest of annulus max, LVOT and sinus diameters) is outside.
-    lumen_surface : the lumen surface (LPS mm, normals facing out of the lumen when open); when
-        given it decides alone.
+    lumen_surface : the lumen surface (LPS mm), closed (capped) or with open ends; when given it
+        decides alone.
 
     Raises
     ------
@@ -292,7 +299,7 @@ def place_device(landmarks: AorticRootLandmarks | None, *, family: str, nominal_
     landmarks : the measured aortic root (valves, stents); may be None for occluders.
     family, nominal_diameter_mm : which device (see ``cardiotwin device list``).
     depth_mm : valves: inflow edge below the annulus (mm, −2 to 10; the family's nominal depth
-        when None); occluders: offset along the ostium/defect normal (mm, −10 to 10; 0 when
+        when None, else :data:`DEFAULT_VALVE_DEPTH_MM`); occluders: offset along the ostium/defect normal (mm, −10 to 10; 0 when
         None); not used by stents.
     tilt_deg : 0–20° tilt of the device axis from the landmark axis.
     rotation_deg : azimuth of the tilt around that axis.
@@ -329,9 +336,10 @@ def place_device(landmarks: AorticRootLandmarks | None, *, family: str, nominal_
                           "the root first (cardiotwin measure)")
     depth = 0.0
     if kind == VALVE:
-        nominal_depth = getattr(fam, "nominal_depth_mm", None)
-        depth = float(nominal_depth if nominal_depth is not None else 0.0) \
-            if depth_mm is None else float(depth_mm)
+        depth = depth_mm if depth_mm is not None else getattr(fam, "nominal_depth_mm", None)
+        if depth is None:
+            depth = DEFAULT_VALVE_DEPTH_MM.get(shape.expansion, 3.5)
+        depth = float(depth)
         if not DEPTH_RANGE_MM[0] <= depth <= DEPTH_RANGE_MM[1]:
             raise DeviceError(
                 f"implantation depth {depth:g} mm is outside {DEPTH_RANGE_MM[0]:g}–"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import trimesh
 
 from cardiotwin.devices.placement import (
+    DEFAULT_VALVE_DEPTH_MM,
     DevicePlacement,
     centreline_point,
     check_pose_in_lumen,
@@ -28,15 +30,14 @@ from tests.devices.placement_fixtures import (
 BALLOON = "balloon_expandable_thv"
 
 
-def _lumen(radius_mm: float, *, offset_mm=(0.0, 0.0), capped: bool = True) -> trimesh.Trimesh:
+def _lumen(radius_mm: float, *, offset_mm=(0.0, 0.0), ends: str = "capped") -> trimesh.Trimesh:
     """A straight cylindrical lumen along z around the annulus centre (shifted by ``offset_mm``),
-    from 20 mm below to 60 mm above the annulus."""
+    from 20 mm below to 60 mm above the annulus; ``ends`` "capped" or "open", "-inverted" with
+    the normals facing into the lumen."""
     m = trimesh.creation.cylinder(radius=radius_mm, height=80.0, sections=256)
     m.apply_translation(CENTRE + [offset_mm[0], offset_mm[1], 20.0])
-    if not capped:
-        side = np.abs(m.face_normals[:, 2]) < 0.5
-        m = trimesh.Trimesh(m.vertices, m.faces[side])
-    return m
+    faces = m.faces if ends.startswith("capped") else m.faces[np.abs(m.face_normals[:, 2]) < 0.5]
+    return trimesh.Trimesh(m.vertices, faces[:, ::-1] if ends.endswith("inverted") else faces)
 
 
 # ---- valves ---------------------------------------------------------------------------------
@@ -62,6 +63,13 @@ def test_self_expanding_valve_uses_its_inflow_diameter_and_nominal_depth():
     assert pl.shape.expansion == "self" and pl.shape.outflow_diameter_mm == 34.0
 
 
+def test_valve_depth_falls_back_to_the_expansion_default():
+    fam = dataclasses.replace(CATALOG.family("self_thv"), nominal_depth_mm=None)
+    cat = dataclasses.replace(CATALOG, families={"self_thv": fam})
+    pl = place_device(landmarks(25.0), family="self_thv", nominal_diameter_mm=26.0, catalog=cat)
+    assert pl.depth_mm == DEFAULT_VALVE_DEPTH_MM["self"] == 4.0
+
+
 def test_placement_round_trips_through_its_stored_form():
     pl = place_device(landmarks(), family="self_thv", nominal_diameter_mm=26.0, catalog=CATALOG,
                       tilt_deg=5.0, rotation_deg=40.0)
@@ -79,17 +87,17 @@ def test_valve_beside_the_centreline_is_refused_naming_the_distance():
         place_device(lms, family=BALLOON, nominal_diameter_mm=23.0, depth_mm=4.0)
 
 
-@pytest.mark.parametrize("capped", [True, False])
-def test_valve_outside_the_lumen_surface_is_refused_naming_the_distance(capped):
+@pytest.mark.parametrize("ends", ["capped", "capped-inverted", "open", "open-inverted"])
+def test_valve_outside_the_lumen_surface_is_refused_naming_the_distance(ends):
     lms = landmarks(23.0)
     # inside a 12 mm lumen around the annulus: accepted
     place_device(lms, family=BALLOON, nominal_diameter_mm=23.0, depth_mm=4.0,
-                 lumen_surface=_lumen(12.0, capped=capped))
+                 lumen_surface=_lumen(12.0, ends=ends))
     # a lumen whose axis is 20 mm away: the inflow centre is 20 − 12 = 8 mm outside its wall
     with pytest.raises(DeviceError, match=r"inflow centre \(10\.0, -5\.0, 36\.0\) mm lies 8\.0 mm "
                        "outside the lumen surface"):
         place_device(lms, family=BALLOON, nominal_diameter_mm=23.0, depth_mm=4.0,
-                     lumen_surface=_lumen(12.0, offset_mm=(20.0, 0.0), capped=capped))
+                     lumen_surface=_lumen(12.0, offset_mm=(20.0, 0.0), ends=ends))
 
 
 def test_tilted_valve_leaving_a_narrow_lumen_is_refused_at_its_outflow():
