@@ -298,9 +298,9 @@ def place_device(landmarks: AorticRootLandmarks | None, *, family: str, nominal_
     ----------
     landmarks : the measured aortic root (valves, stents); may be None for occluders.
     family, nominal_diameter_mm : which device (see ``cardiotwin device list``).
-    depth_mm : valves: inflow edge below the annulus (mm, −2 to 10; the family's nominal depth
-        when None, else :data:`DEFAULT_VALVE_DEPTH_MM`); occluders: offset along the ostium/defect normal (mm, −10 to 10; 0 when
-        None); not used by stents.
+    depth_mm : valves: inflow edge below the annulus (mm, −2 to 10; when None the family's
+        nominal depth, else :data:`DEFAULT_VALVE_DEPTH_MM`); occluders: offset along the
+        ostium/defect normal (mm, −10 to 10; 0 when None); not used by stents.
     tilt_deg : 0–20° tilt of the device axis from the landmark axis.
     rotation_deg : azimuth of the tilt around that axis.
     catalog : the catalog (the shipped one when None).
