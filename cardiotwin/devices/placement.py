@@ -40,7 +40,8 @@ from cardiotwin.errors import DeviceError
 from cardiotwin.geometry.landmarks import AorticRootLandmarks
 from cardiotwin.physics.brinkman import AnnularCylinder, BrinkmanRegion
 
-__all__ = ["DEFAULT_VALVE_DEPTH_MM", "DEPTH_RANGE_MM", "MAX_TILT_DEG", "OCCLUDER_DEPTH_RANGE_MM", "DevicePlacement",
+__all__ = ["DEFAULT_VALVE_DEPTH_MM", "DEPTH_RANGE_MM", "MAX_TILT_DEG", "OCCLUDER_DEPTH_RANGE_MM",
+           "DevicePlacement",
            "check_pose_in_lumen", "centreline_point", "device_region", "place_device"]
 
 log = logging.getLogger(__name__)
