@@ -10,6 +10,6 @@ placement
     :func:`place_device` → :class:`DevicePlacement` (valves, stents, occluders; pose checked against
     the lumen); :func:`device_region` (Brinkman region).
 surfaces
-    :func:`device_surface` → :class:`DeviceSurface` (closed surface with part ids in the placed pose);
+    :func:`device_surface` → :class:`DeviceSurface` (closed surface with part ids, placed);
     :func:`save_device_surface` / :func:`read_device_surface` (STL, VTP).
 """

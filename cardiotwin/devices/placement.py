@@ -41,8 +41,7 @@ from cardiotwin.geometry.landmarks import AorticRootLandmarks
 from cardiotwin.physics.brinkman import AnnularCylinder, BrinkmanRegion
 
 __all__ = ["DEFAULT_VALVE_DEPTH_MM", "DEPTH_RANGE_MM", "MAX_TILT_DEG", "OCCLUDER_DEPTH_RANGE_MM",
-           "DevicePlacement",
-           "check_pose_in_lumen", "centreline_point", "device_region", "place_device"]
+           "DevicePlacement", "check_pose_in_lumen", "centreline_point", "device_region", "place_device"]
 
 log = logging.getLogger(__name__)
 
@@ -370,7 +369,8 @@ def place_device(landmarks: AorticRootLandmarks | None, *, family: str, nominal_
         n = _unit(normal, f"{what}_normal")
         c = np.asarray(centre, dtype=float).reshape(-1)
         if c.shape != (3,) or not np.isfinite(c).all():
-            raise DeviceError(f"{what}_centre_mm must be a finite 3-vector (LPS mm); got {centre!r}")
+            raise DeviceError(
+                f"{what}_centre_mm must be a finite 3-vector (LPS mm); got {centre!r}")
         origin = c + depth * n
     axis = _tilted(n, tilt_deg, rotation_deg)
     placement = DevicePlacement(

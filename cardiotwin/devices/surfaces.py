@@ -139,8 +139,8 @@ class DeviceShape:
             if not 0 < self.orifice_diameter_mm / 2 < inner - LEAFLET_THICKNESS_MM:
                 raise DeviceError(f"open-leaflet orifice diameter {self.orifice_diameter_mm:g} mm "
                                   f"must be below the frame's inner diameter {2 * inner:g} mm")
-        if self.kind in (LAA, SEPTAL) and not (
-                0 < self.waist_diameter_mm < min(self.inflow_diameter_mm, self.outflow_diameter_mm)):
+        narrowest = min(self.inflow_diameter_mm, self.outflow_diameter_mm)
+        if self.kind in (LAA, SEPTAL) and not 0 < self.waist_diameter_mm < narrowest:
             raise DeviceError(f"occluder waist diameter {self.waist_diameter_mm:g} mm must be "
                               "positive and below both disc/lobe diameters")
 
@@ -216,8 +216,9 @@ def device_shape(family: Any, size: Any) -> DeviceShape:
     leaflet = _field(size, "leaflet_height_mm") or DEFAULT_LEAFLET_FRACTION * height
     fraction = _field(family, "leaflet_orifice_fraction") or DEFAULT_ORIFICE_FRACTION
     orifice = 2 * (inflow / 2 - wall) * math.sqrt(fraction)
-    return DeviceShape(kind, expansion, nominal, height, inflow, outflow, wall, skirt_height_mm=skirt,
-                       leaflet_height_mm=leaflet, orifice_diameter_mm=orifice)
+    return DeviceShape(kind, expansion, nominal, height, inflow, outflow, wall,
+                       skirt_height_mm=skirt, leaflet_height_mm=leaflet,
+                       orifice_diameter_mm=orifice)
 
 
 # ---------------------------------------------------------------------------------------------
