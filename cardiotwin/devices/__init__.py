@@ -7,5 +7,9 @@ catalog
 sizing
     :func:`assess_sizes` → :class:`SizingReport` (oversizing per size, recommendation, warnings).
 placement
-    :func:`place_device` → :class:`DevicePlacement`; :func:`device_region` (Brinkman region).
+    :func:`place_device` → :class:`DevicePlacement` (valves, stents, occluders; pose checked against
+    the lumen); :func:`device_region` (Brinkman region).
+surfaces
+    :func:`device_surface` → :class:`DeviceSurface` (closed surface with part ids, placed);
+    :func:`save_device_surface` / :func:`read_device_surface` (STL, VTP).
 """
