@@ -297,7 +297,7 @@ def write_report(out_path: str | Path, *, twin: PatientTwin, rehearsal: Rehearsa
         *live_section(live),
         "<h2>Device</h2>",
         _table([{"property": k, "value": v} for k, v in pl.items()
-                if not isinstance(v, (list, tuple))], ["property", "value"]),
+                if not isinstance(v, (list, tuple, dict))], ["property", "value"]),
         "".join(f"<p class='warn'>⚠ {html.escape(w)}</p>" for w in warnings),
         "<h2>Sizing (all sizes)</h2>",
         _table(sizing_rows, ["nominal_diameter_mm", "area_oversizing_pct",
