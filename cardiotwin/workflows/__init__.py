@@ -25,6 +25,11 @@ the use cases live in one module per area and are re-exported here:
     result. Steady flow at mean systolic flow by default; whole cardiac cycles of pulsatile
     flow when given a :class:`~cardiotwin.study.CycleSettings`. open_twin, list_patients,
     size_device, list_rehearsals, twin_fluid_domain, device_catalog.
+:mod:`~cardiotwin.workflows.devices`
+    place_on_twin: a catalog device of any family placed on the twin (valves on the annulus,
+    stents along the centreline, occluders on a user-given site), checked against the lumen,
+    its surface exported (STL, VTP) and stored; simulate_on_twin: device–wall mechanics,
+    complications and flow.
 :mod:`~cardiotwin.workflows.observations`
     ingest_observations, ingest_file, ingest_fhir, ingest_batches: monitoring observations
     checked, stored and assimilated into new twin versions (from readers, files, a FHIR
@@ -51,6 +56,7 @@ from cardiotwin.workflows.anatomy import (
     segment_dicom,
     segmenters,
 )
+from cardiotwin.workflows.devices import PlacedDevice, place_on_twin
 from cardiotwin.workflows.dicom import (
     PhantomStudy,
     convert_dicom,
@@ -110,4 +116,6 @@ __all__ = [
     "evaluate_segmentation", "segment_dicom", "segmenters", "list_patients", "list_rehearsals",
     "list_users", "login", "open_store", "open_twin", "rehearse", "scan_dicom", "size_device",
     "twin_fluid_domain", "write_phantom",
+    # added after the split
+    "PlacedDevice", "place_on_twin",
 ]
