@@ -40,6 +40,7 @@ import numpy as np
 
 from cardiotwin import units
 from cardiotwin.errors import DeviceError, InputError
+from cardiotwin.geometry.landmarks import plane_basis
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +61,15 @@ PVL_REFERENCE = (
     "(aortic diastolic - LV diastolic pressure) are modelling assumptions.")
 
 CONDUCTION_REFERENCE = (
-    "Contact pressure over the membranous-septum region as the mechanistic predictor of new "
-    "conduction abnormalities: Rocatello G et al., Circ Cardiovasc Interv 2018 (patient-specific "
-    "simulation, contact pressure index and maximum contact pressure); Galli V et al., Eur Heart J "
-    "Digit Health 2021;2(4):606-615, doi:10.1093/ehjdh/ztab063 (higher contact pressure and contact "
-    "pressure index in patients with conduction abnormalities; combined model AUC 0.84). Region "
-    "(angular sector and depth band) and the risk thresholds: modelling assumption, not a "
-    "published cut-off (the papers' region and cut-offs were not re-checked here); calibrate before "
-    "clinical use.")
+    "Contact pressure and contact pressure index over the membranous-septum region as mechanistic "
+    "predictors of new conduction abnormalities: Galli V et al., Towards patient-specific "
+    "prediction of conduction abnormalities induced by TAVI, Eur Heart J Digit Health "
+    "2021;2(4):606-615, doi:10.1093/ehjdh/ztab063 (both higher in patients with conduction "
+    "abnormalities; combined model AUC 0.84), building on Rocatello G et al., Circ Cardiovasc "
+    "Interv 2018 (not re-checked here). CPI as the percentage of the region's area under contact "
+    "pressure follows that line of work; the region (angular sector, depth band) and the risk "
+    "thresholds here are modelling assumptions, not the papers' definitions or cut-offs; "
+    "calibrate before clinical use.")
 
 CORONARY_REFERENCE = (
     "VTC and cusp height: Khan JM et al., Coronary obstruction from TAVR in native aortic stenosis: "
@@ -486,6 +488,62 @@ def _closest_point(poly: np.ndarray, c: np.ndarray) -> np.ndarray:
     t = np.clip(np.einsum("ij,ij->i", c - a, d) / np.einsum("ij,ij->i", d, d), 0.0, 1.0)
     pts = a + t[:, None] * d
     return pts[np.argmin(np.linalg.norm(pts - c, axis=1))]
+
+
+# --------------------------------------------------------------------------------------------
+# contours for the callers
+# --------------------------------------------------------------------------------------------
+
+
+def circle_contour_mm(diameter_mm: float, *, centre_mm: tuple[float, float] = (0.0, 0.0),
+                      n_points: int = 360) -> np.ndarray:
+    """A circle as an (n, 2) polygon, mm: the unloaded frame for sizing-only leak estimates."""
+    d = _finite("diameter_mm", diameter_mm, lo=0.0, lo_open=True)
+    if int(n_points) < 8:
+        raise InputError(f"n_points = {n_points!r}: expected >= 8")
+    t = np.linspace(0.0, 2.0 * np.pi, int(n_points), endpoint=False)
+    return np.c_[centre_mm[0] + 0.5 * d * np.cos(t), centre_mm[1] + 0.5 * d * np.sin(t)]
+
+
+def polar_contour_mm(angles_rad: Any, radii_mm: Any, *,
+                     centre_mm: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """An (n, 2) polygon from radius per angle (e.g. the deformed frame radius at one level)."""
+    th = np.asarray(angles_rad, dtype=float).reshape(-1)
+    r = np.asarray(radii_mm, dtype=float).reshape(-1)
+    if len(th) != len(r) or len(th) < 3:
+        raise InputError(f"angles_rad ({len(th)}) and radii_mm ({len(r)}) must have the same "
+                         "length, at least 3")
+    if not (np.all(np.isfinite(th)) and np.all(np.isfinite(r))) or np.any(r <= 0):
+        raise InputError("radii_mm must be finite and > 0, angles_rad finite")
+    order = np.argsort(np.mod(th, 2.0 * np.pi))
+    th, r = th[order], r[order]
+    return np.c_[centre_mm[0] + r * np.cos(th), centre_mm[1] + r * np.sin(th)]
+
+
+def project_to_plane_mm(points_mm: Any, *, centre_mm: Any, normal: Any,
+                        reference_direction: Any = None) -> np.ndarray:
+    """3-D points (N, 3) → 2-D coordinates (N, 2) in the plane through ``centre_mm``.
+
+    The in-plane axes are ``e1`` = ``reference_direction`` projected on the plane (default:
+    :func:`cardiotwin.geometry.landmarks.plane_basis`) and ``e2 = n × e1``; use the same call for
+    the annulus, frame and calcium contours so that they share coordinates.
+    """
+    pts = np.asarray(points_mm, dtype=float)
+    if pts.ndim != 2 or pts.shape[1] != 3:
+        raise InputError(f"points_mm must be an (N, 3) array in mm, got shape {pts.shape}")
+    c = _point3("centre_mm", centre_mm)
+    n = _unit3("normal", normal)
+    if reference_direction is None:
+        e1, e2 = plane_basis(n)
+    else:
+        e1 = _unit3("reference_direction", reference_direction)
+        e1 = e1 - (e1 @ n) * n
+        if np.linalg.norm(e1) < 1e-6:
+            raise InputError("reference_direction is along the normal")
+        e1 = e1 / np.linalg.norm(e1)
+        e2 = np.cross(n, e1)
+    rel = pts - c
+    return np.c_[rel @ e1, rel @ e2]
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,10 +14,13 @@ from cardiotwin.devices.complications import (
     ConductionRisk,
     CoronaryObstruction,
     ParavalvularLeak,
+    circle_contour_mm,
     conduction_risk,
     coronary_obstruction,
     diastolic_duration_s,
     paravalvular_leak,
+    polar_contour_mm,
+    project_to_plane_mm,
 )
 from cardiotwin.errors import DeviceError, InputError
 
@@ -420,3 +423,33 @@ def test_coronary_bad_input_names_the_value():
 def test_blood_density_matches_the_physics_default():
     assert BLOOD_DENSITY_KG_M3 == 1060.0
     assert units.mmhg_to_pa(1.0) == pytest.approx(133.322387415)
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def test_contour_helpers_build_matching_inputs():
+    c = circle_contour_mm(23.0, n_points=720)
+    assert np.allclose(np.linalg.norm(c, axis=1), 11.5)
+    th = np.linspace(0, 2 * np.pi, 720, endpoint=False)
+    p = polar_contour_mm(th[::-1], np.full(720, 11.5))            # any angle order
+    assert np.allclose(p, c)
+    # a tilted annulus plane: the 3-D ellipse projects back to its 2-D shape
+    n = np.array([0.0, math.sin(0.3), math.cos(0.3)])
+    e1 = np.array([1.0, 0.0, 0.0])
+    e2 = np.cross(n, e1)
+    centre = np.array([10.0, -5.0, 40.0])
+    ell2 = _ellipse(13.0, 12.0, 360)
+    ell3 = centre + ell2[:, :1] * e1 + ell2[:, 1:] * e2
+    back = project_to_plane_mm(ell3, centre_mm=centre, normal=n, reference_direction=e1)
+    assert np.allclose(back, ell2)
+    res = paravalvular_leak(project_to_plane_mm(ell3, centre_mm=centre, normal=n),
+                            project_to_plane_mm(centre + 11.5 * (np.cos(th)[:, None] * e1
+                                                                 + np.sin(th)[:, None] * e2),
+                                                centre_mm=centre, normal=n), **PHYS)
+    exact = _polygon_ellipse_area(13.0, 12.0, 360) - _polygon_ellipse_area(11.5, 11.5, 720)
+    assert res.gap_area_mm2 == pytest.approx(exact, rel=1e-9)
+    with pytest.raises(InputError, match="diameter_mm"):
+        circle_contour_mm(0.0)
+    with pytest.raises(InputError, match="radii_mm"):
+        polar_contour_mm(th, -np.ones(720))
