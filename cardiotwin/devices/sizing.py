@@ -206,12 +206,17 @@ def _assess(family: DeviceFamily, *, family_key: str, area: float, perim: float,
         in_range = lo <= value <= hi
         extra = ""
         if family.kind == "laa_occluder" and diameter is not None:
-            extra = f", compression {(1.0 - diameter / d) * 100.0:.0f} %"
+            compression = (1.0 - diameter / d) * 100.0
+            extra = (f", compression {compression:.0f} %" if compression >= 0
+                     else ", device narrower than the ostium")
         warns = []
-        if pct < family.oversizing_warn_below_pct:
-            warns.append(f"undersized by {metric} ({pct:+.1f} %{extra}): risk of {under_risk}")
-        if pct > family.oversizing_warn_above_pct:
-            warns.append(f"oversized by {metric} ({pct:+.1f} %{extra}): risk of {over_risk}")
+        lo_lim, hi_lim = family.oversizing_warn_below_pct, family.oversizing_warn_above_pct
+        if pct < lo_lim:
+            warns.append(f"undersized by {metric} ({pct:+.1f} % < {lo_lim:+g} %{extra}): "
+                         f"risk of {under_risk}")
+        if pct > hi_lim:
+            warns.append(f"oversized by {metric} ({pct:+.1f} % > {hi_lim:+g} %{extra}): "
+                         f"risk of {over_risk}")
         if not in_range:
             warns.append(f"{text} {_fmt(value, by)} {unit} outside the chart range "
                          f"{_fmt(lo, by)}–{_fmt(hi, by)} {unit} for this size")

@@ -74,7 +74,7 @@ def test_perimeter_warnings_trigger_at_the_familys_limits():
         return assess_sizes(_with(perimeter_mm=math.pi * d / (1 + pct / 100)), fam).assessment(d)
 
     assert not any("undersized" in w for w in row(below + 0.05).warnings)
-    assert any(w.startswith(f"undersized by perimeter ({below - 0.05:+.1f} %)")
+    assert any(w.startswith(f"undersized by perimeter ({below - 0.05:+.1f} % < {below:+g} %)")
                for w in row(below - 0.05).warnings)
     assert not any("oversized" in w for w in row(above - 0.05).warnings)
     assert any(w.startswith("oversized by perimeter") and "annular injury" in w
@@ -88,9 +88,9 @@ def test_area_warnings_of_the_balloon_valve_trigger_at_its_limits():
     def row(pct):
         return assess_sizes(_with(area_mm2=dev_area / (1 + pct / 100)), fam).assessment(26)
 
-    assert any("undersized by area (-5.1 %)" in w for w in row(-5.1).warnings)
+    assert any("undersized by area (-5.1 % < -5 %)" in w for w in row(-5.1).warnings)
     assert not any("sized by area" in w for w in row(-4.9).warnings + row(19.9).warnings)
-    assert any("oversized by area (+20.1 %)" in w for w in row(20.1).warnings)
+    assert any("oversized by area (+20.1 % > +20 %)" in w for w in row(20.1).warnings)
 
 
 def test_gap_area_is_the_uncovered_annulus():
@@ -144,7 +144,9 @@ def test_laa_occluder_on_a_user_supplied_ostium():
     assert at.in_chart_range and not at.warnings
     past = assess_sizes_by_diameter(18.2, fam).assessment(20)
     assert not past.in_chart_range
-    assert any(w.startswith("undersized by diameter (+9.9 %, compression 9 %)") for w in past.warnings)
+    assert any(w.startswith("undersized by diameter (+9.9 % < +11.1 %, compression 9 %)")
+               for w in past.warnings)
+    assert any("device narrower than the ostium" in w for w in rep.assessment(20).warnings)
 
 
 def test_stent_and_septal_occluder_on_a_user_supplied_diameter():
