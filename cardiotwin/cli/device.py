@@ -36,7 +36,8 @@ def device_list(catalog: CatalogOpt = None) -> None:
                                if fam.leaflet_position else "") + "[/]")
             cols = ["size (mm)", "frame height (mm)", "inflow / outflow (mm)"]
             cols += ["skirt (mm)", "leaflets (mm)"] if valve else []
-            cols += ["discs L / R (mm)"] if fam.kind == "septal_occluder" else []
+            discs = any(s.left_disc_diameter_mm is not None for s in fam.sizes)
+            cols += ["discs L / R (mm)"] if discs else []
             cols += [f"range: {fam.sizing_label}"]
             for c in cols:
                 t.add_column(c)
@@ -49,7 +50,7 @@ def device_list(catalog: CatalogOpt = None) -> None:
                     skirt = fam.skirt_height_of(s)
                     row += [_num(None if skirt is None else round(skirt, 2)),
                             _num(s.leaflet_height_mm)]
-                if fam.kind == "septal_occluder":
+                if discs:
                     row += [f"{_num(s.left_disc_diameter_mm)} / {_num(s.right_disc_diameter_mm)}"]
                 row += [f"{lo:.0f}–{hi:.0f}" if area else f"{lo:g}–{hi:g}"]
                 t.add_row(*row)

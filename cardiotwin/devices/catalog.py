@@ -15,6 +15,7 @@ kind                            sizing_by (range fields on each size)
                                 ``annulus_perimeter`` (``annulus_perimeter_min_mm``/``_max_mm``)
 ``aortic_stent``                ``vessel_diameter`` (``vessel_diameter_min_mm``/``_max_mm``)
 ``laa_occluder``                ``laa_ostium_diameter`` (``laa_ostium_diameter_min_mm``/``_max_mm``)
+                                or ``laa_landing_zone_diameter`` (``…_min_mm``/``_max_mm``)
 ``septal_occluder``             ``defect_diameter`` (``defect_diameter_min_mm``/``_max_mm``)
 ==============================  =======================================================
 """
@@ -37,13 +38,13 @@ log = logging.getLogger(__name__)
 
 Kind = Literal["transcatheter_aortic_valve", "aortic_stent", "laa_occluder", "septal_occluder"]
 SizingBy = Literal["annulus_area", "annulus_perimeter", "vessel_diameter", "laa_ostium_diameter",
-                   "defect_diameter"]
+                   "laa_landing_zone_diameter", "defect_diameter"]
 
 #: The sizing quantities each kind may use.
 SIZING_BY_KIND: dict[str, tuple[str, ...]] = {
     "transcatheter_aortic_valve": ("annulus_area", "annulus_perimeter"),
     "aortic_stent": ("vessel_diameter",),
-    "laa_occluder": ("laa_ostium_diameter",),
+    "laa_occluder": ("laa_ostium_diameter", "laa_landing_zone_diameter"),
     "septal_occluder": ("defect_diameter",),
 }
 
@@ -53,6 +54,8 @@ SIZING_FIELDS: dict[str, tuple[str, str, str, str]] = {
     "annulus_perimeter": ("annulus_perimeter", "mm", "mm", "CT annulus perimeter"),
     "vessel_diameter": ("vessel_diameter", "mm", "mm", "reference vessel diameter"),
     "laa_ostium_diameter": ("laa_ostium_diameter", "mm", "mm", "maximum LAA ostium diameter"),
+    "laa_landing_zone_diameter": ("laa_landing_zone_diameter", "mm", "mm",
+                                  "maximum LAA landing-zone diameter"),
     "defect_diameter": ("defect_diameter", "mm", "mm", "stretched defect diameter"),
 }
 
@@ -65,6 +68,8 @@ class DeviceSize(BaseModel):
 
     Only the sizing range of the family's ``sizing_by`` quantity is required; the dimensions
     that do not apply to a kind (leaflets of an occluder, discs of a valve) stay None.
+    ``left_disc_diameter_mm`` is the disc in the left atrium (septal occluders; the sealing disc
+    of a lobe-and-disc LAA occluder), ``right_disc_diameter_mm`` the right-atrial disc.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -86,6 +91,8 @@ class DeviceSize(BaseModel):
     vessel_diameter_max_mm: float | None = Field(default=None, gt=0)
     laa_ostium_diameter_min_mm: float | None = Field(default=None, gt=0)
     laa_ostium_diameter_max_mm: float | None = Field(default=None, gt=0)
+    laa_landing_zone_diameter_min_mm: float | None = Field(default=None, gt=0)
+    laa_landing_zone_diameter_max_mm: float | None = Field(default=None, gt=0)
     defect_diameter_min_mm: float | None = Field(default=None, gt=0)
     defect_diameter_max_mm: float | None = Field(default=None, gt=0)
 

@@ -52,6 +52,7 @@ def test_self_expanding_valve_follows_the_evolut_perimeter_chart():
 def test_balloon_valve_keeps_its_numbers_and_field_names():
     fam = load_catalog().family("balloon_expandable_thv")
     assert (fam.expansion, fam.sizing_by, fam.oversizing_metric) == ("balloon", "annulus_area", "area")
+    assert fam.frame_material == "cobalt-chromium" and "EIJV8SQA15" in fam.mechanics_source
     assert (fam.frame_wall_mm, fam.skirt_fraction, fam.leaflet_orifice_fraction,
             fam.nominal_depth_mm) == (0.6, 0.45, 0.65, 3.5)
     assert [(s.annulus_area_min_mm2, s.annulus_area_max_mm2) for s in fam.sizes] == [
@@ -75,9 +76,23 @@ def test_laa_occluder_ranges_are_ten_to_thirty_percent_compression():
     assert fam.oversizing_warn_above_pct == pytest.approx((1 / 0.7 - 1) * 100, abs=0.05)
 
 
+def test_lobe_and_disc_laa_occluder_sizes_and_lobe_lengths():
+    fam = load_catalog().family("laa_occluder_lobe_disc")
+    assert fam.sizing_by == "laa_landing_zone_diameter"
+    # eight sizes over 11–31 mm landing zones; lobe 7.5 mm for 16–22 mm, 10 mm for 25–34 mm
+    assert [s.nominal_diameter_mm for s in fam.sizes] == [16, 18, 20, 22, 25, 28, 31, 34]
+    assert fam.sizes[0].laa_landing_zone_diameter_min_mm == 11
+    assert fam.sizes[-1].laa_landing_zone_diameter_max_mm == 31
+    assert [s.frame_height_mm for s in fam.sizes] == [7.5] * 4 + [10.0] * 4
+    for s in fam.sizes:  # the lobe is always oversized, within the warning limits
+        lo, hi = s.sizing_range(fam.sizing_by)
+        assert fam.oversizing_warn_below_pct < (s.nominal_diameter_mm / hi - 1) * 100
+        assert (s.nominal_diameter_mm / lo - 1) * 100 < fam.oversizing_warn_above_pct
+
+
 def test_stent_and_septal_occluder_ranges_are_contiguous():
     cat = load_catalog()
-    for key in ("coarctation_stent", "septal_occluder"):
+    for key in ("coarctation_stent", "septal_occluder", "laa_occluder_lobe_disc"):
         fam = cat.family(key)
         ranges = [s.sizing_range(fam.sizing_by) for s in fam.sizes]
         assert all(a[1] >= b[0] for a, b in zip(ranges, ranges[1:], strict=False)), key
@@ -98,7 +113,7 @@ def test_unknown_family_and_size_name_the_value():
 
 def test_user_catalog_is_merged_over_the_shipped_one():
     cat = load_catalog(EXAMPLE)
-    assert list(cat.families)[:5] == list(load_catalog().families)
+    assert list(cat.families)[:6] == list(load_catalog().families)
     mine = cat.family("my_valve")
     assert mine.sizing_by == "annulus_perimeter"
     assert mine.radial_stiffness_of(mine.size(24)) == 45.0   # the family's

@@ -149,6 +149,15 @@ def test_laa_occluder_on_a_user_supplied_ostium():
     assert any("device narrower than the ostium" in w for w in rep.assessment(20).warnings)
 
 
+def test_lobe_and_disc_occluder_on_a_shared_landing_zone_boundary():
+    fam = CAT.family("laa_occluder_lobe_disc")
+    rep = assess_sizes_by_diameter(22.0, fam)
+    assert rep.assessment(25).in_chart_range and rep.assessment(28).in_chart_range
+    # 25/22 − 1 = 13.6 %, 28/22 − 1 = 27.3 %: the 20 % target picks 25 mm
+    assert rep.recommended_mm == 25
+    assert "maximum LAA landing-zone diameter 22.0 mm is user-supplied" in rep.notes[0]
+
+
 def test_stent_and_septal_occluder_on_a_user_supplied_diameter():
     stent = assess_sizes_by_diameter(17.5, CAT.family("coarctation_stent"))
     assert stent.recommended_mm == 18 and stent.sizing_by == "vessel_diameter"
