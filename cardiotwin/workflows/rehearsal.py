@@ -72,12 +72,14 @@ def size_device(pseudonym: str, *, store: Store, actor: Actor, family: str = DEF
 
     cat = load_catalog(catalog)
     fam = cat.family(family)  # an unknown family fails before the patient's record is read
+    if fam.kind != "transcatheter_aortic_valve" or diameter_mm is not None:
+        # sized on the user's diameter alone: bad input fails before the record is read
+        report = size_family(None, family, catalog=cat, diameter_mm=diameter_mm)
+        store.load_twin(pseudonym, actor=actor, purpose=purpose)  # the patient exists (audited)
+        return report
     twin = store.load_twin(pseudonym, actor=actor, purpose=purpose)
-    valve = fam.kind == "transcatheter_aortic_valve"
     heights = (twin.anatomy.get("planning") or {}).get("coronary_ostia_height_mm")
-    return size_family(twin.landmarks if valve and diameter_mm is None else None, family,
-                       catalog=cat, diameter_mm=diameter_mm,
-                       coronary_ostia_height_mm=heights if valve else None)
+    return size_family(twin.landmarks, family, catalog=cat, coronary_ostia_height_mm=heights)
 
 
 def rehearse(pseudonym: str, *, store: Store, actor: Actor, nominal_diameter_mm: float | None = None,

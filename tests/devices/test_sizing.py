@@ -248,10 +248,20 @@ def test_cli_device_size_for_a_valve_and_an_occluder(store_dir):
 
 def test_cli_device_size_errors_name_what_to_pass(store_dir, tmp_path):
     env = {"COLUMNS": "250", "CARDIOTWIN_USER": "dr_s"}
+
+    def audit_seq():
+        store = workflows.open_store(store_dir)
+        try:
+            return store.audit_head().seq
+        finally:
+            store.close()
+
+    before = audit_seq()
     res = runner.invoke(app, ["device", "size", PSEUDO, "--family", "septal_occluder",
                               "--store", str(store_dir)], env=env)
     assert res.exit_code == 1 and "--diameter-mm" in res.output
     assert "stretched defect diameter" in res.output
+    assert audit_seq() == before  # refused before the patient's record was read
     res = runner.invoke(app, ["device", "size", PSEUDO, "--family", "no_such_valve",
                               "--store", str(store_dir)], env=env)
     assert res.exit_code == 1 and "unknown device family 'no_such_valve'" in res.output
