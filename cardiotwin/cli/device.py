@@ -34,10 +34,11 @@ def device_list(catalog: CatalogOpt = None) -> None:
                             f"{'balloon-expandable' if fam.expansion == 'balloon' else 'self-expanding'}"
                             + (f", {fam.leaflet_position.replace('_', '-')} leaflets"
                                if fam.leaflet_position else "") + "[/]")
-            cols = ["size (mm)", "frame height (mm)", "inflow / outflow (mm)"]
+            ends = {"laa_occluder": ("lobe length (mm)", "disc / lobe (mm)"),
+                    "septal_occluder": ("waist length (mm)", "right / left disc (mm)")}.get(
+                fam.kind, ("frame height (mm)", "inflow / outflow (mm)"))
+            cols = ["size (mm)", *ends]
             cols += ["skirt (mm)", "leaflets (mm)"] if valve else []
-            discs = any(s.left_disc_diameter_mm is not None for s in fam.sizes)
-            cols += ["discs L / R (mm)"] if discs else []
             cols += [f"range: {fam.sizing_label}"]
             for c in cols:
                 t.add_column(c)
@@ -50,8 +51,6 @@ def device_list(catalog: CatalogOpt = None) -> None:
                     skirt = fam.skirt_height_of(s)
                     row += [_num(None if skirt is None else round(skirt, 2)),
                             _num(s.leaflet_height_mm)]
-                if discs:
-                    row += [f"{_num(s.left_disc_diameter_mm)} / {_num(s.right_disc_diameter_mm)}"]
                 row += [f"{lo:.0f}–{hi:.0f}" if area else f"{lo:g}–{hi:g}"]
                 t.add_row(*row)
             console.print(t)

@@ -67,9 +67,15 @@ class DeviceSize(BaseModel):
     """One size of a device family (mm, mm²).
 
     Only the sizing range of the family's ``sizing_by`` quantity is required; the dimensions
-    that do not apply to a kind (leaflets of an occluder, discs of a valve) stay None.
-    ``left_disc_diameter_mm`` is the disc in the left atrium (septal occluders; the sealing disc
-    of a lobe-and-disc LAA occluder), ``right_disc_diameter_mm`` the right-atrial disc.
+    that do not apply to a kind (leaflets of an occluder) stay None.
+
+    ``inflow_diameter_mm`` / ``outflow_diameter_mm`` are the free diameters at the two ends:
+    valves and stents: the inflow (proximal) and outflow (distal) frame edges; LAA occluders:
+    inflow = the disc or proximal face on the atrial side, outflow = the lobe; septal occluders:
+    inflow = the right-atrial disc, outflow = the left-atrial disc (the convention of
+    :mod:`cardiotwin.devices.surfaces`). ``frame_height_mm`` is the frame's axial length (the
+    lobe length of an LAA occluder, the waist length of a septal occluder).
+    ``leaflet_height_mm`` is the leaflets' axial height from their base to the commissure tops.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -80,8 +86,6 @@ class DeviceSize(BaseModel):
     outflow_diameter_mm: float | None = Field(default=None, gt=2, lt=70)
     skirt_height_mm: float | None = Field(default=None, ge=0, lt=80)
     leaflet_height_mm: float | None = Field(default=None, gt=0, lt=80)
-    left_disc_diameter_mm: float | None = Field(default=None, gt=2, lt=80)
-    right_disc_diameter_mm: float | None = Field(default=None, gt=2, lt=80)
     radial_stiffness_n_per_mm: float | None = Field(default=None, gt=0)
     annulus_area_min_mm2: float | None = Field(default=None, gt=0)
     annulus_area_max_mm2: float | None = Field(default=None, gt=0)

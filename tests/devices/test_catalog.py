@@ -44,8 +44,8 @@ def test_self_expanding_valve_follows_the_evolut_perimeter_chart():
     # the warning limits sit just outside the oversizing span the chart itself implies
     implied = [(math.pi * d / p - 1) * 100 for d, rng in chart.items() for p in rng]
     assert fam.oversizing_warn_below_pct < min(implied) < max(implied) < fam.oversizing_warn_above_pct
-    for s in fam.sizes:
-        assert s.leaflet_height_mm > 0 and s.skirt_height_mm > 0
+    for s in fam.sizes:  # supra-annular: leaflets from the skirt top, inside the frame
+        assert s.skirt_height_mm + s.leaflet_height_mm < s.frame_height_mm
         assert s.inflow_diameter_mm == s.nominal_diameter_mm < s.outflow_diameter_mm
 
 
@@ -57,9 +57,11 @@ def test_balloon_valve_keeps_its_numbers_and_field_names():
             fam.nominal_depth_mm) == (0.6, 0.45, 0.65, 3.5)
     assert [(s.annulus_area_min_mm2, s.annulus_area_max_mm2) for s in fam.sizes] == [
         (273, 345), (338, 430), (430, 546), (540, 683)]
-    for s in fam.sizes:  # the skirt per size is the family's fraction of the frame
+    for s in fam.sizes:  # the skirt per size is the family's fraction of the frame; the leaflets
+        # span its upper half (modelling assumptions, the fallbacks devices.surfaces documents)
         assert fam.skirt_height_of(s) == pytest.approx(fam.skirt_fraction * s.frame_height_mm,
                                                        abs=0.01)
+        assert s.leaflet_height_mm == 0.5 * s.frame_height_mm
 
 
 def test_laa_occluder_ranges_are_ten_to_thirty_percent_compression():
@@ -84,6 +86,8 @@ def test_lobe_and_disc_laa_occluder_sizes_and_lobe_lengths():
     assert fam.sizes[0].laa_landing_zone_diameter_min_mm == 11
     assert fam.sizes[-1].laa_landing_zone_diameter_max_mm == 31
     assert [s.frame_height_mm for s in fam.sizes] == [7.5] * 4 + [10.0] * 4
+    for s in fam.sizes:  # outflow = the lobe (nominal size), inflow = the larger atrial disc
+        assert s.outflow_diameter_mm == s.nominal_diameter_mm < s.inflow_diameter_mm
     for s in fam.sizes:  # the lobe is always oversized, within the warning limits
         lo, hi = s.sizing_range(fam.sizing_by)
         assert fam.oversizing_warn_below_pct < (s.nominal_diameter_mm / hi - 1) * 100
@@ -99,7 +103,8 @@ def test_stent_and_septal_occluder_ranges_are_contiguous():
     aso = cat.family("septal_occluder")
     for s in aso.sizes:  # the waist is at the top of its own range; discs larger than the waist
         assert s.defect_diameter_max_mm == s.nominal_diameter_mm
-        assert s.left_disc_diameter_mm > s.right_disc_diameter_mm > s.nominal_diameter_mm
+        # inflow = right-atrial disc, outflow = left-atrial disc (the larger)
+        assert s.outflow_diameter_mm > s.inflow_diameter_mm > s.nominal_diameter_mm
 
 
 def test_unknown_family_and_size_name_the_value():
