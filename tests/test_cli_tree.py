@@ -60,9 +60,11 @@ COMMANDS = [
         "--quarantine", "--connect-timeout", "--batch-window", "--role",
     )),
     ("device", ()),
-    ("device list", ()),
+    ("device list", (
+        "--catalog",
+    )),
     ("device size", (
-        "pseudonym", "--family", "--store", "--role",
+        "pseudonym", "--family", "--diameter-mm", "--catalog", "--store", "--role",
     )),
     ("audit", ()),
     ("audit verify", (

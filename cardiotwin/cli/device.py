@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 from rich.table import Table
 
@@ -9,42 +12,112 @@ from cardiotwin.cli._common import RoleOpt, StoreOpt, actor_for, console, errors
 
 device_app = typer.Typer(help="The device catalog and sizing.", no_args_is_help=True)
 
+CatalogOpt = Annotated[Path | None, typer.Option(
+    "--catalog", help="A user device catalog (TOML, same shape as the shipped catalog.toml), "
+                      "validated and merged over the shipped one.")]
+
+
+def _num(v: float | None) -> str:
+    return "–" if v is None else f"{v:g}"
+
 
 @device_app.command("list")
-def device_list() -> None:
-    """List device families and sizes with their sizing ranges and sources."""
+def device_list(catalog: CatalogOpt = None) -> None:
+    """List device families and sizes with their sizing ranges, frames and sources."""
     from cardiotwin import workflows
 
     with errors():
-        cat = workflows.device_catalog()
+        cat = workflows.device_catalog(catalog)
         for key, fam in cat.families.items():
-            t = Table(title=f"{key}: {fam.label}")
-            for c in ("size (mm)", "frame height (mm)", "annulus area range (mm²)"):
+            valve = fam.kind == "transcatheter_aortic_valve"
+            t = Table(title=f"{key}: {fam.label}\n[dim]{fam.kind}, "
+                            f"{'balloon-expandable' if fam.expansion == 'balloon' else 'self-expanding'}"
+                            + (f", {fam.leaflet_position.replace('_', '-')} leaflets"
+                               if fam.leaflet_position else "") + "[/]")
+            ends = {"laa_occluder": ("lobe length (mm)", "disc / lobe (mm)"),
+                    "septal_occluder": ("waist length (mm)", "right / left disc (mm)")}.get(
+                fam.kind, ("frame height (mm)", "inflow / outflow (mm)"))
+            cols = ["size (mm)", *ends]
+            cols += ["skirt (mm)", "leaflets (mm)"] if valve else []
+            cols += [f"range: {fam.sizing_label}"]
+            for c in cols:
                 t.add_column(c)
+            area = fam.sizing_by == "annulus_area"
             for s in fam.sizes:
-                t.add_row(f"{s.nominal_diameter_mm:g}", f"{s.frame_height_mm:g}",
-                          f"{s.annulus_area_min_mm2:g}–{s.annulus_area_max_mm2:g}")
+                lo, hi = s.sizing_range(fam.sizing_by)
+                row = [f"{s.nominal_diameter_mm:g}", f"{s.frame_height_mm:g}",
+                       f"{_num(s.inflow_diameter_mm)} / {_num(s.outflow_diameter_mm)}"]
+                if valve:
+                    skirt = fam.skirt_height_of(s)
+                    row += [_num(None if skirt is None else round(skirt, 2)),
+                            _num(s.leaflet_height_mm)]
+                row += [f"{lo:.0f}–{hi:.0f}" if area else f"{lo:g}–{hi:g}"]
+                t.add_row(*row)
             console.print(t)
-            console.print(f"sizing: {fam.sizing_source}\ngeometry: {fam.geometry_source}")
+            cells = "" if fam.cells_circumferential is None else \
+                f", {fam.cells_circumferential} cells around" + \
+                ("" if fam.cell_rows is None else f" × {fam.cell_rows} rows")
+            console.print(
+                f"frame: {fam.frame_material}, struts {fam.strut_width_mm:g} × "
+                f"{fam.strut_thickness_mm:g} mm{cells}; radial stiffness "
+                f"{fam.radial_stiffness_n_per_mm:g} N/mm (diameter); oversizing warnings by "
+                f"{fam.oversizing_metric} below {fam.oversizing_warn_below_pct:+g} % / above "
+                f"{fam.oversizing_warn_above_pct:+g} %", soft_wrap=True)
+            console.print(f"sizing: {fam.sizing_source}\ngeometry: {fam.geometry_source}\n"
+                          f"mechanics: {fam.mechanics_source}"
+                          + (f"\noversizing: {fam.oversizing_source}"
+                             if fam.oversizing_source else "") + "\n", soft_wrap=True)
 
 
 @device_app.command("size")
-def device_size(pseudonym: str, family: str = "balloon_expandable_thv", store: StoreOpt = None,
-                role: RoleOpt = "clinician") -> None:
-    """Oversizing of every size on the twin's annulus, and the recommended size."""
+def device_size(
+    pseudonym: str,
+    family: str = "balloon_expandable_thv",
+    diameter_mm: Annotated[float | None, typer.Option(
+        "--diameter-mm", help="Stents and occluders: the measured diameter the family is sized "
+                              "by (reference vessel, max LAA ostium or stretched defect, mm), "
+                              "which the anatomy step does not measure yet.")] = None,
+    catalog: CatalogOpt = None,
+    store: StoreOpt = None,
+    role: RoleOpt = "clinician",
+) -> None:
+    """Oversizing of every size on the twin's annulus (or a given diameter), and the
+    recommended size."""
     from cardiotwin import workflows
 
     with errors():
-        rep = workflows.size_device(pseudonym, store=store_at(store), actor=actor_for(role), family=family)
-        t = Table(title=f"{pseudonym}: annulus {rep.annulus_area_mm2:.0f} mm², "
-                        f"perimeter {rep.annulus_perimeter_mm:.1f} mm")
-        for c in ("size", "area oversizing %", "perimeter oversizing %", "in chart", "warnings"):
+        rep = workflows.size_device(pseudonym, store=store_at(store), actor=actor_for(role),
+                                    family=family, diameter_mm=diameter_mm, catalog=catalog)
+        if rep.measurement_source == "user-supplied":
+            title = (f"{pseudonym}: {rep.family}, diameter {rep.measured_value:.1f} mm "
+                     f"(user-supplied)")
+        else:
+            title = (f"{pseudonym}: {rep.family}, annulus {rep.annulus_area_mm2:.0f} mm², "
+                     f"perimeter {rep.annulus_perimeter_mm:.1f} mm")
+        t = Table(title=title)
+        diam = any(s.diameter_oversizing_pct is not None for s in rep.sizes)
+        cols = ["size", "area oversizing %", "perimeter oversizing %"]
+        cols += ["diameter oversizing %"] if diam else []
+        cols += ["in chart", "uncovered (mm²)", "warnings"]
+        for c in cols:
             t.add_column(c)
         for s in rep.sizes:
             mark = " ★" if s.nominal_diameter_mm == rep.recommended_mm else ""
-            t.add_row(f"{s.nominal_diameter_mm:g}{mark}", f"{s.area_oversizing_pct:+.1f}",
-                      f"{s.perimeter_oversizing_pct:+.1f}", "yes" if s.in_chart_range else "no",
-                      "; ".join(s.warnings))
+            row = [f"{s.nominal_diameter_mm:g}{mark}", f"{s.area_oversizing_pct:+.1f}",
+                   f"{s.perimeter_oversizing_pct:+.1f}"]
+            row += [f"{s.diameter_oversizing_pct:+.1f}"] if diam else []
+            row += ["yes" if s.in_chart_range else "no", f"{s.gap_area_mm2:.0f}",
+                    "; ".join(s.warnings)]
+            t.add_row(*row)
         console.print(t)
+        rec = "none" if rep.recommended_mm is None else f"{rep.recommended_mm:g} mm"
+        console.print(f"recommended: {rec}")
+        for n in rep.notes:
+            console.print(f"note: {n}", soft_wrap=True)
+        for c in rep.coronary:
+            console.print(f"coronary ({c.ostium}): {c.risk} — {c.note}", soft_wrap=True)
+        if rep.coronary:
+            console.print(f"[dim]coronary cut-offs: {rep.coronary[0].reference}[/]",
+                          soft_wrap=True)
         for w in rep.warnings:
-            console.print(f"[yellow]warning:[/] {w}")
+            console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from cardiotwin import units
-from cardiotwin.devices.catalog import load_catalog
+from cardiotwin.devices.catalog import Catalog, load_catalog
 from cardiotwin.devices.placement import DevicePlacement, device_region, place_device
-from cardiotwin.devices.sizing import SizingReport, assess_sizes
+from cardiotwin.devices.sizing import SizingReport, size_device_family
 from cardiotwin.errors import InputError
 from cardiotwin.geometry.landmarks import AorticRootLandmarks
 from cardiotwin.geometry.volume_mesh import FluidDomain
@@ -53,9 +53,15 @@ def native_region(landmarks: AorticRootLandmarks) -> BrinkmanRegion:
     )
 
 
-def size_family(landmarks: AorticRootLandmarks, family: str = DEFAULT_FAMILY) -> SizingReport:
-    """Every size of a catalog family against the twin's annulus."""
-    return assess_sizes(landmarks, load_catalog().family(family), family_key=family)
+def size_family(landmarks: AorticRootLandmarks | None, family: str = DEFAULT_FAMILY, *,
+                catalog: Catalog | None = None, diameter_mm: float | None = None,
+                coronary_ostia_height_mm: dict[str, float] | None = None) -> SizingReport:
+    """Every size of a catalog family against the twin's annulus (valves) or a user-supplied
+    diameter (stents and occluders: ``diameter_mm``); see
+    :func:`cardiotwin.devices.sizing.size_device_family`."""
+    fam = (catalog or load_catalog()).family(family)
+    return size_device_family(fam, family_key=family, landmarks=landmarks, diameter_mm=diameter_mm,
+                              coronary_ostia_height_mm=coronary_ostia_height_mm)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ rehearse a device (flow with the device against the native valve) and list the r
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from cardiotwin.devices.sizing import SizingReport
 from cardiotwin.errors import InputError
@@ -50,10 +51,35 @@ def list_patients(*, store: Store, actor: Actor,
 
 
 def size_device(pseudonym: str, *, store: Store, actor: Actor, family: str = DEFAULT_FAMILY,
-                purpose: str = "treatment planning") -> SizingReport:
-    """Sizing of every size of a family on the twin's annulus (audited read)."""
+                purpose: str = "treatment planning", diameter_mm: float | None = None,
+                catalog: str | Path | None = None) -> SizingReport:
+    """Sizing of every size of a family on the twin (audited read).
+
+    Valves are sized on the twin's CT annulus, with the coronary-obstruction risk from the sinus
+    diameter and, when the twin was built with planning landmarks that include the coronary
+    ostia, the ostium heights. Stents and occluders are sized on ``diameter_mm`` (reference vessel,
+    LAA ostium or stretched defect diameter, mm), which the user supplies and the report marks as
+    such. ``catalog`` is a user catalog TOML merged over the shipped one.
+
+    Raises
+    ------
+    InputError
+        A stent or occluder without ``diameter_mm``, or a valve with it.
+    DeviceError, ConfigError
+        An unknown family; an invalid user catalog (the message names the key).
+    """
+    from cardiotwin.devices.catalog import load_catalog
+
+    cat = load_catalog(catalog)
+    fam = cat.family(family)  # an unknown family fails before the patient's record is read
+    if fam.kind != "transcatheter_aortic_valve" or diameter_mm is not None:
+        # sized on the user's diameter alone: bad input fails before the record is read
+        report = size_family(None, family, catalog=cat, diameter_mm=diameter_mm)
+        store.load_twin(pseudonym, actor=actor, purpose=purpose)  # the patient exists (audited)
+        return report
     twin = store.load_twin(pseudonym, actor=actor, purpose=purpose)
-    return size_family(twin.landmarks, family)
+    heights = (twin.anatomy.get("planning") or {}).get("coronary_ostia_height_mm")
+    return size_family(twin.landmarks, family, catalog=cat, coronary_ostia_height_mm=heights)
 
 
 def rehearse(pseudonym: str, *, store: Store, actor: Actor, nominal_diameter_mm: float | None = None,
@@ -121,9 +147,10 @@ def twin_fluid_domain(twin: PatientTwin, store: Store) -> FluidDomain:
     return FluidDomain.from_dict(d)
 
 
-def device_catalog():
-    """The device catalog (:class:`~cardiotwin.devices.catalog.Catalog`) with its sources."""
+def device_catalog(path: str | Path | None = None):
+    """The device catalog (:class:`~cardiotwin.devices.catalog.Catalog`) with its sources;
+    ``path``: a user catalog TOML merged over the shipped one (validated on load)."""
     from cardiotwin.devices.catalog import load_catalog
 
-    return load_catalog()
+    return load_catalog(path)
 
