@@ -66,6 +66,10 @@ COMMANDS = [
     ("device size", (
         "pseudonym", "--family", "--diameter-mm", "--catalog", "--store", "--role",
     )),
+    ("device place", (
+        "pseudonym", "--family", "--size", "--depth", "--tilt", "--rotation", "--arc-length",
+        "--site-centre", "--site-normal", "--store", "--role",
+    )),
     ("audit", ()),
     ("audit verify", (
         "--store",

@@ -39,3 +39,27 @@ def test_a_pose_outside_the_root_is_refused_and_nothing_is_stored(coarse_demo):
         workflows.place_on_twin(twin.pseudonym, store=store, actor=actor, nominal_diameter_mm=24.0)
     after = store.list_results(twin.pseudonym, actor=actor, purpose="test", kind="device.placement")
     assert len(after) == before
+
+
+def test_device_place_command_and_its_errors(coarse_demo):
+    from typer.testing import CliRunner
+
+    from cardiotwin.cli import app
+
+    runner = CliRunner()
+    pseudonym = coarse_demo["twin"].pseudonym
+    store_dir = str(coarse_demo["store"].root)
+    res = runner.invoke(app, ["device", "place", pseudonym, "--size", "23", "--tilt", "5",
+                              "--store", store_dir])
+    assert res.exit_code == 0, res.output
+    out = " ".join(res.output.split())
+    assert "balloon_expandable_thv 23 mm" in out and "device surface (STL)" in out
+    # an occluder needs its landing site, which the anatomy step cannot give: said, not guessed
+    res = runner.invoke(app, ["device", "place", pseudonym, "--family", "laa_occluder",
+                              "--size", "24", "--store", store_dir])
+    assert res.exit_code == 1
+    out = " ".join(res.output.split())
+    assert "ostium" in out.lower() and "cannot" in out.lower()
+    res = runner.invoke(app, ["device", "place", pseudonym, "--family", "laa_occluder",
+                              "--size", "24", "--site-centre", "1,2", "--store", store_dir])
+    assert res.exit_code != 0 and "three comma-separated numbers" in " ".join(res.output.split())

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from cardiotwin.cli._common import RoleOpt, StoreOpt, actor_for, console, errors, store_at
 
-device_app = typer.Typer(help="The device catalog and sizing.", no_args_is_help=True)
+device_app = typer.Typer(help="The device catalog, sizing, placement and simulation.", no_args_is_help=True)
 
 CatalogOpt = Annotated[Path | None, typer.Option(
     "--catalog", help="A user device catalog (TOML, same shape as the shipped catalog.toml), "
@@ -121,3 +121,61 @@ def device_size(
                           soft_wrap=True)
         for w in rep.warnings:
             console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+
+
+def _vector(text: str | None, name: str) -> tuple[float, float, float] | None:
+    if text is None:
+        return None
+    try:
+        v = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        v = ()
+    if len(v) != 3:
+        raise typer.BadParameter(f"{name} takes three comma-separated numbers (LPS mm), got {text!r}")
+    return v  # type: ignore[return-value]
+
+
+@device_app.command("place")
+def device_place(
+    pseudonym: Annotated[str, typer.Argument(help="The twin's pseudonym (see `cardiotwin twin list`).")],
+    family: Annotated[str, typer.Option(help="Device family key (see `cardiotwin device list`).")] = "balloon_expandable_thv",
+    size: Annotated[float | None, typer.Option(help="Nominal size in mm (valves: default the recommended one).")] = None,
+    depth: Annotated[float | None, typer.Option(help="Valves: inflow edge below the annulus, mm (default: the family's nominal depth). Occluders: offset along the site normal, mm.")] = None,
+    tilt: Annotated[float, typer.Option(help="Tilt of the device axis from the annulus normal, ° (0–20).")] = 0.0,
+    rotation: Annotated[float, typer.Option(help="Azimuth of the tilt around the normal, °.")] = 0.0,
+    arc_length: Annotated[float | None, typer.Option("--arc-length", help="Stents: proximal end along the aortic centreline from the annulus plane, mm.")] = None,
+    site_centre: Annotated[str | None, typer.Option("--site-centre", help="Occluders: LAA ostium or septal-defect centre 'x,y,z' (LPS mm). The anatomy step cannot measure it yet.")] = None,
+    site_normal: Annotated[str | None, typer.Option("--site-normal", help="Occluders: the site's normal 'x,y,z' (LA → appendage; right → left atrium).")] = None,
+    store: StoreOpt = None,
+    role: RoleOpt = "clinician",
+) -> None:
+    """Place a device on a twin and export its surface (STL and VTP) for viewing.
+
+    Valves sit on the annulus (depth, tilt, rotation), stents along the aortic centreline
+    (--arc-length), occluders on a site you give (--site-centre, --site-normal). A pose outside
+    the lumen is refused with the distance. The placement and the surface are stored with the
+    twin.
+    """
+    from cardiotwin import workflows
+
+    with errors():
+        placed = workflows.place_on_twin(
+            pseudonym, store=store_at(store), actor=actor_for(role), family=family,
+            nominal_diameter_mm=size, depth_mm=depth, tilt_deg=tilt, rotation_deg=rotation,
+            arc_length_mm=arc_length, site_centre_mm=_vector(site_centre, "--site-centre"),
+            site_normal=_vector(site_normal, "--site-normal"))
+        pl = placed.placement
+        t = Table(title=f"{pseudonym}: {family} {pl.nominal_diameter_mm:g} mm")
+        t.add_column("property")
+        t.add_column("value")
+        for k, v in pl.to_dict().items():
+            if isinstance(v, float):
+                t.add_row(k, f"{v:.2f}")
+            elif isinstance(v, (list, tuple)) and len(v) == 3:
+                t.add_row(k, ", ".join(f"{x:.2f}" for x in v))
+            elif not isinstance(v, dict):
+                t.add_row(k, str(v))
+        console.print(t)
+        for ext, path in placed.surface_files.items():
+            console.print(f"device surface ({ext.upper()}): {path}")
+        console.print(f"stored as result {placed.result_id}")

@@ -16,7 +16,7 @@ from cardiotwin.devices.catalog import load_catalog
 from cardiotwin.devices.placement import DevicePlacement, place_device
 from cardiotwin.devices.sizing import SizingReport
 from cardiotwin.devices.surfaces import device_surface, save_device_surface
-from cardiotwin.errors import InputError
+from cardiotwin.errors import DeviceError, InputError
 from cardiotwin.provenance import Provenance
 from cardiotwin.store import Actor, Store
 from cardiotwin.study import DEFAULT_FAMILY, size_family
@@ -104,6 +104,12 @@ def place_on_twin(pseudonym: str, *, store: Store, actor: Actor, family: str = D
     size, sizing = choose_size(twin, family, nominal_diameter_mm)
     kind = load_catalog().family(family).kind
     site = {}
+    if kind in ("laa_occluder", "septal_occluder") and (site_centre_mm is None or site_normal is None):
+        what = "LAA ostium" if kind == "laa_occluder" else "septal defect"
+        raise DeviceError(
+            f"placing {family} needs the {what}, which the anatomy step cannot measure yet: give "
+            f"its centre and normal (LPS; --site-centre x,y,z and --site-normal x,y,z in the CLI), "
+            "e.g. read off the CT in a viewer")
     if kind == "laa_occluder":
         site = {"ostium_centre_mm": site_centre_mm, "ostium_normal": site_normal}
     elif kind == "septal_occluder":
