@@ -70,6 +70,10 @@ COMMANDS = [
         "pseudonym", "--family", "--size", "--depth", "--tilt", "--rotation", "--arc-length",
         "--site-centre", "--site-normal", "--store", "--role",
     )),
+    ("device simulate", (
+        "pseudonym", "--family", "--size", "--all-sizes", "--depth", "--tilt", "--rotation",
+        "--model", "--flow", "--no-flow", "--wall-thickness", "--wall-size", "--timeout", "--store", "--role",
+    )),
     ("audit", ()),
     ("audit verify", (
         "--store",

@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cardiotwin.cli._common import RoleOpt, StoreOpt, actor_for, console, errors, store_at
+from cardiotwin.cli._common import (
+    RoleOpt,
+    StoreOpt,
+    actor_for,
+    console,
+    errors,
+    progress,
+    store_at,
+)
 
 device_app = typer.Typer(help="The device catalog, sizing, placement and simulation.", no_args_is_help=True)
 
@@ -179,3 +187,100 @@ def device_place(
         for ext, path in placed.surface_files.items():
             console.print(f"device surface ({ext.upper()}): {path}")
         console.print(f"stored as result {placed.result_id}")
+
+
+def _complication_rows(comp) -> list[tuple[str, str]]:
+    rows = []
+    pvl = comp.paravalvular_leak
+    if pvl is not None:
+        rows += [("paravalvular gap area (mm²)", f"{pvl.gap_area_mm2:.1f} in {pvl.gap_count} gap(s)"),
+                 ("regurgitant volume (mL/beat)", f"{pvl.regurgitant_volume_ml:.1f} ({pvl.grade})")]
+    cd = comp.conduction
+    if cd is not None:
+        rows += [("contact pressure index, MS region (%)",
+                  f"{cd.contact_pressure_index_percent:.1f} (risk if ≥ {cd.cpi_threshold_percent:g})"),
+                 ("max contact pressure, MS region (kPa)", f"{cd.max_contact_pressure_kpa:.0f}"),
+                 ("conduction-disturbance risk", "YES" if cd.risk else "no")]
+    cor = comp.coronary
+    if cor is not None:
+        vtc = cor.valve_to_coronary_distance_mm
+        rows += [("valve-to-coronary distance (mm)", "–" if vtc is None else f"{vtc:.1f}"),
+                 ("coronary obstruction risk", "YES" if cor.risk else "no")]
+    return rows
+
+
+@device_app.command("simulate")
+def device_simulate(
+    pseudonym: Annotated[str, typer.Argument(help="The twin's pseudonym (see `cardiotwin twin list`).")],
+    family: Annotated[str, typer.Option(help="Valve family key (see `cardiotwin device list`).")] = "balloon_expandable_thv",
+    size: Annotated[float | None, typer.Option(help="Valve size in mm (default: the recommended one).")] = None,
+    all_sizes: Annotated[bool, typer.Option("--all-sizes", help="Simulate every size of the family and print one table side by side.")] = False,
+    depth: Annotated[float | None, typer.Option(help="Inflow edge below the annulus, mm (default: the family's nominal depth).")] = None,
+    tilt: Annotated[float, typer.Option(help="Tilt of the valve axis from the annulus normal, ° (0–20).")] = 0.0,
+    rotation: Annotated[float, typer.Option(help="Azimuth of the tilt around the normal, °.")] = 0.0,
+    model: Annotated[str, typer.Option(help="Wall model: linear (small strain) or neo_hookean (large strain, slower).")] = "linear",
+    flow: Annotated[bool, typer.Option("--flow/--no-flow", help="Also solve the flow with the device and compare with the native valve (about a minute per size on the demo twin).")] = True,
+    wall_thickness: Annotated[float | None, typer.Option("--wall-thickness", help="Aortic-root wall thickness, mm (default: documented in docs/devices.md).")] = None,
+    wall_size: Annotated[float, typer.Option("--wall-size", help="Element size of the wall mesh, mm.")] = 1.0,
+    timeout: Annotated[float, typer.Option(help="Time bound of the contact solve, s.")] = 900.0,
+    store: StoreOpt = None,
+    role: RoleOpt = "clinician",
+) -> None:
+    """Expand a transcatheter valve in the patient's aortic root and report what a team plans
+    against: final frame diameter, radial force, contact pressure, wall stress (rupture risk),
+    paravalvular leak, conduction-disturbance risk, coronary obstruction, and the flow before and
+    after.
+
+    The wall is built outward from the twin's lumen surface with the valve calcium as stiffer
+    cells; the frame expands towards its nominal diameter with frictionless contact (dolfinx).
+    A contact-pressure map (PNG, CSV), the wall mesh and the device surface are written and
+    stored with the result. Methods, sources and limits: docs/devices.md.
+    """
+    from cardiotwin import workflows
+
+    with errors():
+        st, actor = store_at(store), actor_for(role)
+        if all_sizes:
+            sizes = [s.nominal_diameter_mm for s in workflows.device_catalog().family(family).sizes]
+        else:
+            sizes = [size]
+        sims = []
+        for s in sizes:
+            label = "recommended size" if s is None else f"{s:g} mm"
+            with progress(f"simulating {family}, {label}") as prog:
+                sims.append(workflows.simulate_on_twin(
+                    pseudonym, store=st, actor=actor, family=family, nominal_diameter_mm=s,
+                    depth_mm=depth, tilt_deg=tilt, rotation_deg=rotation, model=model, flow=flow,
+                    wall_thickness_mm=wall_thickness, wall_size_mm=wall_size, timeout_s=timeout,
+                    progress=prog))
+        t = Table(title=f"{pseudonym}: {family}, {model} wall")
+        t.add_column("quantity")
+        for sim in sims:
+            rec = sim.sizing is not None and sim.sizing.recommended_mm == sim.placement.nominal_diameter_mm
+            t.add_column(f"{sim.placement.nominal_diameter_mm:g} mm" + (" ★" if rec else ""),
+                         justify="right")
+        first = sims[0]
+        rows: list[list[str]] = []
+        for i, (name, _) in enumerate(first.mechanics.rows()):
+            rows.append([name] + [sim.mechanics.rows()[i][1] for sim in sims])
+        comp_rows = [dict(_complication_rows(sim.complications)) for sim in sims]
+        for name in comp_rows[0]:
+            rows.append([name] + [c.get(name, "–") for c in comp_rows])
+        if flow:
+            for row_name in ("Peak transvalvular gradient", "Net pressure loss", "Valve orifice area"):
+                vals = []
+                for sim in sims:
+                    r = next((x for x in sim.flow.rows() if x.metric == row_name), None)
+                    vals.append("–" if r is None or r.after is None else
+                                f"{r.before:.2f} → {r.after:.2f} {r.unit}")
+                rows.append([f"{row_name}, before → after"] + vals)
+        for r in rows:
+            t.add_row(*r)
+        console.print(t)
+        for sim in sims:
+            for w in sim.mechanics.warnings:
+                console.print(f"[yellow]warning ({sim.placement.nominal_diameter_mm:g} mm):[/] {w}")
+            for n in sim.complications.notes:
+                console.print(f"note: {n}")
+            console.print(f"{sim.placement.nominal_diameter_mm:g} mm: contact map "
+                          f"{sim.files['contact_png']}; stored as result {sim.result_id}")

@@ -198,7 +198,8 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
         fsurf.mesh.export(wd / "lumen_surface.stl")
     mesh_sha = store.put_artifact(domain.mesh_path, kind="mesh")
     surf_sha = store.put_artifact(wd / "lumen_surface.stl", kind="surface")
-    sizing = size_family(lms, DEFAULT_FAMILY)
+    sizing = size_family(lms, DEFAULT_FAMILY,
+                         coronary_ostia_height_mm=planning.get("coronary_ostia_height_mm") or None)
     twin = PatientTwin(
         pseudonym=pseudo,
         anatomy={

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cardiotwin.devices.catalog import load_catalog
 from cardiotwin.devices.placement import DevicePlacement, place_device
 from cardiotwin.devices.sizing import SizingReport
@@ -56,7 +58,13 @@ def lumen_surface(twin: PatientTwin, store: Store):
     return trimesh.load(store.artifact_path(sha), file_type="stl", force="mesh")
 
 
-def choose_size(twin: PatientTwin, family: str, nominal_diameter_mm: float | None
+def twin_planning(twin: PatientTwin) -> dict[str, Any] | None:
+    """The coronary ostium heights of the twin's planning landmarks (None when not given)."""
+    return (twin.anatomy.get("planning") or {}).get("coronary_ostia_height_mm") or None
+
+
+def choose_size(twin: PatientTwin, family: str, nominal_diameter_mm: float | None,
+                ostia_heights_mm: dict[str, float] | None = None
                 ) -> tuple[float, SizingReport | None]:
     """The size to place: the given one, else the recommendation on the twin's annulus (valves).
 
@@ -66,7 +74,8 @@ def choose_size(twin: PatientTwin, family: str, nominal_diameter_mm: float | Non
         No size given and none can be recommended (the message lists the sizes).
     """
     fam = load_catalog().family(family)
-    sizing = size_family(twin.landmarks, family) if fam.kind == VALVE_KIND else None
+    sizing = (size_family(twin.landmarks, family, coronary_ostia_height_mm=ostia_heights_mm)
+              if fam.kind == VALVE_KIND else None)
     if nominal_diameter_mm is not None:
         fam.size(nominal_diameter_mm)
         return float(nominal_diameter_mm), sizing
@@ -101,7 +110,7 @@ def place_on_twin(pseudonym: str, *, store: Store, actor: Actor, family: str = D
     store.check_permission("result.write", actor=actor, purpose=purpose, pseudonym=pseudonym,
                            obj="device.placement")
     twin = store.load_twin(pseudonym, actor=actor, purpose=purpose)
-    size, sizing = choose_size(twin, family, nominal_diameter_mm)
+    size, sizing = choose_size(twin, family, nominal_diameter_mm, twin_planning(twin))
     kind = load_catalog().family(family).kind
     site = {}
     if kind in ("laa_occluder", "septal_occluder") and (site_centre_mm is None or site_normal is None):
@@ -137,3 +146,182 @@ def place_on_twin(pseudonym: str, *, store: Store, actor: Actor, family: str = D
                            purpose=purpose)
     log.info("%s: %s %g mm placed (result %d)", pseudonym, family, size, rid)
     return PlacedDevice(placement, sizing, files, rid)
+
+
+@dataclass(frozen=True)
+class DeviceSimulation:
+    """What ``cardiotwin device simulate`` computed for one placement.
+
+    Attributes
+    ----------
+    placement, sizing : as in :class:`PlacedDevice`.
+    mechanics : the device expanded in the patient's wall
+        (:class:`~cardiotwin.devices.mechanics.DeviceMechanics`).
+    complications : paravalvular leak, conduction risk, coronary obstruction
+        (:class:`~cardiotwin.devices.mechanics.DeviceComplications`).
+    flow : the before/after flow comparison (:class:`~cardiotwin.study.RehearsalComparison`),
+        None with ``flow=False``.
+    files : name → path of the files written (device surface, wall mesh, contact map).
+    result_id : id of the stored ``device.simulation`` result.
+    """
+
+    placement: DevicePlacement
+    sizing: SizingReport | None
+    mechanics: Any
+    complications: Any
+    flow: Any
+    files: dict[str, str]
+    result_id: int | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """The stored summary (JSON; the per-facet contact arrays are in the contact-map file)."""
+        return {"placement": self.placement.to_dict(),
+                "sizing": self.sizing.to_dict() if self.sizing else None,
+                "mechanics": self.mechanics.to_dict(),
+                "complications": self.complications.to_dict(),
+                "flow": self.flow.to_dict() if self.flow is not None else None}
+
+
+def _contact_map(mech, placement: DevicePlacement, out: Path) -> dict[str, str]:
+    """The contact pressure per wall facet as CSV and as an unrolled map (angle × height) PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from cardiotwin.physics.solid import plane_basis
+
+    sol = mech.solution
+    pts = np.asarray(sol.points_mm, dtype=float).reshape(-1, 3)
+    csv = out / "contact_pressure.csv"
+    with csv.open("w") as fh:
+        fh.write("x_mm,y_mm,z_mm,pressure_kpa,area_mm2\n")
+        for p, q, a in zip(pts, sol.pressure_kpa, sol.area_mm2, strict=True):
+            fh.write(f"{p[0]:.3f},{p[1]:.3f},{p[2]:.3f},{q:.3f},{a:.4f}\n")
+    axis = np.asarray(placement.axis, float)
+    e1, e2 = plane_basis(axis)
+    rel = pts - np.asarray(placement.inflow_centre_mm, float)
+    z = rel @ axis - placement.depth_mm
+    ang = np.degrees(np.arctan2(rel @ e2, rel @ e1))
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    sc = ax.scatter(ang, z, c=sol.pressure_kpa, s=6, cmap="magma")
+    ax.axhline(0.0, color="0.5", lw=0.8, ls="--")
+    ax.set_xlabel("angle around the device axis (°)")
+    ax.set_ylabel("height above the annulus (mm)")
+    ax.set_title(f"contact pressure, {placement.family} {placement.nominal_diameter_mm:g} mm")
+    fig.colorbar(sc, ax=ax, label="kPa")
+    fig.tight_layout()
+    png = out / "contact_pressure.png"
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return {"contact_csv": str(csv), "contact_png": str(png)}
+
+
+def simulate_on_twin(pseudonym: str, *, store: Store, actor: Actor,
+                     family: str = DEFAULT_FAMILY, nominal_diameter_mm: float | None = None,
+                     depth_mm: float | None = None, tilt_deg: float = 0.0,
+                     rotation_deg: float = 0.0, model: str = "linear", flow: bool = True,
+                     wall_thickness_mm: float | None = None, wall_size_mm: float = 1.0,
+                     timeout_s: float = 900.0, purpose: str = "procedure rehearsal",
+                     progress=None) -> DeviceSimulation:
+    """Simulate a transcatheter valve on the twin: mechanics, complications and flow.
+
+    1. The device is placed (as :func:`place_on_twin`) and its surface exported.
+    2. A wall mesh of the aortic root is built outward from the twin's lumen surface
+       (:func:`~cardiotwin.geometry.wall_mesh.wall_domain_from_surface`; wall thickness
+       ``wall_thickness_mm`` or the documented default), with the twin's valve calcium as stiffer
+       cells.
+    3. The frame expands in it with frictionless contact
+       (:func:`~cardiotwin.devices.mechanics.run_mechanics`; ``model`` ``"linear"`` or
+       ``"neo_hookean"``).
+    4. Paravalvular leak, conduction risk and coronary obstruction are assessed
+       (:func:`~cardiotwin.devices.mechanics.assess_complications`).
+    5. With ``flow``, the flow with the device is solved and compared with the native valve
+       (:func:`cardiotwin.workflows.rehearse`, stored as its own ``rehearsal`` result).
+
+    The whole is stored as a ``device.simulation`` result with the wall mesh, the device surface
+    and the contact map as artifacts.
+
+    Raises
+    ------
+    DeviceError
+        Not a transcatheter valve (the mechanics needs the aortic root), a bad size or pose.
+    GeometryError
+        The wall cannot be built from the lumen surface.
+    SolverError
+        The contact solve does not converge or exceeds ``timeout_s``.
+    """
+    from cardiotwin.devices.mechanics import assess_complications, run_mechanics
+    from cardiotwin.geometry import wall_mesh
+    from cardiotwin.workflows.rehearsal import rehearse
+
+    prog = progress or (lambda f, m: None)
+    fam = load_catalog().family(family)
+    if fam.kind != VALVE_KIND:
+        raise DeviceError(f"device simulate models transcatheter aortic valves in the aortic "
+                          f"root; {family} is a {fam.kind.replace('_', ' ')} (use `device place` "
+                          "to place it and export its surface)")
+    store.check_permission("rehearsal.run", actor=actor, purpose=purpose, pseudonym=pseudonym,
+                           obj="device.simulation")
+    twin = store.load_twin(pseudonym, actor=actor, purpose=purpose)
+    size, sizing = choose_size(twin, family, nominal_diameter_mm, twin_planning(twin))
+    lumen = lumen_surface(twin, store)
+    if lumen is None:
+        raise InputError(f"twin {pseudonym} has no stored lumen surface; rebuild it with "
+                         "`cardiotwin twin build`")
+    prov = Provenance("device.simulate", inputs={"twin": f"{pseudonym}@v{twin.version}",
+                                                 "surface": twin.mesh["surface_sha256"]},
+                      parameters={"family": family, "nominal_diameter_mm": size,
+                                  "depth_mm": depth_mm, "tilt_deg": tilt_deg,
+                                  "rotation_deg": rotation_deg, "model": model,
+                                  "wall_thickness_mm": wall_thickness_mm,
+                                  "wall_size_mm": wall_size_mm})
+    prog(0.0, "placing the device")
+    placement = place_device(twin.landmarks, family=family, nominal_diameter_mm=size,
+                             depth_mm=depth_mm, tilt_deg=tilt_deg, rotation_deg=rotation_deg,
+                             lumen_surface=lumen)
+    out = work_dir(store, pseudonym, f"simulate_{family}_{size:g}mm_d{placement.depth_mm:g}"
+                                     f"_t{tilt_deg:g}_r{rotation_deg:g}_{model}")
+    files = {f"device_{ext}": str(save_device_surface(device_surface(placement),
+                                                      out / f"device.{ext}"))
+             for ext in ("stl", "vtp")}
+    ctx = twin.anatomy.get("device_context") or {}
+    calcium = ctx.get("calcium_points_mm") or None
+    prog(0.05, "meshing the aortic-root wall")
+    below = max(8.0, placement.depth_mm + 4.0)
+    with prov.timed("wall_mesh"):
+        kw = {} if wall_thickness_mm is None else {"thickness_mm": wall_thickness_mm}
+        wall = wall_mesh.wall_domain_from_surface(
+            store.artifact_path(twin.mesh["surface_sha256"]), twin.landmarks,
+            out_path=out / "wall.msh", below_mm=below, size_mm=wall_size_mm,
+            calcium_points_mm=None if calcium is None else np.asarray(calcium), **kw)
+    files["wall_mesh"] = wall.mesh_path
+    prog(0.15, f"expanding the frame in the wall ({model})")
+    with prov.timed("mechanics"):
+        mech = run_mechanics(placement, wall, model=model, timeout_s=timeout_s)
+    files.update(_contact_map(mech, placement, out))
+    prog(0.4, "complications")
+    comp = assess_complications(
+        mech, placement, twin.landmarks, lumen=lumen,
+        heart_rate_bpm=twin.physiology.heart_rate_bpm,
+        diastolic_bp_mmhg=twin.physiology.diastolic_bp_mmhg,
+        right_heart_centroid_mm=ctx.get("right_heart_centroid_mm"),
+        ostium_heights_mm=twin_planning(twin))
+    comparison = None
+    if flow:
+        prog(0.45, "flow with the device")
+        comparison = rehearse(pseudonym, store=store, actor=actor, nominal_diameter_mm=size,
+                              family=family, depth_mm=placement.depth_mm, tilt_deg=tilt_deg,
+                              rotation_deg=rotation_deg, purpose=purpose,
+                              progress=lambda f, m: prog(0.45 + 0.5 * f, m))
+    sim = DeviceSimulation(placement, sizing, mech, comp, comparison, files)
+    artifacts = {Path(p).name: store.put_artifact(p, kind="device-simulation")
+                 for p in files.values()}
+    rid = store.add_result(pseudonym, kind="device.simulation",
+                           label=f"{family} {size:g} mm, depth {placement.depth_mm:g} mm ({model})",
+                           summary=sim.summary(), provenance=prov, artifacts=artifacts,
+                           twin_version=twin.version, actor=actor, purpose=purpose)
+    prog(1.0, "done")
+    log.info("%s: %s %g mm simulated (result %d)", pseudonym, family, size, rid)
+    return DeviceSimulation(placement, sizing, mech, comp, comparison, files, rid)
