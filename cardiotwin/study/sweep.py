@@ -28,7 +28,7 @@ from cardiotwin.study.rehearsal import (
     rehearse_device,
     size_family,
 )
-from cardiotwin.study.results import FlowSummary, RehearsalComparison
+from cardiotwin.study.results import ComparisonRow, FlowSummary, RehearsalComparison
 from cardiotwin.study.steady import run_flow
 from cardiotwin.twin.state import Physiology
 
@@ -71,6 +71,10 @@ class SweepPoint:
     def warnings(self) -> tuple[str, ...]:
         """The sizing warnings of this size (under- or over-sizing, outside the chart)."""
         return self.comparison.sizing_warnings
+
+    def rows(self) -> list[ComparisonRow]:
+        """The before/after table of this size against the native valve."""
+        return self.comparison.rows()
 
 
 @dataclass(frozen=True)
