@@ -16,8 +16,9 @@ from mpi4py import MPI
 from cardiotwin.errors import InputError
 from cardiotwin.physics.mesh import MM_TO_M
 
-__all__ = ["ValveGradient", "bernoulli_gradient_mmhg", "flow_split", "section_mean_pressure",
-           "transvalvular_gradient", "wall_shear_stress"]
+__all__ = ["GORLIN_CONSTANT", "ValveGradient", "bernoulli_gradient_mmhg", "flow_split",
+           "gorlin_eoa_cm2",
+           "peak_jet_velocity", "section_mean_pressure", "transvalvular_gradient", "wall_shear_stress"]
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,49 @@ def transvalvular_gradient(result, *, centre_mm, axis, radius_mm: float,
                          min_position_mm=float(positions[k]))
 
 
+def peak_jet_velocity(result, *, centre_mm, axis, radius_mm: float,
+                      downstream_max_mm: float = 40.0, downstream_min_mm: float = 0.0,
+                      region=None) -> float:
+    """Largest flow speed (m/s) of the jet downstream of a valve: the steady analogue of the
+    continuous-wave Doppler peak velocity at the vena contracta.
+
+    The speed is taken at the owned velocity nodes between the planes ``downstream_min_mm``
+    and ``downstream_max_mm`` along ``axis`` from ``centre_mm`` (negative = upstream), within
+    ``radius_mm`` of the axis, and outside ``region`` (a
+    :class:`~cardiotwin.physics.brinkman.BrinkmanRegion` or None): the velocity overshoots at a
+    porous plate's rim corner and that is not the jet (the same rule as the pulsatile solver's
+    jet speed). With a slab upstream of the valve it gives the proximal (LVOT) velocity.
+
+    Raises
+    ------
+    InputError
+        If no velocity node lies in that jet region (check the centre/axis, LPS mm).
+    """
+    if radius_mm <= 0 or not downstream_min_mm < downstream_max_mm:
+        raise InputError(f"radius_mm must be > 0 and downstream_min_mm < downstream_max_mm; got "
+                         f"{radius_mm}, {downstream_min_mm}, {downstream_max_mm}")
+    a = _unit(axis)
+    u = result.u
+    V = u.function_space
+    gdim = V.mesh.geometry.dim
+    n_own = V.dofmap.index_map.size_local
+    x_mm = V.tabulate_dof_coordinates()[:n_own] / MM_TO_M
+    rel = x_mm - np.asarray(centre_mm, dtype=float)
+    z = rel @ a
+    r = np.linalg.norm(rel - np.outer(z, a), axis=1)
+    sel = (z >= downstream_min_mm) & (z <= downstream_max_mm) & (r <= radius_mm)
+    if region is not None:
+        sel &= region.indicator(x_mm) == 0.0
+    speed = np.linalg.norm(u.x.array.reshape(-1, gdim)[:n_own][sel], axis=1)
+    comm = V.mesh.comm
+    n_sel = comm.allreduce(int(sel.sum()), op=MPI.SUM)
+    if n_sel == 0:
+        raise InputError(f"no velocity node within {radius_mm} mm of the axis from {tuple(centre_mm)}"
+                         f" mm between {downstream_min_mm} and {downstream_max_mm} mm along the axis; check "
+                         "the centre/axis (LPS mm)")
+    return float(comm.allreduce(float(np.max(speed, initial=0.0)), op=MPI.MAX))
+
+
 def wall_shear_stress(result) -> dict[str, Any]:
     """Wall shear stress ``τ = μ(∇u + ∇uᵀ)n − ((…)n·n)n`` on the ``wall`` facets.
 
@@ -195,3 +239,23 @@ def bernoulli_gradient_mmhg(flow_m3_s: float, orifice_area_m2: float) -> float:
         raise InputError(f"orifice area must be > 0 m²; got {orifice_area_m2!r}")
     v = flow_m3_s / orifice_area_m2
     return 4.0 * v * v
+
+
+GORLIN_CONSTANT = 44.3
+"""Gorlin's constant √(2g) in cm^½/s (g = 981 cm/s²), with the aortic-valve discharge
+coefficient 1 (Gorlin R, Gorlin SG. Am Heart J 1951;41:1–29)."""
+
+
+def gorlin_eoa_cm2(flow_ml_s: float, gradient_mmhg: float) -> float | None:
+    """Gorlin valve area ``A[cm²] = Q[mL/s] / (44.3 · √ΔP[mmHg])`` (Gorlin & Gorlin 1951).
+
+    ``Q`` is the flow through the valve while it is open (here: the steady flow) and ``ΔP`` the
+    transvalvular gradient. Gorlin took the pressure head in cm of water but the gradient in
+    mmHg, so the constant leaves out the mmHg → pressure-head factor: for blood (ρ = 1060 kg/m³)
+    the ideal-orifice relation ΔP = ½ρv² reads ``A = Q / (50.2 √ΔP)``, and a Gorlin area is
+    50.2 / 44.3 = 1.13 times the area of an ideal orifice with the same flow and gradient.
+    None when the gradient is not positive (no area can be given).
+    """
+    if not gradient_mmhg > 0:
+        return None
+    return flow_ml_s / (GORLIN_CONSTANT * gradient_mmhg ** 0.5)

@@ -13,6 +13,9 @@ cycle
 rehearsal
     :func:`plan_device` (sizing + placement) and :func:`rehearse_device` (native and device
     runs, the comparison); :func:`default_physiology`, :func:`native_region`.
+sweep
+    :func:`size_sweep` → :class:`SizeSweep`: the native valve once and every size of a family,
+    with gradients, EOA (continuity, Gorlin) and outlet flows per size.
 
 The study never touches the store: :mod:`cardiotwin.workflows` authorises, audits and stores.
 """
@@ -40,11 +43,12 @@ from cardiotwin.study.results import (
     summary_from_dict,
 )
 from cardiotwin.study.steady import clinical_flow_settings, run_flow
+from cardiotwin.study.sweep import SizeSweep, SweepPoint, size_sweep
 
 __all__ = [
     "DEFAULT_FAMILY", "LEAK_WARNING_FRACTION", "ComparisonRow", "ConvergenceNote", "CycleSettings",
     "CycleSummary", "DevicePlan", "FlowRun", "FlowSummary", "Progress", "RehearsalComparison",
-    "RehearsalRuns", "Summary", "clinical_flow_settings", "default_physiology", "native_region",
-    "no_progress", "plan_device", "rehearse_device", "run_cycle", "run_flow", "size_family",
-    "summary_from_dict",
+    "RehearsalRuns", "SizeSweep", "Summary", "SweepPoint", "clinical_flow_settings",
+    "default_physiology", "native_region", "no_progress", "plan_device", "rehearse_device",
+    "run_cycle", "run_flow", "size_family", "size_sweep", "summary_from_dict",
 ]

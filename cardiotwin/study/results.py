@@ -102,6 +102,17 @@ class FlowSummary(_Record):
     ``mass_imbalance`` is (Σ outlet flows − inflow) / inflow (a fraction); ``status`` is
     ``"converged"``, ``"settled"`` (integral quantities stopped changing while a jet still
     fluctuates) or ``"max_iterations"``.
+
+    ``peak_gradient_mmhg`` runs from 10 mm below the annulus to the lowest section pressure
+    downstream (the vena contracta: what a Doppler gradient measures; at mean systolic flow the
+    steady stand-in for the clinical mean gradient), ``net_gradient_mmhg`` to 40 mm downstream
+    (after pressure recovery). The effective orifice area comes two ways:
+    ``eoa_continuity_cm2`` = Q / ``peak_jet_velocity_m_s`` (the continuity equation with the
+    computed jet speed, the steady form of stroke volume / jet VTI) and ``eoa_gorlin_cm2`` =
+    Q / (44.3 √``peak_gradient_mmhg``) (Gorlin R, Gorlin SG. Am Heart J 1951;41:1–29).
+    ``lvot_velocity_m_s`` is the largest speed in the upstream section (10 mm below the annulus),
+    the proximal velocity of the expanded Bernoulli relation ΔP = 4(v_jet² − v_LVOT²).
+    These four are absent (None) in runs stored before they were computed.
     """
 
     _REQUIRED: ClassVar[tuple[str, ...]] = ("label",)
@@ -128,6 +139,10 @@ class FlowSummary(_Record):
     solve_time_s: float = 0.0
     calibration: Mapping[str, Any] = field(default_factory=dict)
     orifice_area_cm2: float | None = field(default=None, metadata={"omit_none": True})
+    peak_jet_velocity_m_s: float | None = field(default=None, metadata={"omit_none": True})
+    lvot_velocity_m_s: float | None = field(default=None, metadata={"omit_none": True})
+    eoa_continuity_cm2: float | None = field(default=None, metadata={"omit_none": True})
+    eoa_gorlin_cm2: float | None = field(default=None, metadata={"omit_none": True})
 
     mode: ClassVar[str] = "steady"
 
@@ -302,6 +317,9 @@ _STEADY_ROWS = (
     ("Net pressure loss", "net_gradient_mmhg", "mmHg"),
     ("Simplified Bernoulli 4v² at the orifice (check)", "bernoulli_gradient_mmhg", "mmHg"),
     ("Valve orifice area", "orifice_area_cm2", "cm²"),
+    ("EOA, continuity (Q / peak jet velocity)", "eoa_continuity_cm2", "cm²"),
+    ("EOA, Gorlin", "eoa_gorlin_cm2", "cm²"),
+    ("Peak jet velocity", "peak_jet_velocity_m_s", "m/s"),
     ("Mean systolic flow (SV / ejection time)", "inflow_ml_s", "mL/s"),
     ("Mean wall shear stress", "wss_mean_pa", "Pa"),
     ("Max wall shear stress", "wss_max_pa", "Pa"),

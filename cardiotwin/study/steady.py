@@ -40,8 +40,9 @@ def run_flow(domain: FluidDomain, landmarks: AorticRootLandmarks, physiology: Ph
 
     The summary (:class:`~cardiotwin.study.results.FlowSummary`) holds the peak and net
     transvalvular gradients over the annulus section, flows and their split, wall shear stress,
-    a pressure profile along the annulus axis, the solver status and, for a region with an
-    orifice, the simplified-Bernoulli check at that orifice.
+    a pressure profile along the annulus axis, the solver status, the peak jet velocity and the
+    effective orifice area (continuity and Gorlin) and, for a region with an orifice, the
+    simplified-Bernoulli check at that orifice.
     """
     import dolfinx_solver  # noqa: F401  (loads the MPI runtime before dolfinx)
 
@@ -56,6 +57,12 @@ def run_flow(domain: FluidDomain, landmarks: AorticRootLandmarks, physiology: Ph
     radius = 1.3 * landmarks.annulus_max_diameter_mm / 2
     grad = metrics.transvalvular_gradient(
         res, centre_mm=landmarks.annulus_centre_mm, axis=landmarks.annulus_normal, radius_mm=radius)
+    v_jet = metrics.peak_jet_velocity(res, centre_mm=landmarks.annulus_centre_mm,
+                                      axis=landmarks.annulus_normal, radius_mm=radius,
+                                      region=region)
+    v_lvot = metrics.peak_jet_velocity(res, centre_mm=landmarks.annulus_centre_mm,
+                                       axis=landmarks.annulus_normal, radius_mm=radius,
+                                       downstream_min_mm=-11.0, downstream_max_mm=-9.0)
     wss = metrics.wall_shear_stress(res)
     profile_s = np.arange(-10.0, 45.0, 2.5)
     profile = [
@@ -87,6 +94,10 @@ def run_flow(domain: FluidDomain, landmarks: AorticRootLandmarks, physiology: Ph
             q_in, units.cm2_to_m2(orifice_cm2))),
         n_dofs=int(res.n_dofs), solve_time_s=time.perf_counter() - t0,
         calibration=cal.to_dict(), orifice_area_cm2=orifice_cm2,
+        peak_jet_velocity_m_s=v_jet, lvot_velocity_m_s=v_lvot,
+        eoa_continuity_cm2=units.m2_to_cm2(q_in / v_jet) if v_jet > 0 else None,
+        eoa_gorlin_cm2=metrics.gorlin_eoa_cm2(units.m3_s_to_ml_s(q_in),
+                                              units.pa_to_mmhg(grad.peak_pa)),
     )
     prov = res.provenance.to_dict() if hasattr(res.provenance, "to_dict") else dict(res.provenance)
     prov.setdefault("inputs", {})["mesh"] = domain.provenance.get("inputs", {}).get("surface", "")
