@@ -464,15 +464,22 @@ def _encloses(mesh: Any, origin: np.ndarray, rot: np.ndarray) -> tuple[bool, flo
     return bool(np.count_nonzero(u > 0) % 2 == 1), length
 
 
-def _boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
-    """Closed loops of vertex indices along the boundary edges of a triangle mesh."""
+def _check_manifold(faces: np.ndarray) -> None:
+    """Refuse edges shared by more than two triangles."""
     edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
-    uniq, counts = np.unique(edges, axis=0, return_counts=True)
+    _, counts = np.unique(edges, axis=0, return_counts=True)
     if np.any(counts > 2):
         raise GeometryError(
-            f"the lumen surface has {int(np.count_nonzero(counts > 2))} non-manifold edges "
+            f"the lumen surface has {int(np.count_nonzero(counts > 2))} non-manifold edge(s) "
             "(shared by more than two triangles) near the annulus; repair it (e.g. "
             "cardiotwin.geometry.surface.repair_surface, or MeshLab) or rebuild it from labels")
+
+
+def _boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
+    """Closed loops of vertex indices along the boundary edges of a triangle mesh."""
+    _check_manifold(faces)
+    edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+    uniq, counts = np.unique(edges, axis=0, return_counts=True)
     bnd = uniq[counts == 1]
     neighbours: dict[int, list[int]] = {}
     for a, b in bnd:
@@ -515,6 +522,7 @@ def _tube_component(mesh: Any, origin: np.ndarray, rot: np.ndarray, z_lo: float,
             f"the lumen surface does not reach the annulus plane: no triangle within {what} of "
             f"the annulus centre {np.round(origin, 1).tolist()} mm. Is the surface in the same "
             "patient coordinates (LPS mm) as the landmarks?")
+    _check_manifold(np.asarray(part.faces))
     parts = part.split(only_watertight=False) if part.body_count > 1 else [part]
     around = [(p, length) for p in parts for inside, length in [_encloses(p, origin, rot)]
               if inside]
@@ -625,15 +633,22 @@ def wall_domain_from_surface(
        LPS mm) is cut by two planes normal to the annulus normal, ``below_mm`` below the annulus
        plane (LVOT) and ``above_mm`` above it (root, sinuses); the connected part around the
        annulus centre is kept and must be one tube (one cut loop at each plane, no hole).
-    2. The outer surface is the level set at ``thickness_mm`` of the distance to the lumen (the
-       tube extended by ``thickness_mm`` + 1 mm past the cuts), by marching cubes on a grid of
-       ≤ 0.5 mm in the annulus frame. A vertex-normal offset would be simpler but folds over
-       itself where a bumpy segmented surface is concave on the scale of the thickness; the
-       distance level set cannot self-intersect and is exactly ``thickness_mm`` from the lumen.
-    3. The flat ends (``proximal``, ``distal``) are the annuli between the lumen and outer cuts.
-    4. The closed wall surface is loaded into gmsh, reparametrised and remeshed at ``size_mm``
-       (its nodes stay on the input triangles, so the ``inner`` facets lie on the lumen
-       surface), and filled with tetrahedra (Delaunay, gmsh + Netgen optimisation).
+    2. gmsh reparametrises that tube and remeshes it at ``size_mm``; its nodes stay on the input
+       triangles, so the ``inner`` facets lie on the lumen surface.
+    3. Each lumen node is moved outward, along its neighbour-smoothed normal, to the point whose
+       exact distance to the lumen (the tube extended ``thickness_mm`` + 1 mm past the cuts) is
+       ``thickness_mm``; near the cuts the direction is turned into the cut plane so that the
+       ends are flat. Where a concave crease tighter than the thickness would fold the offset
+       surface, the offset nodes are relaxed and pulled back onto the ``thickness_mm`` level set
+       until nothing folds (else a GeometryError). The outer facets repeat the lumen
+       triangulation (one node per lumen node) and the ends are the strips between the cut
+       loops and their offsets.
+       Why: a signed-distance level set (marching cubes) is also robust on bumpy surfaces, but
+       its many ill-shaped triangles made gmsh's reparametrisation stall on the phantom root;
+       the node-to-node offset keeps the lumen's triangle quality, gives flat ends exactly in the
+       cut planes and puts every outer node at exactly ``thickness_mm`` from the lumen.
+    4. The closed wall surface (triangles kept as they are) is filled with tetrahedra by gmsh
+       (Delaunay, gmsh + Netgen optimisation).
     5. Cells whose centroid lies within ``calcium_radius_mm`` of a calcium point form the
        ``calcium`` group (a separate discrete volume of the same mesh), the rest ``tissue``.
 
