@@ -797,6 +797,11 @@ def _offset_nodes(vertices: np.ndarray, faces: np.ndarray, lumen_triangles: np.n
     z = (vertices - origin) @ rot[:, 2]
     gap = np.minimum(z - z_range[0], z_range[1] - z)
     fade = np.clip(gap / thickness_mm, 0.0, 1.0)
+    # nodes off the cuts may move freely on the level set; those of the cuts stay in their plane
+    interior = np.ones(len(vertices), dtype=bool)
+    for loop in _boundary_loops(faces):
+        interior[loop] = False
+    fade[~interior] = 0.0
     local_n[:, 2] *= fade
     direction = local_n @ rot.T
     direction /= np.maximum(np.linalg.norm(direction, axis=1), 1e-12)[:, None]
@@ -810,7 +815,6 @@ def _offset_nodes(vertices: np.ndarray, faces: np.ndarray, lumen_triangles: np.n
         if np.max(np.abs(d - thickness_mm)) < 1e-3 * thickness_mm:
             break
     outer = vertices + step[:, None] * direction
-    interior = fade > 0  # nodes off the cut planes may move freely on the level set
     for _ in range(50):
         if not np.any(_folded(vertices, outer, faces)):
             break
