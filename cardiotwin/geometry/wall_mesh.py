@@ -6,6 +6,16 @@ a gmsh ``.msh`` file whose facet physical groups name the lumen side (``inner``)
 axial coordinate ``z`` is measured along :attr:`WallDomain.axis` from
 :attr:`WallDomain.axis_origin_mm` (the annulus centre for an aortic root, so ``z = 0`` is the
 annulus plane).
+
+Builders: :func:`tube_wall_domain` (a straight circular or elliptic tube, for verification and
+benchmarks; ``-L/2 ≤ z ≤ L/2``) and :func:`wall_domain_from_surface` (the aortic root around the
+annulus, ``-below_mm ≤ z ≤ above_mm``, from the twin's lumen surface). gmsh runs in a child
+process with a time bound (:func:`cardiotwin.geometry.volume_mesh.run_gmsh_in_child`).
+
+For the solid solver: coordinates in mm (LPS); the facet groups are whole, not split by
+patch; the winding of the boundary triangles is not a contract (take outward normals from the
+volume cells, e.g. ``ufl.FacetNormal``); the ``calcium`` group is absent when no cell is
+calcium; dolfinx reads the file with ``dolfinx.io.gmsh.read_from_msh(path, comm, 0, gdim=3)``.
 """
 
 from __future__ import annotations
@@ -743,6 +753,19 @@ def _closed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
     return float(np.einsum("ij,ij->i", p[:, 0], np.cross(p[:, 1], p[:, 2])).sum() / 6.0)
 
 
+def _consistent_winding(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """``faces`` with one winding across the remeshed patches (trimesh's fix when needed)."""
+    import trimesh
+
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    if not mesh.is_winding_consistent:
+        trimesh.repair.fix_winding(mesh)
+        if not mesh.is_winding_consistent:
+            raise GeometryError("the remeshed lumen surface near the annulus cannot be given a "
+                                "consistent orientation; check the surface or change size_mm")
+    return np.asarray(mesh.faces, dtype=np.int64)
+
+
 def _oriented_tube(vertices: np.ndarray, faces: np.ndarray, origin: np.ndarray,
                    rot: np.ndarray) -> np.ndarray:
     """``faces`` wound so that the normals point away from the axis on the whole."""
@@ -915,6 +938,7 @@ def _surface_wall_with_gmsh(spec: dict[str, Any], out_path: Path,
         on_step("mesh_2d")
         inner_v, inner_f = _remesh_lumen(gmsh, spec["inner_vertices"], spec["inner_faces"],
                                          spec["size"])
+        inner_f = _consistent_winding(inner_v, inner_f)
         inner_f = _oriented_tube(inner_v, inner_f, origin, rot)
         on_step("offset")
         outer_v = _offset_nodes(inner_v, inner_f, spec["lumen_triangles"], origin, rot, z_range, t)
