@@ -118,7 +118,8 @@ _GMSH_LOCK = threading.Lock()
 
 
 @contextmanager
-def _gmsh_session(n_threads: int) -> Iterator[object]:
+def _gmsh_session(n_threads: int, *, kind: str = "fluid") -> Iterator[object]:
+    """An initialised gmsh with a fresh model named after ``kind``, removed on exit."""
     import gmsh
 
     with _GMSH_LOCK:
@@ -132,7 +133,7 @@ def _gmsh_session(n_threads: int) -> Iterator[object]:
         gmsh.option.setNumber("General.Terminal", 0)
         gmsh.option.setNumber("General.Verbosity", 2)
         gmsh.option.setNumber("General.NumThreads", int(n_threads))
-        name = f"cardiotwin_fluid_{os.getpid()}_{time.monotonic_ns()}"
+        name = f"cardiotwin_{kind}_{os.getpid()}_{time.monotonic_ns()}"
         gmsh.model.add(name)
         try:
             yield gmsh
@@ -222,21 +223,25 @@ def _check_caps(surface: FluidSurface, min_area_mm2: float) -> None:
 
 
 def _worker_main(job_path: str, result_path: str) -> int:
-    """Entry point of the meshing child process (see :func:`_mesh_in_child`).
+    """Entry point of the meshing child process (see :func:`run_gmsh_in_child`).
 
-    Reads ``(surface, out_path, provenance, options)`` from the pickle ``job_path``, prints
-    ``step <name>`` on stdout before each gmsh step and pickles ``("ok", FluidDomain)`` or
-    ``("error", exception)`` to ``result_path``.
+    Reads ``(target, args)`` from the pickle ``job_path``, calls ``target(*args, on_step)`` where
+    ``target`` is ``"package.module:function"`` and ``on_step(name)`` prints ``step <name>`` on
+    stdout before each gmsh step, and pickles ``("ok", result)`` or ``("error", exception)`` to
+    ``result_path``.
     """
+    import importlib
     import pickle
 
-    surface, out_path, prov, options = pickle.loads(Path(job_path).read_bytes())
+    target, args = pickle.loads(Path(job_path).read_bytes())
+    module_name, func_name = target.split(":")
+    func = getattr(importlib.import_module(module_name), func_name)
 
     def on_step(step: str) -> None:
         print(f"step {step}", flush=True)
 
     try:
-        result: tuple[str, Any] = ("ok", _mesh_with_gmsh(surface, out_path, prov, options, on_step))
+        result: tuple[str, Any] = ("ok", func(*args, on_step))
     except Exception as exc:  # every failure goes back to the parent
         result = ("error", exc)
     try:
@@ -247,13 +252,35 @@ def _worker_main(job_path: str, result_path: str) -> int:
     return 0
 
 
-def _mesh_in_child(surface: FluidSurface, out_path: Path, prov: Provenance,
-                   options: dict[str, Any], timeout_s: float) -> FluidDomain:
-    """Run :func:`_mesh_with_gmsh` in a child Python process, killed after ``timeout_s``.
+def run_gmsh_in_child(target: str, args: tuple[Any, ...], *, timeout_s: float,
+                      advice: dict[str, str], bound_hint: str,
+                      partial_path: Path | None = None) -> Any:
+    """Run a gmsh meshing function in a child Python process, killed after ``timeout_s``.
 
     A plain subprocess (not :mod:`multiprocessing`), so the caller's main script is never
     re-imported in the child; the job and result travel as pickles in a private temporary
-    folder, the steps as lines on the child's stdout.
+    folder, the steps as lines on the child's stdout. gmsh cannot be interrupted from another
+    thread, so a process is the only reliable time bound.
+
+    Parameters
+    ----------
+    target : ``"package.module:function"``, called as ``function(*args, on_step)``; it calls
+        ``on_step(name)`` before each gmsh step and returns a picklable result.
+    args : picklable positional arguments.
+    timeout_s : time bound (s) of the whole run.
+    advice : step name → what to try when that step runs out of time or dies.
+    bound_hint : how the user raises the bound, e.g. ``"mesh_fluid_domain(timeout_s=...)"``.
+    partial_path : a file the target may leave half-written; removed in every case.
+
+    Returns
+    -------
+    The target's result.
+
+    Raises
+    ------
+    GeometryError
+        The bound was reached (the message names the step), or the child died; whatever the
+        target raised is re-raised.
     """
     import pickle
     import queue
@@ -263,7 +290,7 @@ def _mesh_in_child(surface: FluidSurface, out_path: Path, prov: Provenance,
 
     with tempfile.TemporaryDirectory(prefix="cardiotwin-gmsh-") as tmp:
         job, res, err = Path(tmp) / "job.pkl", Path(tmp) / "result.pkl", Path(tmp) / "stderr.txt"
-        job.write_bytes(pickle.dumps((surface, out_path, prov, options)))
+        job.write_bytes(pickle.dumps((target, args)))
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[2])  # the folder holding this cardiotwin
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
@@ -294,8 +321,7 @@ def _mesh_in_child(surface: FluidSurface, out_path: Path, prov: Provenance,
                     raise GeometryError(
                         f"meshing did not finish within {timeout_s:g} s: stopped in gmsh step "
                         f"'{step}' after {time.monotonic() - step_t0:.0f} s in it. "
-                        f"{_STEP_ADVICE.get(step, '')}. The bound is "
-                        "mesh_fluid_domain(timeout_s=...) (`twin build --mesh-timeout S`).") from None
+                        f"{advice.get(step, '')}. The bound is {bound_hint}.") from None
                 if line is None:
                     break
                 if line.startswith("step "):
@@ -306,7 +332,7 @@ def _mesh_in_child(surface: FluidSurface, out_path: Path, prov: Provenance,
                 tail = err.read_text(errors="replace")[-2000:]
                 raise GeometryError(
                     f"the meshing process died in gmsh step '{step}' (exit code "
-                    f"{proc.returncode}); {_STEP_ADVICE.get(step, '')}. Its last output: {tail}")
+                    f"{proc.returncode}); {advice.get(step, '')}. Its last output: {tail}")
             kind, payload = pickle.loads(res.read_bytes())
         finally:
             if proc.poll() is None:
@@ -315,10 +341,23 @@ def _mesh_in_child(surface: FluidSurface, out_path: Path, prov: Provenance,
             reader.join(5.0)
             if proc.stdout is not None:
                 proc.stdout.close()
-            out_path.with_name(out_path.name + ".part.msh").unlink(missing_ok=True)
+            if partial_path is not None:
+                partial_path.unlink(missing_ok=True)
     if kind == "error":
         raise payload
-    domain: FluidDomain = payload
+    logger.debug("%s ran in a child process (%.1f s)", target, time.monotonic() - t0)
+    return payload
+
+
+def _mesh_in_child(surface: FluidSurface, out_path: Path, prov: Provenance,
+                   options: dict[str, Any], timeout_s: float) -> FluidDomain:
+    """:func:`_mesh_with_gmsh` in a child process (:func:`run_gmsh_in_child`)."""
+    t0 = time.monotonic()
+    domain: FluidDomain = run_gmsh_in_child(
+        "cardiotwin.geometry.volume_mesh:_mesh_with_gmsh", (surface, out_path, prov, options),
+        timeout_s=timeout_s, advice=_STEP_ADVICE,
+        bound_hint="mesh_fluid_domain(timeout_s=...) (`twin build --mesh-timeout S`)",
+        partial_path=out_path.with_name(out_path.name + ".part.msh"))
     logger.info("fluid mesh %s: %d tets, %d vertices in a child process (%.1f s)",
                 out_path.name, domain.n_cells, domain.n_vertices, time.monotonic() - t0)
     return domain
