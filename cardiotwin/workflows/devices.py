@@ -289,12 +289,11 @@ def simulate_on_twin(pseudonym: str, *, store: Store, actor: Actor,
     ctx = twin.anatomy.get("device_context") or {}
     calcium = ctx.get("calcium_points_mm") or None
     prog(0.05, "meshing the aortic-root wall")
-    below = max(8.0, placement.depth_mm + 4.0)
     with prov.timed("wall_mesh"):
         kw = {} if wall_thickness_mm is None else {"thickness_mm": wall_thickness_mm}
         wall = wall_mesh.wall_domain_from_surface(
             store.artifact_path(twin.mesh["surface_sha256"]), twin.landmarks,
-            out_path=out / "wall.msh", below_mm=below, size_mm=wall_size_mm,
+            out_path=out / "wall.msh", size_mm=wall_size_mm,
             calcium_points_mm=None if calcium is None else np.asarray(calcium), **kw)
     files["wall_mesh"] = wall.mesh_path
     prog(0.15, f"expanding the frame in the wall ({model})")
