@@ -19,7 +19,7 @@ MODULE_ALL = [
     "twin_fluid_domain", "write_phantom",
 ]
 # use cases added after the split
-ADDED = ["PlacedDevice", "place_on_twin"]
+ADDED = ["PlacedDevice", "place_on_twin", "DeviceSimulation", "simulate_on_twin"]
 # public names the module defined outside its __all__, which callers use as workflows.X
 MODULE_EXTRA = ["MeasurementOutput", "measure_anatomy", "serve_observations", "replay_record",
                 "log_observations"]

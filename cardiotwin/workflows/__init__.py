@@ -56,7 +56,12 @@ from cardiotwin.workflows.anatomy import (
     segment_dicom,
     segmenters,
 )
-from cardiotwin.workflows.devices import PlacedDevice, place_on_twin
+from cardiotwin.workflows.devices import (
+    DeviceSimulation,
+    PlacedDevice,
+    place_on_twin,
+    simulate_on_twin,
+)
 from cardiotwin.workflows.dicom import (
     PhantomStudy,
     convert_dicom,
@@ -117,5 +122,5 @@ __all__ = [
     "list_users", "login", "open_store", "open_twin", "rehearse", "scan_dicom", "size_device",
     "twin_fluid_domain", "write_phantom",
     # added after the split
-    "PlacedDevice", "place_on_twin",
+    "PlacedDevice", "place_on_twin", "DeviceSimulation", "simulate_on_twin",
 ]
