@@ -8,6 +8,7 @@ of the twin (kind ``device.placement`` / ``device.simulation``) with its provena
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -291,8 +292,11 @@ def simulate_on_twin(pseudonym: str, *, store: Store, actor: Actor,
     prog(0.05, "meshing the aortic-root wall")
     with prov.timed("wall_mesh"):
         kw = {} if wall_thickness_mm is None else {"thickness_mm": wall_thickness_mm}
+        # the store's artifacts carry no suffix; the surface readers go by it
+        surface_stl = out / "lumen_surface.stl"
+        shutil.copyfile(store.artifact_path(twin.mesh["surface_sha256"]), surface_stl)
         wall = wall_mesh.wall_domain_from_surface(
-            store.artifact_path(twin.mesh["surface_sha256"]), twin.landmarks,
+            surface_stl, twin.landmarks,
             out_path=out / "wall.msh", size_mm=wall_size_mm,
             calcium_points_mm=None if calcium is None else np.asarray(calcium), **kw)
     files["wall_mesh"] = wall.mesh_path
