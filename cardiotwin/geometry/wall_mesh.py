@@ -1002,3 +1002,74 @@ def _node_coordinates(gmsh: Any, node_tags: np.ndarray) -> np.ndarray:
     index = np.full(int(np.max(tags)) + 1, -1, dtype=np.int64)
     index[np.asarray(tags, dtype=np.int64)] = np.arange(len(tags))
     return pts[index[node_tags]]
+
+
+ROOT_CLOSING_MM = 4.0
+"""Radius (mm) of the ball that closes the root's envelope (see :func:`root_wall_surface`)."""
+
+
+def root_wall_surface(labels, landmarks: AorticRootLandmarks, *, radius_mm: float = 40.0,
+                      closing_mm: float = ROOT_CLOSING_MM, voxel_mm: float = 1.0):
+    """The inner surface of the aortic-root wall: the envelope of the LVOT, root and native valve.
+
+    The fluid surface wraps the native leaflets, so its section at the annulus has crevices (the
+    pockets behind the leaflets) that an outward wall of 2 mm cannot follow without folding, and
+    a device crushes the leaflets against the wall anyway. The wall of the mechanics is therefore
+    built on the envelope of blood pool, leaflets and calcium (``lv_blood``, ``aorta``, ``valve``,
+    ``calcium``) within ``radius_mm`` of the annulus centre: on a grid of about ``voxel_mm``
+    (coarsened by whole voxels, a voxel set when any voxel under it is), closed with a ball of
+    ``closing_mm`` (which also rounds the concave corner where the LVOT meets the LV), holes
+    filled, and meshed by :func:`cardiotwin.geometry.surface.mask_surface`.
+
+    Returns
+    -------
+    trimesh.Trimesh
+        Watertight surface, LPS mm.
+
+    Raises
+    ------
+    GeometryError
+        No blood pool near the annulus.
+    """
+    from scipy import ndimage
+
+    from cardiotwin.geometry.surface import mask_surface
+    from cardiotwin.imaging.volume import Volume
+
+    names = [n for n in ("lv_blood", "aorta", "valve", "calcium") if n in labels.names]
+    vol = labels.volume
+    centre = np.asarray(landmarks.annulus_centre_mm, dtype=float)
+    ijk_c = vol.physical_to_index(centre)
+    sp = np.asarray(vol.spacing_mm, dtype=float)
+    f = np.maximum(1, np.round(voxel_mm / sp)).astype(int)            # coarsening per i, j, k
+    half = np.ceil(radius_mm / sp).astype(int)
+    lo = np.maximum(0, np.floor(ijk_c).astype(int) - half)
+    hi = np.minimum(np.asarray(vol.shape[::-1]), np.floor(ijk_c).astype(int) + half + 1)
+    if np.any(hi - lo < 2 * f):
+        raise GeometryError("the annulus centre lies at the edge of the image: no root wall")
+    sub = labels.mask(*names)[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]]
+    nk, nj, ni = (np.asarray(sub.shape) // f[::-1])
+    sub = sub[:nk * f[2], :nj * f[1], :ni * f[0]]
+    coarse = sub.reshape(nk, f[2], nj, f[1], ni, f[0]).any(axis=(1, 3, 5))
+    c_sp = sp * f
+    origin = vol.index_to_physical(lo + (f - 1) / 2.0)
+    grid = Volume(np.zeros(coarse.shape, np.int8), tuple(c_sp), tuple(origin), vol.direction)
+    ijk = np.stack(np.meshgrid(*(np.arange(n) for n in coarse.shape[::-1]), indexing="ij"),
+                   axis=-1).transpose(2, 1, 0, 3)
+    near = np.linalg.norm(grid.index_to_physical(ijk) - centre, axis=-1) <= radius_mm
+    r = np.ceil(closing_mm / c_sp).astype(int)
+    zz, yy, xx = np.ogrid[-r[2]:r[2] + 1, -r[1]:r[1] + 1, -r[0]:r[0] + 1]
+    ball = (zz * c_sp[2]) ** 2 + (yy * c_sp[1]) ** 2 + (xx * c_sp[0]) ** 2 <= closing_mm ** 2
+    pad = int(r.max()) + 1
+    closed = ndimage.binary_closing(np.pad(coarse, pad), structure=ball)[pad:-pad, pad:-pad, pad:-pad]
+    env = ndimage.binary_fill_holes(closed | coarse) & near
+    lab, n = ndimage.label(env)
+    if n == 0:
+        raise GeometryError("no blood pool within "
+                            f"{radius_mm:g} mm of the annulus centre: no root wall can be built")
+    k0 = lab[tuple(np.clip(np.round(grid.physical_to_index(centre)[::-1]).astype(int), 0,
+                           np.asarray(env.shape) - 1))]
+    if k0 == 0:
+        sizes = ndimage.sum(env, lab, range(1, n + 1))
+        k0 = int(np.argmax(sizes)) + 1
+    return mask_surface(lab == k0, grid, smoothing_iterations=30)
