@@ -27,64 +27,98 @@ import numpy as np
 from mpi4py import MPI
 
 from cardiotwin.errors import InputError
-from cardiotwin.geometry.wall_mesh import WALL_CELLS, WALL_FACETS
+from cardiotwin.geometry.wall_mesh import WALL_CELLS, WALL_FACETS, WallDomain
 from cardiotwin.physics.mesh import gmsh_model
 from cardiotwin.physics.solid import ElasticWall, Material, SolidMesh, mesh_from_gmsh_model
 
 __all__ = ["LameResult", "ShrinkFitResult", "convergence_order", "lame_case", "lame_reference",
-           "neo_hookean_vs_linear", "shrink_fit_case", "shrink_fit_pressure", "tube_mesh"]
+           "neo_hookean_vs_linear", "shrink_fit_case", "shrink_fit_pressure", "tube_mesh",
+           "write_tube_wall"]
+
+
+def _tube_model(gmsh, a: float, b: float, length: float, h: float, ellipticity: float,
+                calcium_sectors: tuple[int, ...]) -> None:
+    """Build and mesh the tube in the current gmsh model (units of the arguments)."""
+    if not (0 < a < b and length > 0 and h > 0):
+        raise InputError("a tube needs 0 < inner_radius < outer_radius, length > 0, size > 0")
+    if any(k not in range(4) for k in calcium_sectors):
+        raise InputError(f"calcium_sectors are quarter indices 0..3; got {calcium_sectors}")
+    gmsh.option.setNumber("General.NumThreads", 1)
+    occ = gmsh.model.occ
+    # four quarter sectors, fragmented: mesh vertices lie on the planes x = 0 and y = 0 (needed
+    # by the 'sliding' end condition); sector k spans the angles k·90°…(k+1)·90°
+    sectors = []
+    for k in range(4):
+        o = occ.addCylinder(0, 0, 0, 0, 0, length, b, angle=math.pi / 2)
+        i = occ.addCylinder(0, 0, 0, 0, 0, length, a, angle=math.pi / 2)
+        q, _ = occ.cut([(3, o)], [(3, i)])
+        occ.rotate(q, 0, 0, 0, 0, 0, 1, k * math.pi / 2)
+        sectors.append(q[0][1])
+    _, parts = occ.fragment([(3, sectors[0])], [(3, t) for t in sectors[1:]])
+    sectors = [p[0][1] for p in parts]
+    if ellipticity:
+        occ.dilate([(3, t) for t in sectors], 0, 0, 0, 1 + ellipticity, 1 / (1 + ellipticity), 1)
+    occ.synchronize()
+    vols = [(3, t) for t in sectors]
+    groups: dict[str, list[int]] = {k: [] for k in WALL_FACETS}
+    rm = 0.5 * (a + b)
+    for _, s in gmsh.model.getBoundary(vols, oriented=False):
+        x0, y0, z0, x1, y1, z1 = gmsh.model.getBoundingBox(2, s)
+        if z1 - z0 < 1e-2 * length:
+            groups["proximal" if z0 < 0.5 * length else "distal"].append(s)
+        else:
+            inner_side = max(abs(x0), abs(x1), abs(y0), abs(y1)) < rm * (1 + abs(ellipticity))
+            groups["inner" if inner_side else "outer"].append(s)
+    for name, tag in WALL_FACETS.items():
+        gmsh.model.addPhysicalGroup(2, groups[name], tag=tag, name=name)
+    tissue = [sectors[k] for k in range(4) if k not in calcium_sectors]
+    gmsh.model.addPhysicalGroup(3, tissue, tag=WALL_CELLS["tissue"], name="tissue")
+    if calcium_sectors:
+        gmsh.model.addPhysicalGroup(3, [sectors[k] for k in calcium_sectors],
+                                    tag=WALL_CELLS["calcium"], name="calcium")
+    gmsh.option.setNumber("Mesh.MeshSizeMax", h)
+    gmsh.option.setNumber("Mesh.MeshSizeMin", 0.5 * h)
+    gmsh.option.setNumber("Mesh.MeshSizeFromCurvature", 0)
+    gmsh.option.setNumber("Mesh.Algorithm3D", 10)
+    gmsh.model.mesh.generate(3)
 
 
 def tube_mesh(inner_radius_m: float, outer_radius_m: float, length_m: float, *, h_m: float,
-              ellipticity: float = 0.0, comm: MPI.Comm = MPI.COMM_WORLD) -> SolidMesh:
-    """A straight tube along +z from z = 0 (``proximal``) to z = length (``distal``), in metres.
+              ellipticity: float = 0.0, calcium_sectors: tuple[int, ...] = (),
+              comm: MPI.Comm = MPI.COMM_WORLD) -> SolidMesh:
+    """A straight tube along +z from z = 0 (``proximal``) to z = length (``distal``), in metres,
+    built in memory.
 
-    Facet groups ``inner``/``outer``/``proximal``/``distal`` and the cell group ``tissue`` as in
-    :data:`~cardiotwin.geometry.wall_mesh.WALL_FACETS` / ``WALL_CELLS``. ``ellipticity`` e > 0
-    stretches x by ``1 + e`` and y by ``1/(1 + e)`` (an oval lumen of about the same area). The
-    axis origin is (0, 0, 0), the axis +z.
+    Facet groups ``inner``/``outer``/``proximal``/``distal`` and cell groups as in
+    :data:`~cardiotwin.geometry.wall_mesh.WALL_FACETS` / ``WALL_CELLS``: the quarter sectors
+    listed in ``calcium_sectors`` (k spans the angles k·90°…(k+1)·90°) are ``calcium``, the
+    rest ``tissue``. ``ellipticity`` e > 0 stretches x by ``1 + e`` and y by ``1/(1 + e)`` (an
+    oval lumen of about the same area). Axis origin (0, 0, 0), axis +z.
     """
-    if not (0 < inner_radius_m < outer_radius_m and length_m > 0 and h_m > 0):
-        raise InputError("tube_mesh needs 0 < inner_radius < outer_radius, length > 0, h > 0")
     with gmsh_model("cardiotwin-tube", comm) as gmsh:
         if comm.rank == 0:
-            gmsh.option.setNumber("General.NumThreads", 1)
-            occ = gmsh.model.occ
-            # four quarter sectors, fragmented: mesh vertices lie on the planes x = 0 and y = 0
-            # (needed by the 'sliding' end condition)
-            sectors = []
-            for k in range(4):
-                o = occ.addCylinder(0, 0, 0, 0, 0, length_m, outer_radius_m, angle=math.pi / 2)
-                i = occ.addCylinder(0, 0, 0, 0, 0, length_m, inner_radius_m, angle=math.pi / 2)
-                q, _ = occ.cut([(3, o)], [(3, i)])
-                occ.rotate(q, 0, 0, 0, 0, 0, 1, k * math.pi / 2)
-                sectors += q
-            vols, _ = occ.fragment(sectors[:1], sectors[1:])
-            if ellipticity:
-                occ.dilate(vols, 0, 0, 0, 1 + ellipticity, 1 / (1 + ellipticity), 1)
-            occ.synchronize()
-            groups: dict[str, list[int]] = {k: [] for k in WALL_FACETS}
-            rm = 0.5 * (inner_radius_m + outer_radius_m)
-            for _, s in gmsh.model.getBoundary(vols, oriented=False):
-                x0, y0, z0, x1, y1, z1 = gmsh.model.getBoundingBox(2, s)
-                if z1 - z0 < 1e-2 * length_m:
-                    groups["proximal" if z0 < 0.5 * length_m else "distal"].append(s)
-                else:
-                    inner_side = max(abs(x0), abs(x1), abs(y0), abs(y1)) < rm * (1 + abs(ellipticity))
-                    groups["inner" if inner_side else "outer"].append(s)
-            for name, tag in WALL_FACETS.items():
-                gmsh.model.addPhysicalGroup(2, groups[name], tag=tag, name=name)
-            gmsh.model.addPhysicalGroup(3, [t for _, t in vols], tag=WALL_CELLS["tissue"],
-                                        name="tissue")
-            gmsh.option.setNumber("Mesh.MeshSizeMax", h_m)
-            gmsh.option.setNumber("Mesh.MeshSizeMin", 0.5 * h_m)
-            gmsh.option.setNumber("Mesh.MeshSizeFromCurvature", 0)
-            gmsh.option.setNumber("Mesh.Algorithm3D", 10)
-            gmsh.model.mesh.generate(3)
+            _tube_model(gmsh, inner_radius_m, outer_radius_m, length_m, h_m, ellipticity,
+                        tuple(calcium_sectors))
         return mesh_from_gmsh_model(gmsh, comm, scale=1.0, facet_names=WALL_FACETS,
-                                    cell_names={"tissue": WALL_CELLS["tissue"]},
-                                    axis_origin_m=(0.0, 0.0, 0.0), axis=(0.0, 0.0, 1.0),
-                                    source="tube_mesh")
+                                    cell_names=WALL_CELLS, axis_origin_m=(0.0, 0.0, 0.0),
+                                    axis=(0.0, 0.0, 1.0), source="tube_mesh")
+
+
+def write_tube_wall(out_path, inner_radius_mm: float, outer_radius_mm: float, length_mm: float,
+                    *, size_mm: float, calcium_sectors: tuple[int, ...] = ()) -> WallDomain:
+    """The same tube written as a :class:`~cardiotwin.geometry.wall_mesh.WallDomain` ``.msh``
+    (4.1, mm) — for tests of :func:`~cardiotwin.physics.solid.load_wall` without the geometry
+    package's builders."""
+    with gmsh_model("cardiotwin-tube-file", MPI.COMM_SELF) as gmsh:
+        _tube_model(gmsh, inner_radius_mm, outer_radius_mm, length_mm, size_mm, 0.0,
+                    tuple(calcium_sectors))
+        gmsh.option.setNumber("Mesh.MshFileVersion", 4.1)
+        gmsh.write(str(out_path))
+        n_cells = int(sum(len(e) for e in gmsh.model.mesh.getElements(3)[1]))
+        n_nodes = len(gmsh.model.mesh.getNodes()[0])
+    return WallDomain(mesh_path=str(out_path), axis_origin_mm=(0.0, 0.0, 0.0),
+                      axis=(0.0, 0.0, 1.0), thickness_mm=outer_radius_mm - inner_radius_mm,
+                      n_cells=n_cells, n_nodes=n_nodes, has_calcium=bool(calcium_sectors))
 
 
 # -- Lamé --------------------------------------------------------------------------------------
@@ -125,7 +159,8 @@ class LameResult:
 
 def lame_case(h_m: float, *, degree: int = 2, a: float = 0.012, b: float = 0.015,
               length: float = 0.006, p: float = 16e3, E: float = 2e6, nu: float = 0.45,
-              model: str = "linear", comm: MPI.Comm = MPI.COMM_WORLD) -> LameResult:
+              model: str = "linear", linear_solver: str = "auto",
+              comm: MPI.Comm = MPI.COMM_WORLD) -> LameResult:
     """Thick-walled tube (default: 12/15 mm radii, like an aortic annulus wall, 120 mmHg).
 
     Both ends ``sliding`` (axial displacement zero, rigid in-plane motion pinned): plane strain.
@@ -135,7 +170,8 @@ def lame_case(h_m: float, *, degree: int = 2, a: float = 0.012, b: float = 0.015
 
     solid = tube_mesh(a, b, length, h_m=h_m, comm=comm)
     wall = ElasticWall(solid, {"tissue": Material(E, nu, "tissue")}, model=model, degree=degree,
-                       fixed={"proximal": "sliding", "distal": "sliding"})
+                       fixed={"proximal": "sliding", "distal": "sliding"},
+                       linear_solver=linear_solver)
     wall.add_pressure("inner", p)
     wall.solve(what="Lamé")
     x = ufl.SpatialCoordinate(solid.mesh)
