@@ -472,7 +472,9 @@ class ElasticWall:
             F = F + r
         opts: dict[str, Any] = {"snes_type": "newtonls", "snes_linesearch_type": self.line_search,
                                 "snes_max_it": max_iterations, "snes_rtol": rtol,
-                                "snes_atol": atol, "snes_stol": 0.0}
+                                "snes_atol": atol, "snes_stol": 0.0,
+                                # full semismooth steps may raise the residual on the way
+                                "snes_divergence_tolerance": 1e30}
         if self.linear_solver == "mumps":
             opts.update({"ksp_type": "preonly", "pc_type": "lu",
                          "pc_factor_mat_solver_type": "mumps", "mat_mumps_icntl_14": 100})
@@ -489,12 +491,15 @@ class ElasticWall:
         return problem
 
     def solve(self, *, max_iterations: int = 30, rtol: float = 1e-9, atol: float = 1e-10,
-              what: str = "wall") -> SolveReport:
+              what: str = "wall", line_search: str | None = None) -> SolveReport:
         """Newton solve from the current ``self.u``; raises :class:`SolverError` on failure.
 
-        ``atol`` is on the residual norm in N (nodal forces)."""
+        ``atol`` is on the residual norm in N (nodal forces); the tolerances apply to the first
+        call (the solver is built then). ``line_search`` overrides the line search for this call.
+        """
         problem = self._problem or self._build(max_iterations=max_iterations, rtol=rtol, atol=atol)
         snes = problem.solver
+        snes.getLineSearch().setType(line_search or self.line_search)
         snes.setConvergenceHistory()
         t0 = time.perf_counter()
         backup = self.u.x.array.copy()
