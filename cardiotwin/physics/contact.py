@@ -494,19 +494,22 @@ def solve_frame_expansion(solid: SolidMesh, frame: ExpandingFrame,
         Q = wall_at(c)
         return 2 * fc.K * c + Q, Q
 
-    # bracket on c0: R0 < 0 at the lumen (no contact), R0 >= 0 at the nominal radius
+    # bracket on c0 (circular frame): R0 < 0 at the lumen (no contact), R0 >= 0 at nominal
     lo, hi = fc.rho_min - fc.R, 0.0
+
+    def fd_jacobian(c, Q, h):
+        """2K + dQ/dc by forward differences (Q is piecewise linear for the linear model)."""
+        J = np.diag(2 * fc.K)
+        for j in range(m):
+            cj = c.copy()
+            cj[j] += -h if j == 0 else h
+            _, Qj = residual(cj)
+            J[:, j] += (Qj - Q) / (cj[j] - c[j])
+        return J
+
     c = np.zeros(m)
     R, Q = residual(c)
-    scale = max(abs(Q[0]), fc.K[0] * 1e-6)
-    dc = 0.02 * overlap
-    # finite-difference Jacobian of Q (Q is piecewise linear for the linear model)
-    J = np.diag(2 * fc.K)
-    for j in range(m):
-        cj = c.copy()
-        cj[j] += -dc if j == 0 else dc
-        _, Qj = residual(cj)
-        J[:, j] += (Qj - Q) / (cj[j] - c[j])
+    J = fd_jacobian(c, Q, 0.02 * overlap)
     converged = False
     it = 0
     for it in range(1, max_iterations + 1):
@@ -519,21 +522,37 @@ def solve_frame_expansion(solid: SolidMesh, frame: ExpandingFrame,
             step = -np.linalg.solve(J, R)
         except np.linalg.LinAlgError:
             step = -R / np.diag(J)
-        c_new = c + step
-        if R[0] > 0:
-            hi = min(hi, c[0])
+        if m == 1:
+            if R[0] > 0:
+                hi = min(hi, c[0])
+            else:
+                lo = max(lo, c[0])
+            c_new = c + step
+            if not (lo < c_new[0] < hi):
+                c_new[0] = 0.5 * (lo + hi)
+            R_new, Q_new = residual(c_new)
         else:
-            lo = max(lo, c[0])
-        if not (lo < c_new[0] < hi):
-            c_new[0] = 0.5 * (lo + hi)
-        if m == 3:
-            lim = 0.5 * (fc.R + c_new[0])
-            c_new[1:] = np.clip(c_new[1:], -lim, lim)
-        R_new, Q_new = residual(c_new)
-        s, y = c_new - c, R_new - R
-        if float(s @ s) > 0:
-            J = J + np.outer(y - J @ s, s) / float(s @ s)  # Broyden's (good) update
+            # damped Newton on |R| (the frame equilibrium is the gradient of a convex energy)
+            for _ in range(4):
+                c_new = c + step
+                c_new[0] = min(c_new[0], 0.0)
+                lim = 0.5 * (fc.R + c_new[0])
+                c_new[1:] = np.clip(c_new[1:], -lim, lim)
+                R_new, Q_new = residual(c_new)
+                if np.linalg.norm(R_new) < np.linalg.norm(R):
+                    break
+                step = 0.5 * step
+        s_, y = c_new - c, R_new - R
+        progress = np.linalg.norm(R_new) < 0.5 * np.linalg.norm(R)
         c, R, Q = c_new, R_new, Q_new
+        if progress and float(s_ @ s_) > 0:
+            J = J + np.outer(y - J @ s_, s_) / float(s_ @ s_)  # Broyden's (good) update
+        elif np.linalg.norm(R) > rtol * max(abs(Q[0]), fc.K[0] * 1e-6):
+            # slow progress (the contact set changed): a fresh Jacobian with a step matched to
+            # the last correction
+            h = float(np.clip(np.linalg.norm(s_), 1e-4 * overlap, 0.02 * overlap))
+            J = fd_jacobian(c, Q, h)
+            fc.c.value[:] = fc.full(c)
     else:
         scale = max(abs(Q[0]), fc.K[0] * 1e-6)
         converged = bool(np.linalg.norm(R) <= rtol * scale)

@@ -103,3 +103,27 @@ def test_frame_outside_the_wall_and_bad_frames_are_input_errors(tube):
 def test_timeout_is_a_solver_error(tube):
     with pytest.raises(SolverError, match="timeout"):
         solve_frame_expansion(tube, _frame(12.5), TISSUE, timeout_s=1e-9)
+
+
+def test_neo_hookean_contact_agrees_with_linear_at_small_strain(tube):
+    frame = _frame(12.3)
+    lin = solve_frame_expansion(tube, frame, TISSUE, degree=1)
+    nh = solve_frame_expansion(tube, frame, TISSUE, degree=1, model="neo_hookean")
+    assert nh.converged and nh.max_principal_strain < 0.02
+    assert nh.radial_force_n == pytest.approx(lin.radial_force_n, rel=0.02)
+    assert nh.diameter_mean_mm == pytest.approx(lin.diameter_mean_mm, abs=0.01)
+
+
+def test_calcium_region_from_a_wall_file_is_stiffer(tmp_path):
+    from cardiotwin.physics.solid import load_wall
+    from cardiotwin.physics.solid_verification import write_tube_wall
+
+    dom = write_tube_wall(tmp_path / "calc.msh", 12.0, 14.5, 10.0, size_mm=2.5,
+                          calcium_sectors=(0,))
+    solid = load_wall(dom)
+    plain = solve_frame_expansion(tube_mesh(0.012, 0.0145, 0.010, h_m=2.5e-3), _frame(12.5),
+                                  TISSUE)
+    calc = solve_frame_expansion(solid, _frame(12.5))  # default tissue + calcium materials
+    assert calc.radial_force_n > plain.radial_force_n
+    assert calc.max_principal_stress_kpa > calc.max_tissue_stress_kpa
+    assert calc.diameter_mean_mm < plain.diameter_mean_mm
