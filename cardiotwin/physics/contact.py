@@ -25,9 +25,11 @@ Solution
 For given frame coefficients ``c`` the wall problem is solved by Newton (semismooth: the active
 contact set is found in the same iteration). The coefficients follow from the frame equilibrium
 ``R(c) = 2 K c + Q(c) = 0`` with ``Q = (∫p dA, ∫p cos 2θ dA, ∫p sin 2θ dA)`` the generalised
-contact forces. That outer problem has 1 or 3 unknowns and is solved by Newton with a
-finite-difference Jacobian of ``Q`` updated by Broyden's rule, safeguarded by a bracket on
-``c₀`` (``R₀`` is negative when the frame is at the lumen, positive at its nominal size). A wall
+contact forces. That outer problem has 1 or 3 unknowns and is solved by Newton with the exact Jacobian
+``2K + dQ/dc`` of the current contact set (``dQ/dc = A − bᵀ J⁻¹ b`` from the wall Jacobian J
+whose LU factors the wall solve left: a few back-substitutions, no extra wall solve),
+safeguarded by a bracket on ``c₀`` for a circular frame (``R₀`` is negative when the frame is
+at the lumen, positive at its nominal size) and by step halving on ``|R|`` otherwise. A wall
 solve that fails is retried from the last converged state in smaller steps of the frame radius
 (continuation).
 """
@@ -277,10 +279,44 @@ class _FrameContact:
         gp = ufl.conditional(ufl.gt(self.g, 0), self.g, 0)
         self.wall.add_energy(0.5 * self.kappa_c * gp**2 * self.ds_c)
         p = self.kappa_c * gp
-        self.Q_forms = [fem.form(p * self.ds_c)]
-        if self.oval:
-            self.Q_forms += [fem.form(p * cos2 * self.ds_c), fem.form(p * sin2 * self.ds_c)]
+        phis = [1.0, cos2, sin2] if self.oval else [1.0]
+        q_ufl = [p * phi * self.ds_c for phi in phis]
+        self.Q_forms = [fem.form(q) for q in q_ufl]
+        # sensitivities of Q to the frame coefficients: explicit part ∫κ H φ_i φ_j and the
+        # vectors b_j = ∂Q_j/∂u = ∂F/∂c_j (F: the wall residual)
+        H = ufl.conditional(ufl.gt(self.g, 0), 1.0, 0.0)
+        self.A_forms = [[fem.form(self.kappa_c * H * pi * pj * self.ds_c) for pj in phis]
+                        for pi in phis]
+        self.b_forms = [fem.form(ufl.derivative(q, u, self.wall.v)) for q in q_ufl]
         self.comm = comm
+
+    def sensitivity(self) -> np.ndarray:
+        """dQ/dc (N/m) at the current wall solution, exact for the current contact set:
+        ``A − bᵢᵀ J⁻¹ bⱼ`` with the wall Jacobian J whose factors the last Newton solve left."""
+        from dolfinx import fem
+        from dolfinx.fem import petsc as fpetsc
+        from petsc4py import PETSc
+
+        m = len(self.Q_forms)
+        A = np.array([[self.comm.allreduce(fem.assemble_scalar(f), op=MPI.SUM) for f in row]
+                      for row in self.A_forms])
+        ksp = self.wall._problem.solver.getKSP()
+        bs, dus = [], []
+        for f in self.b_forms:
+            b = fpetsc.assemble_vector(f)
+            b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+            fpetsc.set_bc(b, self.wall.bcs)
+            du = b.duplicate()
+            ksp.solve(b, du)
+            if ksp.getConvergedReason() < 0:
+                raise SolverError("the frame sensitivity solve failed (KSP reason "
+                                  f"{ksp.getConvergedReason()}); try linear_solver='mumps'")
+            bs.append(b)
+            dus.append(du)
+        S = np.array([[A[i, j] - bs[i].dot(dus[j]) for j in range(m)] for i in range(m)])
+        for v in bs + dus:
+            v.destroy()
+        return S
 
     def _gap_ufl(self, x, u, ufl):
         from dolfinx import fem
@@ -497,19 +533,9 @@ def solve_frame_expansion(solid: SolidMesh, frame: ExpandingFrame,
     # bracket on c0 (circular frame): R0 < 0 at the lumen (no contact), R0 >= 0 at nominal
     lo, hi = fc.rho_min - fc.R, 0.0
 
-    def fd_jacobian(c, Q, h):
-        """2K + dQ/dc by forward differences (Q is piecewise linear for the linear model)."""
-        J = np.diag(2 * fc.K)
-        for j in range(m):
-            cj = c.copy()
-            cj[j] += -h if j == 0 else h
-            _, Qj = residual(cj)
-            J[:, j] += (Qj - Q) / (cj[j] - c[j])
-        return J
-
     c = np.zeros(m)
     R, Q = residual(c)
-    J = fd_jacobian(c, Q, 0.02 * overlap)
+    J = np.diag(2 * fc.K) + fc.sensitivity()
     converged = False
     it = 0
     for it in range(1, max_iterations + 1):
@@ -542,17 +568,9 @@ def solve_frame_expansion(solid: SolidMesh, frame: ExpandingFrame,
                 if np.linalg.norm(R_new) < np.linalg.norm(R):
                     break
                 step = 0.5 * step
-        s_, y = c_new - c, R_new - R
-        progress = np.linalg.norm(R_new) < 0.5 * np.linalg.norm(R)
         c, R, Q = c_new, R_new, Q_new
-        if progress and float(s_ @ s_) > 0:
-            J = J + np.outer(y - J @ s_, s_) / float(s_ @ s_)  # Broyden's (good) update
-        elif np.linalg.norm(R) > rtol * max(abs(Q[0]), fc.K[0] * 1e-6):
-            # slow progress (the contact set changed): a fresh Jacobian with a step matched to
-            # the last correction
-            h = float(np.clip(np.linalg.norm(s_), 1e-4 * overlap, 0.02 * overlap))
-            J = fd_jacobian(c, Q, h)
-            fc.c.value[:] = fc.full(c)
+        # Newton on the frame coefficients with the exact Jacobian of the current contact set
+        J = np.diag(2 * fc.K) + fc.sensitivity()
     else:
         scale = max(abs(Q[0]), fc.K[0] * 1e-6)
         converged = bool(np.linalg.norm(R) <= rtol * scale)
