@@ -111,6 +111,13 @@ class ExpandingFrame:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ExpandingFrame:
+        d = dict(d)
+        d["axis_origin_mm"] = tuple(float(v) for v in d["axis_origin_mm"])
+        d["axis"] = tuple(float(v) for v in d["axis"])
+        return cls(**d)
+
 
 @dataclass(frozen=True)
 class FrameContactSolution:
@@ -473,8 +480,8 @@ def solve_frame_expansion(solid: SolidMesh, frame: ExpandingFrame,
     need = fc.R / fc.rho_min - 1
     if need > strain_warning:
         msg = (f"reaching the nominal diameter would stretch the lumen by {100 * need:.0f} % "
-               f"(> {100 * strain_warning:.0f} %): heavy oversizing; the frame will stay well "
-               "below nominal" + ("; prefer model='neo_hookean' at such strains"
+               f"(> {100 * strain_warning:.0f} %): heavy oversizing for this anatomy"
+               + ("; prefer model='neo_hookean' at such strains"
                                   if model == "linear" else ""))
         logger.warning(msg)
         warnings.append(msg)

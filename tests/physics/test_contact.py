@@ -100,6 +100,11 @@ def test_frame_outside_the_wall_and_bad_frames_are_input_errors(tube):
         solve_frame_expansion(tube, _frame(12.5), TISSUE, ends="free")
 
 
+def test_frame_round_trips_through_a_dict():
+    f = _frame(12.5, k2=0.7)
+    assert ExpandingFrame.from_dict(json.loads(json.dumps(f.to_dict()))) == f
+
+
 def test_timeout_is_a_solver_error(tube):
     with pytest.raises(SolverError, match="timeout"):
         solve_frame_expansion(tube, _frame(12.5), TISSUE, timeout_s=1e-9)
