@@ -416,8 +416,8 @@ def solve_frame_expansion(solid: SolidMesh, frame: ExpandingFrame,
                           ends: str = "clamped", linear_solver: str = "auto",
                           rtol: float = 1e-3, max_iterations: int = 25,
                           max_halvings: int = 6, timeout_s: float = 900.0,
-                          strain_warning: float = 0.25, n_angles: int = 72
-                          ) -> FrameContactSolution:
+                          strain_warning: float = 0.25, n_angles: int = 72,
+                          linear_start: bool = True) -> FrameContactSolution:
     """Expand ``frame`` towards its nominal radius inside the wall; frictionless penalty contact.
 
     Parameters
@@ -441,6 +441,8 @@ def solve_frame_expansion(solid: SolidMesh, frame: ExpandingFrame,
     strain_warning : a wall strain (the oversizing strain ``R_nom/ρ_min − 1`` before the solve,
         the maximum principal strain after) above this adds a warning (logged and returned).
     n_angles : samples of the frame radius in the result.
+    linear_start : for ``model="neo_hookean"``, solve the linear model first and start from
+        its equilibrium (same contact set and frame size up to the large-strain correction).
 
     Returns
     -------
@@ -486,9 +488,41 @@ def solve_frame_expansion(solid: SolidMesh, frame: ExpandingFrame,
         logger.warning(msg)
         warnings.append(msg)
 
+    if model == "neo_hookean" and linear_start:
+        # the small-strain equilibrium first: it fixes the contact set and the frame size, so
+        # the large-strain Newton starts next to its solution (3-4x fewer iterations)
+        lin = _FrameContact(solid, frame, materials, model="linear", degree=degree,
+                            penalty=penalty, ends=ends, linear_solver=linear_solver)
+        c_lin, *_, stats_lin = _equilibrate(lin, None, None, rtol=rtol,
+                                            max_iterations=max_iterations,
+                                            max_halvings=max_halvings, t0=t0,
+                                            timeout_s=timeout_s, model="linear")
+        u_lin = lin.wall.u.x.array.copy()
+        del lin
+        c, R, Q, it, stats = _equilibrate(fc, c_lin, u_lin, rtol=rtol,
+                                          max_iterations=max_iterations,
+                                          max_halvings=max_halvings, t0=t0, timeout_s=timeout_s,
+                                          model=model)
+        stats = {k: stats[k] + stats_lin[k] for k in stats}
+    else:
+        c, R, Q, it, stats = _equilibrate(fc, None, None, rtol=rtol,
+                                          max_iterations=max_iterations,
+                                          max_halvings=max_halvings, t0=t0, timeout_s=timeout_s,
+                                          model=model)
+    return _solution(fc, frame, c, R, Q, model=model, degree=degree, t0=t0, it=it, stats=stats,
+                     n_angles=n_angles, warnings=warnings, strain_warning=strain_warning)
+
+
+def _equilibrate(fc: _FrameContact, c_init, u_init, *, rtol, max_iterations, max_halvings, t0,
+                 timeout_s, model):
+    """Frame equilibrium ``2Kc + Q(c) = 0`` (see the module notes); from ``c_init``/``u_init``
+    when given (a converged state of a simpler model), else from the frame at nominal size."""
     m = len(fc.K)
     stats = {"newton": 0, "solves": 0}
     state = {"c": np.array([fc.rho_min - fc.R, 0.0, 0.0][:m]), "u": fc.wall.u.x.array.copy()}
+    if c_init is not None:
+        fc.wall.u.x.array[:] = u_init
+        state = {"c": np.asarray(c_init, float).copy(), "u": np.asarray(u_init).copy()}
     atol_wall = 1e-10 * fc.wall.E_max * fc.R**2
 
     def check_time(what: str) -> None:
@@ -540,7 +574,7 @@ def solve_frame_expansion(solid: SolidMesh, frame: ExpandingFrame,
     # bracket on c0 (circular frame): R0 < 0 at the lumen (no contact), R0 >= 0 at nominal
     lo, hi = fc.rho_min - fc.R, 0.0
 
-    c = np.zeros(m)
+    c = np.zeros(m) if c_init is None else np.asarray(c_init, float).copy()
     R, Q = residual(c)
     J = np.diag(2 * fc.K) + fc.sensitivity()
     converged = False
@@ -586,8 +620,7 @@ def solve_frame_expansion(solid: SolidMesh, frame: ExpandingFrame,
             f"frame equilibrium did not converge in {max_iterations} iterations (force residual "
             f"{np.linalg.norm(R):.3g} N against radial force {Q[0]:.3g} N); try a smaller penalty, "
             "model='linear', ovalisation_stiffness_n_per_mm=None or a larger max_iterations")
-    return _solution(fc, frame, c, R, Q, model=model, degree=degree, t0=t0, it=it, stats=stats,
-                     n_angles=n_angles, warnings=warnings, strain_warning=strain_warning)
+    return c, R, Q, it, stats
 
 
 def _percentile(values: np.ndarray, q: float, comm) -> float:
