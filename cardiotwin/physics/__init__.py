@@ -33,4 +33,14 @@ metrics
     gradients, wall shear stress and flow split of a steady result.
 verification
     benchmark meshes, manufactured solutions and reference values.
+solid
+    vessel-wall elasticity: :class:`~.solid.SolidMesh` (:func:`~.solid.load_wall` reads a
+    WallDomain, mm → m), :class:`~.solid.Material`, :class:`~.solid.ElasticWall` (linear or
+    neo-Hookean, P1/P2, MUMPS or GAMG).
+contact
+    :func:`~.contact.solve_frame_expansion`: a device frame (:class:`~.contact.ExpandingFrame`)
+    expanding against the wall with frictionless penalty contact →
+    :class:`~.contact.FrameContactSolution`.
+solid_verification
+    Lamé cylinder, shrink fit and neo-Hookean references for the wall mechanics.
 """
