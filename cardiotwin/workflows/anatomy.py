@@ -196,6 +196,7 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
             optimize_netgen=settings.optimize_netgen)
         volume_mesh.write_vtu(domain, wd / "fluid_mesh.vtu")
         fsurf.mesh.export(wd / "lumen_surface.stl")
+        root_sha = _root_wall_surface(seg.labels, lms, wd, store)
     mesh_sha = store.put_artifact(domain.mesh_path, kind="mesh")
     surf_sha = store.put_artifact(wd / "lumen_surface.stl", kind="surface")
     sizing = size_family(lms, DEFAULT_FAMILY,
@@ -218,6 +219,7 @@ def build_twin(dicom_dir: str | Path, *, store: Store, actor: Actor,
             "device_context": device_context(seg.labels, lms),
         },
         mesh={**domain.to_dict(), "artifact_sha256": mesh_sha, "surface_sha256": surf_sha,
+              **({"root_surface_sha256": root_sha} if root_sha else {}),
               "work_dir": str(wd)},
         physiology=physiology,
         provenance=prov.to_dict(),
@@ -417,3 +419,19 @@ def device_context(labels, landmarks, *, radius_mm: float = 25.0,
             rh = [round(float(v), 2) for v in vol.index_to_physical(kji[:, ::-1]).mean(axis=0)]
     return {"calcium_points_mm": points, "calcium_voxel_mm3": vol.voxel_volume_mm3,
             "right_heart_centroid_mm": rh}
+
+
+def _root_wall_surface(labels, landmarks, wd: Path, store: Store) -> str | None:
+    """The root's wall surface for the device mechanics, stored as an artifact (its SHA-256);
+    None, with a warning, when it cannot be built (the twin is still usable for flow)."""
+    from cardiotwin.errors import GeometryError
+    from cardiotwin.geometry.wall_mesh import root_wall_surface
+
+    try:
+        surf = root_wall_surface(labels, landmarks)
+    except GeometryError as exc:
+        log.warning("no root wall surface for the device mechanics: %s", exc)
+        return None
+    path = wd / "root_wall_surface.stl"
+    surf.export(path)
+    return store.put_artifact(path, kind="surface")

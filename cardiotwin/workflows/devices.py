@@ -253,6 +253,8 @@ def simulate_on_twin(pseudonym: str, *, store: Store, actor: Actor,
     SolverError
         The contact solve does not converge or exceeds ``timeout_s``.
     """
+    import trimesh
+
     from cardiotwin.devices.mechanics import assess_complications, run_mechanics
     from cardiotwin.geometry import wall_mesh
     from cardiotwin.workflows.rehearsal import rehearse
@@ -292,9 +294,11 @@ def simulate_on_twin(pseudonym: str, *, store: Store, actor: Actor,
     prog(0.05, "meshing the aortic-root wall")
     with prov.timed("wall_mesh"):
         kw = {} if wall_thickness_mm is None else {"thickness_mm": wall_thickness_mm}
-        # the store's artifacts carry no suffix; the surface readers go by it
-        surface_stl = out / "lumen_surface.stl"
-        shutil.copyfile(store.artifact_path(twin.mesh["surface_sha256"]), surface_stl)
+        # the root's wall surface (envelope of LVOT, root and native valve) when the twin has
+        # it, else the lumen; the store's artifacts carry no suffix, the readers go by it
+        sha = twin.mesh.get("root_surface_sha256") or twin.mesh["surface_sha256"]
+        surface_stl = out / "root_wall_surface.stl"
+        shutil.copyfile(store.artifact_path(sha), surface_stl)
         wall = wall_mesh.wall_domain_from_surface(
             surface_stl, twin.landmarks,
             out_path=out / "wall.msh", size_mm=wall_size_mm,
@@ -306,7 +310,7 @@ def simulate_on_twin(pseudonym: str, *, store: Store, actor: Actor,
     files.update(_contact_map(mech, placement, out))
     prog(0.4, "complications")
     comp = assess_complications(
-        mech, placement, twin.landmarks, lumen=lumen,
+        mech, placement, twin.landmarks, lumen=trimesh.load(surface_stl, force="mesh"),
         heart_rate_bpm=twin.physiology.heart_rate_bpm,
         diastolic_bp_mmhg=twin.physiology.diastolic_bp_mmhg,
         right_heart_centroid_mm=ctx.get("right_heart_centroid_mm"),
