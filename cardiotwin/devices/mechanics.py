@@ -150,7 +150,7 @@ class DeviceMechanics:
             for k in ("points_mm", "pressure_kpa", "area_mm2"):
                 sol.pop(k, None)
         d["solution"] = sol
-        return d
+        return json_ready(d)
 
     def rows(self) -> list[tuple[str, str]]:
         """(quantity, value) rows for tables."""
@@ -229,11 +229,28 @@ class DeviceComplications:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"paravalvular_leak": self.paravalvular_leak.to_dict() if self.paravalvular_leak
-                else None,
-                "conduction": self.conduction.to_dict() if self.conduction else None,
-                "coronary": self.coronary.to_dict() if self.coronary else None,
-                "notes": list(self.notes)}
+        """JSON-ready (NaN, e.g. a depth of the conduction trend the wall does not cover, → None)."""
+        return json_ready({
+            "paravalvular_leak": self.paravalvular_leak.to_dict() if self.paravalvular_leak
+            else None,
+            "conduction": self.conduction.to_dict() if self.conduction else None,
+            "coronary": self.coronary.to_dict() if self.coronary else None,
+            "notes": list(self.notes)})
+
+
+def json_ready(obj: Any) -> Any:
+    """Tuples → lists, numpy scalars/arrays → Python, non-finite floats → None, recursively."""
+    if isinstance(obj, dict):
+        return {str(k): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_ready(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def lumen_contour_mm(lumen, centre_mm, normal) -> np.ndarray | None:
