@@ -223,7 +223,7 @@ def simulate_on_twin(pseudonym: str, *, store: Store, actor: Actor,
                      family: str = DEFAULT_FAMILY, nominal_diameter_mm: float | None = None,
                      depth_mm: float | None = None, tilt_deg: float = 0.0,
                      rotation_deg: float = 0.0, model: str = "linear", flow: bool = True,
-                     wall_thickness_mm: float | None = None, wall_size_mm: float = 1.0,
+                     wall_thickness_mm: float | None = None, wall_size_mm: float = 1.5,
                      timeout_s: float = 900.0, purpose: str = "procedure rehearsal",
                      progress=None) -> DeviceSimulation:
     """Simulate a transcatheter valve on the twin: mechanics, complications and flow.
