@@ -58,7 +58,7 @@ bench: venv
 	$(PY) -m pip install --quiet --no-deps oasisx==1.3.0
 	@# dicom2stl (the iso-surface baseline of the anatomy chain); its deps but one are ours already
 	$(PY) -m pip install --quiet --no-deps dicom2stl==0.5.0 simpleitkutilities==0.3.0
-	$(PY) benchmarks/run.py --dicom-read --pulsatile --anatomy --monitoring
+	$(PY) benchmarks/run.py --dicom-read --pulsatile --anatomy --monitoring --mechanics
 
 bench-monitoring: venv
 	bash scripts/install-test-tools.sh $(VENV)

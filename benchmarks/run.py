@@ -56,6 +56,9 @@ def main() -> None:
     ap.add_argument("--monitoring", action="store_true",
                     help="also run benchmarks/monitoring.py (update latency; 1,000 patients at "
                          "1 Hz for 60 s through mosquitto; about 4 minutes)")
+    ap.add_argument("--mechanics", action="store_true",
+                    help="also run benchmarks/mechanics.py (device-wall contact on the demo twin at "
+                         "three wall mesh sizes; about 10 minutes)")
     ap.add_argument("--only-monitoring", action="store_true",
                     help="run benchmarks/monitoring.py alone (skip the pipeline stages)")
     args = ap.parse_args()
@@ -127,6 +130,13 @@ def main() -> None:
         import dicom_read
 
         dicom_read.main(["--repeat", str(args.repeat), "--out", str(args.out)])
+    if args.mechanics:
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        import mechanics
+
+        mechanics.main(["--out", str(args.out)])
     if args.pulsatile:
         import sys
 

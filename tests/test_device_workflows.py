@@ -63,3 +63,63 @@ def test_device_place_command_and_its_errors(coarse_demo):
     res = runner.invoke(app, ["device", "place", pseudonym, "--family", "laa_occluder",
                               "--size", "24", "--site-centre", "1,2", "--store", store_dir])
     assert res.exit_code != 0 and "three comma-separated numbers" in " ".join(res.output.split())
+
+
+@pytest.fixture(scope="module")
+def simulated(coarse_demo):
+    """An undersized (20 mm) and an oversized (26 mm) valve expanded in the coarse twin's root
+    (annulus 414 mm², area-derived diameter 23 mm), mechanics only (the flow effect of sizes is
+    tested in tests/devices/test_flow_effect.py)."""
+    store, actor, twin = coarse_demo["store"], coarse_demo["actor"], coarse_demo["twin"]
+    return {size: workflows.simulate_on_twin(twin.pseudonym, store=store, actor=actor,
+                                             nominal_diameter_mm=size, flow=False,
+                                             wall_size_mm=2.0)
+            for size in (20.0, 26.0)}
+
+
+def test_an_oversized_frame_is_held_by_the_wall_in_equilibrium(simulated):
+    from cardiotwin.devices.catalog import load_catalog
+
+    m = simulated[26.0].mechanics
+    fam = load_catalog().family("balloon_expandable_thv")
+    k0 = fam.radial_stiffness_of(fam.size(26.0))
+    # the wall stops the frame short of its nominal 26 mm, above the 23 mm annulus
+    assert 23.0 < m.frame_final_diameter_mm < 26.0
+    assert m.solution.converged and m.radial_force_n > 0
+    # frame equilibrium: the wall's radial force is the frame's K0 × diameter reduction (2 %)
+    assert m.radial_force_n == pytest.approx(k0 * (26.0 - m.frame_final_diameter_mm), rel=0.02)
+    # the wall is loaded: contact over a band, stress and strain positive and finite
+    assert m.contact_area_mm2 > 20.0 and m.max_contact_pressure_kpa > 0
+    assert 0 < m.max_wall_stress_kpa < 1e5 and 0 < m.max_wall_strain < 1.0
+    assert m.rupture_risk == (m.max_wall_stress_kpa > m.rupture_threshold_kpa)
+
+
+def test_an_undersized_frame_is_reported_and_leaks_more(simulated):
+    small, big = simulated[20.0], simulated[26.0]
+    # 20 mm in a 23 mm annulus: no contact, zero force, and said so
+    assert small.mechanics.radial_force_n == 0.0
+    assert any("undersized" in w for w in small.mechanics.warnings)
+    # the paravalvular gap and the regurgitant volume fall as the valve grows
+    gap_small = small.complications.paravalvular_leak.gap_area_mm2
+    gap_big = big.complications.paravalvular_leak.gap_area_mm2
+    assert gap_small > 40.0 and gap_big < gap_small
+    assert (big.complications.paravalvular_leak.regurgitant_volume_ml
+            < small.complications.paravalvular_leak.regurgitant_volume_ml)
+
+
+def test_the_simulation_is_stored_with_its_files(simulated, coarse_demo):
+    store, actor, twin = coarse_demo["store"], coarse_demo["actor"], coarse_demo["twin"]
+    stored = {r["id"]: r for r in store.list_results(twin.pseudonym, actor=actor, purpose="test",
+                                                     kind="device.simulation")}
+    sim = simulated[26.0]
+    rec = stored[sim.result_id]
+    assert rec["summary"]["mechanics"]["radial_force_n"] == pytest.approx(sim.mechanics.radial_force_n)
+    assert {"wall.msh", "device.stl", "contact_pressure.png", "contact_pressure.csv"} <= set(rec["artifacts"])
+    assert rec["provenance"]["parameters"]["nominal_diameter_mm"] == 26.0
+
+
+def test_simulate_refuses_what_it_does_not_model(coarse_demo):
+    store, actor, twin = coarse_demo["store"], coarse_demo["actor"], coarse_demo["twin"]
+    with pytest.raises(DeviceError, match="use `device place`"):
+        workflows.simulate_on_twin(twin.pseudonym, store=store, actor=actor,
+                                   family="laa_occluder", nominal_diameter_mm=24.0)
