@@ -234,10 +234,32 @@ def live_section(estimate: TwinEstimate | None) -> list[str]:
     return out
 
 
+def device_section(simulation: Any | None) -> list[str]:
+    """HTML of a device simulation (:class:`cardiotwin.workflows.DeviceSimulation`): the frame in
+    the wall, the complications with their notes and warnings, and the contact-pressure map."""
+    if simulation is None:
+        return []
+    mech, comp = simulation.mechanics, simulation.complications
+    out = [f"<h2>Device in the wall: {simulation.placement.nominal_diameter_mm:g} mm "
+           f"({html.escape(mech.model)} wall, mechanics and complications)</h2>",
+           "<p>The frame expands towards its nominal diameter against a 2 mm wall built on the "
+           "root (frictionless contact, dolfinx); methods, sources and limits in "
+           "<code>docs/devices.md</code>. Stiffness values are modelling assumptions.</p>",
+           _table([{"quantity": k, "value": v} for k, v in mech.rows() + comp.rows()],
+                  ["quantity", "value"])]
+    out += [f"<p class='warn'>⚠ {html.escape(w)}</p>" for w in mech.warnings]
+    out += [f"<p>{html.escape(n)}</p>" for n in comp.notes]
+    png = simulation.files.get("contact_png")
+    if png and Path(png).is_file():
+        b64 = base64.b64encode(Path(png).read_bytes()).decode()
+        out.append(f"<img src='data:image/png;base64,{b64}'/>")
+    return out
+
+
 def write_report(out_path: str | Path, *, twin: PatientTwin, rehearsal: RehearsalComparison,
                  truth: AorticRootLandmarks | None = None,
                  timings_s: dict[str, float] | None = None,
-                 live: TwinEstimate | None = None) -> Path:
+                 live: TwinEstimate | None = None, device: Any | None = None) -> Path:
     """Write the HTML report of a twin and one steady rehearsal.
 
     Parameters
@@ -249,6 +271,8 @@ def write_report(out_path: str | Path, *, twin: PatientTwin, rehearsal: Rehearsa
     timings_s : wall-clock times of the stages.
     live : the twin's monitoring estimate (data age, stale and drift flags, spread), shown when
         given (:func:`live_section`).
+    device : a device simulation (mechanics and complications), shown when given
+        (:func:`device_section`).
     """
     out_path = Path(out_path)
     lms = twin.landmarks
@@ -299,6 +323,7 @@ def write_report(out_path: str | Path, *, twin: PatientTwin, rehearsal: Rehearsa
         _table([{"property": k, "value": v} for k, v in pl.items()
                 if not isinstance(v, (list, tuple, dict))], ["property", "value"]),
         "".join(f"<p class='warn'>⚠ {html.escape(w)}</p>" for w in warnings),
+        *device_section(device),
         "<h2>Sizing (all sizes)</h2>",
         _table(sizing_rows, ["nominal_diameter_mm", "area_oversizing_pct",
                                  "perimeter_oversizing_pct", "in_chart_range", "gap_area_mm2"]),

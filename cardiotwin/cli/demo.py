@@ -40,7 +40,8 @@ def demo(
 
     Phantom CT → DICOM series → twin (segmentation, landmarks, mesh, baseline flow through the
     stenotic valve) → balloon-expandable valve placed at the annulus → flow after the device →
-    summary table and HTML report with plots; VTU/XDMF files for ParaView. After the rehearsal
+    the valve expanded in the root's wall (contact mechanics, paravalvular leak, conduction
+    risk) → summary table and HTML report with plots; VTU/XDMF files for ParaView. After the rehearsal
     a short bedside record is replayed over MQTT (embedded broker) into the twin, which shows
     its new version, estimate with ± spread, data age and flags.
     """
@@ -53,13 +54,13 @@ def demo(
         out.mkdir(parents=True, exist_ok=True)
         logging.getLogger().addHandler(_file_handler(out / "cardiotwin.log"))
         t0 = time.perf_counter()
-        console.print(f"[bold]1/5[/] phantom CT (seed {seed}, {spacing:g} mm) → DICOM")
+        console.print(f"[bold]1/6[/] phantom CT (seed {seed}, {spacing:g} mm) → DICOM")
         study = workflows.write_phantom(out, seed=seed, spacing_mm=spacing, write_labels=False)
         ph, dicom_dir = study.phantom, study.dicom_dir
         timings["phantom + DICOM write"] = time.perf_counter() - t0
         store = store_at(out / "store")
         actor = actor_for("clinician")
-        console.print("[bold]2/5[/] building the twin from DICOM")
+        console.print("[bold]2/6[/] building the twin from DICOM")
         t0 = time.perf_counter()
         with progress("twin") as prog:
             twin = workflows.build_twin(
@@ -68,13 +69,21 @@ def demo(
         timings["build twin (incl. baseline flow)"] = time.perf_counter() - t0
         for k, v in twin.provenance.get("timings_s", {}).items():
             timings[f"  {k}"] = v
-        console.print(f"[bold]3/5[/] rehearsing the valve on twin {twin.pseudonym}")
+        console.print(f"[bold]3/6[/] rehearsing the valve on twin {twin.pseudonym}")
         t0 = time.perf_counter()
         with progress("rehearsal") as prog:
             reh = workflows.rehearse(twin.pseudonym, store=store, actor=actor,
                                      nominal_diameter_mm=size, depth_mm=depth, progress=prog)
         timings["rehearsal (device flow)"] = time.perf_counter() - t0
-        console.print(f"[bold]4/5[/] live update: a {LIVE_SECONDS:g} s bedside record (ECG + "
+        console.print(f"[bold]4/6[/] the {reh.nominal_diameter_mm:g} mm valve expanded in the "
+                      "aortic-root wall (contact mechanics, paravalvular leak, conduction risk)")
+        t0 = time.perf_counter()
+        with progress("device mechanics") as prog:
+            sim = workflows.simulate_on_twin(twin.pseudonym, store=store, actor=actor,
+                                             nominal_diameter_mm=reh.nominal_diameter_mm,
+                                             depth_mm=depth, flow=False, progress=prog)
+        timings["device mechanics (wall contact)"] = time.perf_counter() - t0
+        console.print(f"[bold]5/6[/] live update: a {LIVE_SECONDS:g} s bedside record (ECG + "
                       "arterial pressure) replayed over MQTT (embedded broker) into the twin")
         live = workflows.live_update(twin.pseudonym, store=store, actor=actor,
                                      folder=out / "monitoring", seconds=LIVE_SECONDS,
@@ -85,15 +94,21 @@ def demo(
                       f"{live.versions_before} → {live.version_after} ({live.ingests} updates)",
                       highlight=False)
         print_estimate(live.status)
-        console.print("[bold]5/5[/] report")
+        console.print("[bold]6/6[/] report")
         truth = ph.truth.landmarks
         print_anatomy(twin.landmarks, truth, twin.mesh)
         print_gate(twin.quality_gate)
         print_comparison(reh, title=f"{twin.pseudonym}: native stenotic valve vs "
                                      f"{reh.nominal_diameter_mm:g} mm balloon-expandable valve")
+        mt = Table(title=f"{reh.nominal_diameter_mm:g} mm valve in the wall (docs/devices.md)")
+        mt.add_column("quantity")
+        mt.add_column("value", justify="right")
+        for k, v in sim.mechanics.rows() + sim.complications.rows():
+            mt.add_row(k, v)
+        console.print(mt)
         timings["total"] = time.perf_counter() - t_all
         report = write_report(out / "report.html", twin=twin, rehearsal=reh, truth=truth,
-                              timings_s=timings, live=live.status.estimate)
+                              timings_s=timings, live=live.status.estimate, device=sim)
         tt = Table(title="Times (s)")
         tt.add_column("stage")
         tt.add_column("s", justify="right")

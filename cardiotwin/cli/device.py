@@ -189,26 +189,6 @@ def device_place(
         console.print(f"stored as result {placed.result_id}")
 
 
-def _complication_rows(comp) -> list[tuple[str, str]]:
-    rows = []
-    pvl = comp.paravalvular_leak
-    if pvl is not None:
-        rows += [("paravalvular gap area (mm²)", f"{pvl.gap_area_mm2:.1f} in {pvl.gap_count} gap(s)"),
-                 ("regurgitant volume (mL/beat)", f"{pvl.regurgitant_volume_ml:.1f} ({pvl.grade})")]
-    cd = comp.conduction
-    if cd is not None:
-        rows += [("contact pressure index, MS region (%)",
-                  f"{cd.contact_pressure_index_percent:.1f} (risk if ≥ {cd.cpi_threshold_percent:g})"),
-                 ("max contact pressure, MS region (kPa)", f"{cd.max_contact_pressure_kpa:.0f}"),
-                 ("conduction-disturbance risk", "YES" if cd.risk else "no")]
-    cor = comp.coronary
-    if cor is not None:
-        vtc = cor.valve_to_coronary_distance_mm
-        rows += [("valve-to-coronary distance (mm)", "–" if vtc is None else f"{vtc:.1f}"),
-                 ("coronary obstruction risk", "YES" if cor.risk else "no")]
-    return rows
-
-
 @device_app.command("simulate")
 def device_simulate(
     pseudonym: Annotated[str, typer.Argument(help="The twin's pseudonym (see `cardiotwin twin list`).")],
@@ -263,7 +243,7 @@ def device_simulate(
         rows: list[list[str]] = []
         for i, (name, _) in enumerate(first.mechanics.rows()):
             rows.append([name] + [sim.mechanics.rows()[i][1] for sim in sims])
-        comp_rows = [dict(_complication_rows(sim.complications)) for sim in sims]
+        comp_rows = [dict(sim.complications.rows()) for sim in sims]
         for name in comp_rows[0]:
             rows.append([name] + [c.get(name, "–") for c in comp_rows])
         if flow:

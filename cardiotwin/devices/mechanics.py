@@ -228,6 +228,29 @@ class DeviceComplications:
     coronary: CoronaryObstruction | None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
+    def rows(self) -> list[tuple[str, str]]:
+        """(quantity, value) rows for tables; the ones not assessed are left out (see notes)."""
+        rows = []
+        pvl = self.paravalvular_leak
+        if pvl is not None:
+            rows += [("paravalvular gap area (mm²)",
+                      f"{pvl.gap_area_mm2:.1f} in {pvl.gap_count} gap(s)"),
+                     ("regurgitant volume (mL/beat)",
+                      f"{pvl.regurgitant_volume_ml:.1f} ({pvl.grade})")]
+        cd = self.conduction
+        if cd is not None:
+            rows += [("contact pressure index, MS region (%)",
+                      f"{cd.contact_pressure_index_percent:.1f} "
+                      f"(risk if ≥ {cd.cpi_threshold_percent:g})"),
+                     ("max contact pressure, MS region (kPa)", f"{cd.max_contact_pressure_kpa:.0f}"),
+                     ("conduction-disturbance risk", "YES" if cd.risk else "no")]
+        cor = self.coronary
+        if cor is not None:
+            vtc = cor.valve_to_coronary_distance_mm
+            rows += [("valve-to-coronary distance (mm)", "–" if vtc is None else f"{vtc:.1f}"),
+                     ("coronary obstruction risk", "YES" if cor.risk else "no")]
+        return rows
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (NaN, e.g. a depth of the conduction trend the wall does not cover, → None)."""
         return json_ready({
