@@ -123,3 +123,16 @@ def test_simulate_refuses_what_it_does_not_model(coarse_demo):
     with pytest.raises(DeviceError, match="use `device place`"):
         workflows.simulate_on_twin(twin.pseudonym, store=store, actor=actor,
                                    family="laa_occluder", nominal_diameter_mm=24.0)
+
+
+def test_the_report_shows_the_device_in_the_wall(simulated):
+    from cardiotwin import report
+
+    sim = simulated[26.0]
+    html = "\n".join(report.device_section(sim))
+    # the numbers of the simulation, its notes, and the contact map as an embedded image
+    assert f"{sim.mechanics.radial_force_n:.1f}" in html
+    assert f"{sim.complications.paravalvular_leak.gap_area_mm2:.1f}" in html
+    assert all(n in html for n in sim.complications.notes)
+    assert "data:image/png;base64," in html
+    assert report.device_section(None) == []
