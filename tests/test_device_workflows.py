@@ -136,3 +136,21 @@ def test_the_report_shows_the_device_in_the_wall(simulated):
     assert all(n in html for n in sim.complications.notes)
     assert "data:image/png;base64," in html
     assert report.device_section(None) == []
+
+
+def test_device_simulate_command_prints_the_mechanics_and_complications(coarse_demo):
+    from typer.testing import CliRunner
+
+    from cardiotwin.cli import app
+
+    pseudonym = coarse_demo["twin"].pseudonym
+    res = CliRunner().invoke(app, ["device", "simulate", pseudonym, "--size", "23", "--no-flow",
+                                   "--wall-size", "2", "--store", str(coarse_demo["store"].root)])
+    assert res.exit_code == 0, res.output
+    out = " ".join(res.output.split())
+    for row in ("frame diameter, final (mm)", "radial force (N)", "wall stress, max principal",
+                "rupture risk", "paravalvular gap area", "contact map"):
+        assert row in out, row
+    bad = CliRunner().invoke(app, ["device", "simulate", pseudonym, "--size", "24", "--no-flow",
+                                   "--store", str(coarse_demo["store"].root)])
+    assert bad.exit_code == 1 and "size 24 mm is not in the catalog" in " ".join(bad.output.split())
