@@ -323,3 +323,74 @@ def test_root_wall_meshing_is_time_bounded(lumen_stl: Path, coarse_phantom: Phan
                                  above_mm=ABOVE_MM, size_mm=0.5, timeout_s=0.3)
     assert time.monotonic() - t0 < 30.0
     assert not (tmp_path / "x.msh").exists()
+
+
+# ---- the root wall envelope of the 1.5 mm phantom (regression: gmsh looped on a cut speck) -----
+
+
+@pytest.fixture(scope="module")
+def envelope(coarse_phantom: Phantom, tmp_path_factory: pytest.TempPathFactory):
+    """The root wall surface of the 1.5 mm phantom as the twin build makes it, and its landmarks.
+
+    Cut 8 mm below and 20 mm above the annulus, it leaves specks of ~1e-6 mm² on which gmsh's
+    reparametrisation looped until the time bound (before ``_clean_cuts``).
+    """
+    from cardiotwin.geometry.landmarks import measure_aortic_root
+    from cardiotwin.geometry.wall_mesh import root_wall_surface
+    from cardiotwin.imaging.segment import segment_heart
+
+    seg = segment_heart(coarse_phantom.ct)
+    lms = measure_aortic_root(coarse_phantom.ct, seg)
+    path = tmp_path_factory.mktemp("envelope") / "root_wall_surface.stl"
+    root_wall_surface(seg.labels, lms).export(path)
+    return path, lms
+
+
+@pytest.mark.parametrize("size_mm", [1.5, 1.0])
+def test_root_wall_of_the_coarse_phantom_envelope(envelope, size_mm: float,
+                                                  tmp_path: Path) -> None:
+    path, lms = envelope
+    below, above = 8.0, 20.0
+    t0 = time.monotonic()
+    dom = wall_domain_from_surface(path, lms, out_path=tmp_path / "wall.msh",
+                                   thickness_mm=THICKNESS_MM, below_mm=below, above_mm=above,
+                                   size_mm=size_mm, timeout_s=60)
+    assert time.monotonic() - t0 < 60.0
+    pts, tets, facets = read_msh_arrays(dom.mesh_path)
+    assert set(facets) == set(WALL_FACETS)
+    assert (dom.n_cells, dom.n_nodes) == (len(tets), len(np.unique(tets)))
+    q = tet_quality(pts, tets)
+    assert q["n_inverted"] == 0 and q["min_dihedral_deg"] > 2.0
+    centre, n = np.asarray(lms.annulus_centre_mm), np.asarray(lms.annulus_normal)
+    z = (pts - centre) @ n
+    assert np.allclose(z[np.unique(facets["proximal"])], -below, atol=1e-6)
+    assert np.allclose(z[np.unique(facets["distal"])], above, atol=1e-6)
+    lumen = trimesh.load(path)
+    _, d_in, _ = trimesh.proximity.closest_point(lumen, pts[np.unique(facets["inner"])])
+    assert d_in.max() < 1e-3  # the inner facets lie on the lumen surface
+    _, d_out, _ = trimesh.proximity.closest_point(lumen, pts[np.unique(facets["outer"])])
+    assert np.allclose(d_out, THICKNESS_MM, atol=0.02 * THICKNESS_MM)
+    assert not np.any(lumen.contains(pts[np.unique(facets["outer"])][::25]))
+
+
+def test_cut_specks_are_removed_on_the_surface() -> None:
+    """A cut a micrometre from a vertex: no speck left, every vertex still on the surface."""
+    from cardiotwin.geometry.wall_mesh import _CUT_SPECK_AREA, _slab
+
+    tube = trimesh.creation.cylinder(radius=RI, height=LENGTH, sections=48)
+    tube = trimesh.Trimesh(*trimesh.remesh.subdivide_to_size(tube.vertices, tube.faces, 1.0))
+    v = np.asarray(tube.vertices)
+    z_cut = float(v[np.argmin(np.abs(v[:, 2] - 2.0)), 2]) + 1e-3  # 1 µm past a vertex
+    origin, axis = np.zeros(3), np.array([0.0, 0.0, 1.0])
+    raw = trimesh.Trimesh(*trimesh.intersections.slice_faces_plane(v, tube.faces, axis,
+                                                                   [0, 0, -4.0])[:2])
+    raw = trimesh.Trimesh(*trimesh.intersections.slice_faces_plane(
+        raw.vertices, raw.faces, -axis, [0, 0, z_cut])[:2])
+    assert raw.area_faces.min() < _CUT_SPECK_AREA * np.median(raw.area_faces)  # specks to remove
+    part = _slab(tube, origin, axis, -4.0, z_cut)
+    assert part.area_faces.min() >= _CUT_SPECK_AREA * np.median(part.area_faces)
+    _, d, _ = trimesh.proximity.closest_point(tube, part.vertices)
+    assert d.max() < 1e-9
+    assert part.is_winding_consistent and len(part.split(only_watertight=False)) == 1
+    z = np.asarray(part.vertices)[:, 2]
+    assert z.min() == pytest.approx(-4.0) and z.max() == pytest.approx(z_cut)
