@@ -96,9 +96,12 @@ def test_an_oversized_frame_is_held_by_the_wall_in_equilibrium(simulated):
 
 def test_an_undersized_frame_is_reported_and_leaks_more(simulated):
     small, big = simulated[20.0], simulated[26.0]
-    # 20 mm in a 23 mm annulus: no contact, zero force, and said so
-    assert small.mechanics.radial_force_n == 0.0
-    assert any("undersized" in w for w in small.mechanics.warnings)
+    # 20 mm in a 23 mm annulus: said so by the sizing, and the frame barely touches the wall
+    # (at most where the LVOT narrows): it keeps its nominal diameter, with a small fraction of
+    # the 26 mm frame's force
+    assert any("undersized" in w for w in small.sizing.assessment(20.0).warnings)
+    assert small.mechanics.frame_final_diameter_mm > 0.99 * 20.0
+    assert small.mechanics.radial_force_n < 0.05 * big.mechanics.radial_force_n
     # the paravalvular gap and the regurgitant volume fall as the valve grows
     gap_small = small.complications.paravalvular_leak.gap_area_mm2
     gap_big = big.complications.paravalvular_leak.gap_area_mm2
