@@ -118,7 +118,7 @@ _GMSH_LOCK = threading.Lock()
 
 
 @contextmanager
-def _gmsh_session(n_threads: int, *, kind: str = "fluid") -> Iterator[object]:
+def gmsh_session(n_threads: int, *, kind: str = "fluid") -> Iterator[object]:
     """An initialised gmsh with a fresh model named after ``kind``, removed on exit."""
     import gmsh
 
@@ -531,7 +531,7 @@ def _mesh_with_gmsh(surface: FluidSurface, out_path: Path, prov: Provenance,
     extent = float(np.ptp(surface.mesh.bounds, axis=0).max())
     plane_tol = max(1e-3 * extent, 1e-4)
 
-    with _gmsh_session(n_threads) as gmsh:
+    with gmsh_session(n_threads) as gmsh:
         on_step("classify")
         with prov.timed("classify"):
             _add_discrete_surface(gmsh, surface)

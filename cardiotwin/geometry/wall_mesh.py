@@ -323,13 +323,13 @@ def tube_wall_domain(
 
 def _tube_with_gmsh(spec: dict[str, Any], out_path: Path, on_step: Any) -> tuple[int, int, bool]:
     """The gmsh part of :func:`tube_wall_domain`; returns (tets, nodes, has calcium)."""
-    from cardiotwin.geometry.volume_mesh import _gmsh_session
+    from cardiotwin.geometry.volume_mesh import gmsh_session
 
     ri, ro, length, e = spec["ri"], spec["ro"], spec["length"], spec["e"]
     t = ro - ri
     a_in, b_in = ri / math.sqrt(1.0 - e), ri * math.sqrt(1.0 - e)
     z_lo = -length / 2
-    with _gmsh_session(1, kind="wall") as gmsh:
+    with gmsh_session(1, kind="wall") as gmsh:
         occ = gmsh.model.occ
         on_step("geometry")
 
@@ -1060,10 +1060,10 @@ def _surface_wall_with_gmsh(spec: dict[str, Any], out_path: Path,
     """The gmsh part of :func:`wall_domain_from_surface`; returns (tets, nodes, has calcium)."""
     from scipy.spatial import cKDTree
 
-    from cardiotwin.geometry.volume_mesh import _gmsh_session
+    from cardiotwin.geometry.volume_mesh import gmsh_session
 
     origin, rot, z_range, t = spec["origin"], spec["rot"], spec["z_range"], spec["thickness"]
-    with _gmsh_session(1, kind="wall") as gmsh:
+    with gmsh_session(1, kind="wall") as gmsh:
         on_step("mesh_2d")
         inner_v, inner_f = _remesh_lumen(gmsh, spec["inner_vertices"], spec["inner_faces"],
                                          spec["size"])

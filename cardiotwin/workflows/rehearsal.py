@@ -142,6 +142,7 @@ def twin_fluid_domain(twin: PatientTwin, store: Store) -> FluidDomain:
     d = dict(twin.mesh)
     sha = d.pop("artifact_sha256")
     d.pop("surface_sha256", None)
+    d.pop("root_surface_sha256", None)
     d.pop("work_dir", None)
     d["mesh_path"] = str(store.artifact_path(sha))
     return FluidDomain.from_dict(d)
