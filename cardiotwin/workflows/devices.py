@@ -205,8 +205,13 @@ def _contact_map(mech, placement: DevicePlacement, out: Path) -> dict[str, str]:
     rel = pts - np.asarray(placement.inflow_centre_mm, float)
     z = rel @ axis - placement.depth_mm
     ang = np.degrees(np.arctan2(rel @ e2, rel @ e1))
+    p = np.asarray(sol.pressure_kpa, dtype=float)
+    touch = p > 0
     fig, ax = plt.subplots(figsize=(8, 3.6))
-    sc = ax.scatter(ang, z, c=sol.pressure_kpa, s=6, cmap="magma")
+    ax.scatter(ang[~touch], z[~touch], s=3, color="0.85", label="no contact")
+    sc = ax.scatter(ang[touch], z[touch], c=p[touch], s=14, cmap="plasma",
+                    vmin=0.0, vmax=max(float(p.max()), 1e-9), label="contact")
+    ax.legend(loc="upper right", fontsize=7, framealpha=0.8)
     ax.axhline(0.0, color="0.5", lw=0.8, ls="--")
     ax.set_xlabel("angle around the device axis (°)")
     ax.set_ylabel("height above the annulus (mm)")
