@@ -88,6 +88,13 @@ def choose_size(twin: PatientTwin, family: str, nominal_diameter_mm: float | Non
     return float(sizing.recommended_mm), sizing
 
 
+def export_device(placement: DevicePlacement, out: Path) -> dict[str, str]:
+    """The placed device's surface (built once) written as ``device.stl`` and ``device.vtp`` in
+    ``out``: format → path."""
+    surf = device_surface(placement)
+    return {ext: str(save_device_surface(surf, out / f"device.{ext}")) for ext in ("stl", "vtp")}
+
+
 def place_on_twin(pseudonym: str, *, store: Store, actor: Actor, family: str = DEFAULT_FAMILY,
                   nominal_diameter_mm: float | None = None, depth_mm: float | None = None,
                   tilt_deg: float = 0.0, rotation_deg: float = 0.0,
@@ -132,8 +139,7 @@ def place_on_twin(pseudonym: str, *, store: Store, actor: Actor, family: str = D
                              arc_length_mm=arc_length_mm, lumen_surface=lumen_surface(twin, store),
                              **site)
     out = work_dir(store, pseudonym, f"device_{family}_{size:g}mm")
-    surf = device_surface(placement)
-    files = {ext: str(save_device_surface(surf, out / f"device.{ext}")) for ext in ("stl", "vtp")}
+    files = export_device(placement, out)
     prov = Provenance("device.place", inputs={"twin": f"{pseudonym}@v{twin.version}"},
                       parameters={"family": family, "nominal_diameter_mm": size,
                                   "depth_mm": depth_mm, "tilt_deg": tilt_deg,
@@ -291,9 +297,7 @@ def simulate_on_twin(pseudonym: str, *, store: Store, actor: Actor,
                              lumen_surface=lumen)
     out = work_dir(store, pseudonym, f"simulate_{family}_{size:g}mm_d{placement.depth_mm:g}"
                                      f"_t{tilt_deg:g}_r{rotation_deg:g}_{model}")
-    files = {f"device_{ext}": str(save_device_surface(device_surface(placement),
-                                                      out / f"device.{ext}"))
-             for ext in ("stl", "vtp")}
+    files = {f"device_{ext}": path for ext, path in export_device(placement, out).items()}
     ctx = twin.anatomy.get("device_context") or {}
     calcium = ctx.get("calcium_points_mm") or None
     prog(0.05, "meshing the aortic-root wall")
